@@ -1,0 +1,199 @@
+"""The demo base model: a tiny Gemma 4 MoE generated locally, so the demo release needs no network.
+
+It is a real `Gemma4ForConditionalGeneration` built from a real transformers `Gemma4Config` with
+seeded random weights, saved as BF16 safetensors in several shards, with a small byte-fallback BPE
+tokenizer carrying Gemma 4's special tokens and a Gemma-4-style chat template. Widths are multiples
+of 256 where llama.cpp's k-quants need them, so the demo's GGUF tiers quantize like the real model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .fsutil import staging_dir
+
+SEED = 20260401
+NUM_EXPERTS = 8
+TOP_K = 2
+
+# Gemma 4's control tokens (ids are ours; the real vocabulary is 262144 tokens).
+SPECIAL_TOKENS = [
+    "<pad>", "<eos>", "<bos>", "<unk>", "<mask>",
+    "<|turn>", "<turn|>", "<|think|>", "<|channel>", "<channel|>",
+    "<|tool>", "<tool|>", "<|tool_call>", "<tool_call|>", "<|tool_response>", "<tool_response|>", '<|"|>',
+    "<|image>", "<image|>", "<|image|>", "<|video|>", "<|audio>", "<audio|>", "<|audio|>",
+]
+VOCAB_SIZE = 1024
+
+CHAT_TEMPLATE = """{{- bos_token -}}
+{%- for message in messages -%}
+{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}
+<|turn>{{ role }}
+{{ message['content'] | trim }}<turn|>
+{% endfor -%}
+{%- if add_generation_prompt -%}
+<|turn>model
+{% endif -%}
+"""
+
+# Training text for the toy tokenizer: enough variety for a few hundred merges.
+_CORPUS = """
+The quick brown fox jumps over the lazy dog. A mixture of experts routes every token to a few experts.
+Pruning removes experts that the router rarely picks; the remaining experts keep their weights exactly.
+Quantization stores weights in fewer bits: eight, six, five, four, three or two bits per weight.
+Hello! How are you today? I am a tiny model made for testing a release pipeline, not for chatting.
+def add(a, b):
+    return a + b
+print(add(2, 3))
+Numbers: 0 1 2 3 4 5 6 7 8 9 10 42 128 98 2026. Symbols: ( ) [ ] { } < > = + - * / % # @ & | ; : , .
+User asks a question, the model answers. System prompts set the tone. Tools return JSON results.
+Mathematics, logic, code, science and creative writing are five task classes scored per layer.
+"""
+
+
+def text_config() -> dict:
+    return {
+        "hidden_size": 256,
+        "intermediate_size": 512,
+        "moe_intermediate_size": 192,  # like 704: not a multiple of 256, so k-quants fall back
+        "num_hidden_layers": 4,
+        "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 128,
+        "global_head_dim": 256,
+        "num_global_key_value_heads": 1,
+        "attention_k_eq_v": True,
+        "enable_moe_block": True,
+        "num_experts": NUM_EXPERTS,
+        "top_k_experts": TOP_K,
+        "vocab_size": VOCAB_SIZE,
+        "vocab_size_per_layer_input": VOCAB_SIZE,
+        "hidden_size_per_layer_input": 0,
+        "sliding_window": 64,
+        "max_position_embeddings": 4096,
+        "final_logit_softcapping": 30.0,
+        "tie_word_embeddings": True,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "bos_token_id": 2,
+    }
+
+
+def vision_config() -> dict:
+    return {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "head_dim": 32,
+        "patch_size": 16,
+        "position_embedding_size": 256,
+    }
+
+
+def _tokenizer_json() -> dict:
+    """A Llama/Gemma-style BPE with byte fallback (what llama.cpp's Gemma 4 converter reads)."""
+    from tokenizers import (
+        AddedToken,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+
+    byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE - len(SPECIAL_TOKENS) - 256 + 64,
+                                  special_tokens=[], show_progress=False)
+    probe = Tokenizer(models.BPE())
+    probe.normalizer = normalizers.Replace(" ", "▁")
+    probe.pre_tokenizer = pre_tokenizers.Split("▁", behavior="merged_with_next")
+    probe.train_from_iterator([line for line in _CORPUS.splitlines() if line] * 4, trainer=trainer)
+    learned = json.loads(probe.to_str())["model"]
+
+    vocab: dict[str, int] = {}
+    for tok in SPECIAL_TOKENS + byte_tokens:
+        vocab[tok] = len(vocab)
+    for tok, _ in sorted(learned["vocab"].items(), key=lambda kv: kv[1]):
+        if tok not in vocab and len(vocab) < VOCAB_SIZE:
+            vocab[tok] = len(vocab)
+    merges = []
+    for merge in learned["merges"]:
+        a, b = merge if isinstance(merge, list) else merge.split(" ", 1)
+        if a in vocab and b in vocab and a + b in vocab:
+            merges.append([a, b])
+
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[tuple(m) for m in merges], unk_token="<unk>",
+                               byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    tok.pre_tokenizer = pre_tokenizers.Split("▁", behavior="merged_with_next")
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", vocab["<bos>"])])
+    return json.loads(tok.to_str())
+
+
+def generate_tiny_gemma4(out_dir: Path, *, seed: int = SEED) -> Path:
+    """Write the demo base checkpoint to `out_dir` (atomically); returns `out_dir`."""
+    import torch
+    from transformers import Gemma4Config, Gemma4ForConditionalGeneration
+
+    ids = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+    config = Gemma4Config(
+        text_config=text_config(),
+        vision_config=vision_config(),
+        audio_config=None,
+        boi_token_id=ids["<|image>"], eoi_token_id=ids["<image|>"], image_token_id=ids["<|image|>"],
+        video_token_id=ids["<|video|>"], boa_token_id=ids["<|audio>"], eoa_token_index=ids["<audio|>"],
+        audio_token_id=ids["<|audio|>"], tie_word_embeddings=True,
+    )
+    config.eos_token_id = [ids["<eos>"], ids["<turn|>"]]
+    config.bos_token_id = ids["<bos>"]
+    config.pad_token_id = ids["<pad>"]
+    torch.manual_seed(seed)
+    model = Gemma4ForConditionalGeneration(config).to(torch.bfloat16)
+    with torch.no_grad():
+        # Random init leaves scales at 1 and biases at 0; perturb everything so no term is neutral
+        # (an exactness test where a scale is 1 would not notice it being dropped or misaligned).
+        gen = torch.Generator().manual_seed(seed + 1)
+        for name, param in model.named_parameters():
+            if param.ndim <= 1:
+                noise = torch.rand(param.shape, generator=gen) * 0.5 + 0.75
+                param.copy_(noise.to(param.dtype) * (1 if "norm" in name or "scale" in name else 0.1))
+
+    with staging_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, max_shard_size="4MB")
+        _write_tokenizer(tmp, ids)
+        # transformers' save drops keys other runtimes read (notes/moe-pruning.md §5): restore them.
+        cfg_path = tmp / "config.json"
+        cfg = json.loads(cfg_path.read_text())
+        tc = cfg["text_config"]
+        tc["global_head_dim"] = text_config()["global_head_dim"]
+        tc["num_global_key_value_heads"] = text_config()["num_global_key_value_heads"]
+        cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    return out_dir
+
+
+def _write_tokenizer(out: Path, ids: dict[str, int]) -> None:
+    (out / "tokenizer.json").write_text(json.dumps(_tokenizer_json(), ensure_ascii=False, indent=2))
+    (out / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>",
+        "mask_token": "<mask>", "add_bos_token": True, "add_eos_token": False,
+        "model_max_length": 4096, "padding_side": "left", "clean_up_tokenization_spaces": False,
+        "extra_special_tokens": {"sot_token": "<|turn>", "eot_token": "<turn|>"},
+    }
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    special = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>",
+               "mask_token": "<mask>"}
+    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
+    gen = {"bos_token_id": ids["<bos>"], "eos_token_id": [ids["<eos>"], ids["<turn|>"]],
+           "pad_token_id": ids["<pad>"], "do_sample": True, "temperature": 1.0, "top_k": 64, "top_p": 0.95}
+    (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")

@@ -1,0 +1,101 @@
+"""GGUF tiers: llama.cpp's file types and tensor types, `_L` variants, CD-* recipes, and names.
+
+Facts: shared/notes/gguf.md (§2.3 ftypes, §2.5 bits per weight, G4 fallbacks, G5 imatrix, §6 `-hf`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# LLAMA_FTYPE_MOSTLY_* names that `llama_model_quantize` accepts, with their enum values.
+FTYPES: dict[str, int] = {
+    "F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9,
+    "Q2_K": 10, "Q3_K_S": 11, "Q3_K_M": 12, "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15,
+    "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18, "IQ2_XXS": 19, "IQ2_XS": 20, "Q2_K_S": 21,
+    "IQ3_XS": 22, "IQ3_XXS": 23, "IQ1_S": 24, "IQ4_NL": 25, "IQ3_S": 26, "IQ3_M": 27,
+    "IQ2_S": 28, "IQ2_M": 29, "IQ4_XS": 30, "IQ1_M": 31, "BF16": 32, "TQ1_0": 36, "TQ2_0": 37,
+    "MXFP4_MOE": 38,
+}
+
+# ggml tensor types usable in recipes (overrides, embed/output), with bits per weight.
+GGML_TYPES: dict[str, float] = {
+    "f32": 32.0, "f16": 16.0, "bf16": 16.0, "q4_0": 4.5, "q4_1": 5.0, "q5_0": 5.5, "q5_1": 6.0,
+    "q8_0": 8.5, "q2_k": 2.625, "q3_k": 3.4375, "q4_k": 4.5, "q5_k": 5.5, "q6_k": 6.5625,
+    "iq2_xxs": 2.0625, "iq2_xs": 2.3125, "iq2_s": 2.5625, "iq3_xxs": 3.0625, "iq3_s": 3.4375,
+    "iq1_s": 1.5625, "iq1_m": 1.75, "iq4_nl": 4.5, "iq4_xs": 4.25, "tq1_0": 1.6875, "tq2_0": 2.0625,
+    "mxfp4": 4.25,
+}
+
+# G5: ftypes whose tensors need an importance matrix, and tensor types that need one.
+FTYPES_NEEDING_IMATRIX = {"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS",
+                          "Q2_K_S"}
+TYPES_NEEDING_IMATRIX = {"iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs"}
+
+# Baselines the converter writes directly (not quantized).
+BASELINES = ("F16", "BF16", "F32", "Q8_0")
+
+# Standard tier names users and `-hf`/`hf.co` resolution know: every quantizable ftype.
+STANDARD_TIERS = tuple(t for t in FTYPES if t not in ("F32", "MXFP4_MOE"))
+
+
+@dataclass(frozen=True)
+class TierRecipe:
+    """How one GGUF tier is made: an ftype plus optional per-tensor overrides."""
+
+    name: str
+    ftype: str
+    embed_type: str | None = None
+    output_type: str | None = None
+    overrides: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # ordered regex → ggml type
+    note: str = ""
+
+    @property
+    def needs_imatrix(self) -> bool:
+        if self.ftype in FTYPES_NEEDING_IMATRIX:
+            return True
+        return any(t in TYPES_NEEDING_IMATRIX for _, t in self.overrides)
+
+
+def large_variant_base(tier: str) -> str | None:
+    """The ftype under a bartowski-style `_L`/`_XL` tier (Q8_0 embedding and output), else None.
+
+    `Q6_K_L` → Q6_K, `Q5_K_L` → Q5_K_M (no Q5_K_L ftype exists), `Q3_K_XL` → Q3_K_L (Q3_K_L is an ftype).
+    """
+    if tier in FTYPES:
+        return None
+    if tier.endswith("_XL") and tier[:-3] + "_L" in FTYPES:
+        return tier[:-3] + "_L"
+    if tier.endswith("_K_L") and tier[:-2] + "_M" in FTYPES:
+        return tier[:-2] + "_M"
+    if tier.endswith("_L") and tier[:-2] in FTYPES and tier[:-2] not in ("F16", "BF16", "F32"):
+        return tier[:-2]
+    return None
+
+
+def standard_recipe(tier: str) -> TierRecipe | None:
+    """The recipe of a standard tier or `_L` variant, or None if `tier` is neither."""
+    if tier in FTYPES:
+        return TierRecipe(tier, tier)
+    base = large_variant_base(tier)
+    if base:
+        return TierRecipe(tier, base, embed_type="q8_0", output_type="q8_0",
+                          note=f"{base} with Q8_0 embeddings and output")
+    return None
+
+
+def confusable_with(tier: str) -> str | None:
+    """The standard tier that llama.cpp's `-hf repo:TAG` (regex `TAG[.-]`, case-insensitive, first
+    listed file wins) or Ollama's `hf.co/repo:TAG` would resolve to a file named `<prefix>-<tier>.gguf`,
+    when `tier` is a custom name. `CD-Q4_K_M` is confusable with Q4_K_M; `CD-Q4` is not."""
+    if tier.upper() in STANDARD_TIERS or standard_recipe(tier.upper()):
+        return None
+    filename = f"-{tier}.gguf".upper()
+    for std in sorted(STANDARD_TIERS, key=len, reverse=True):
+        if re.search(re.escape(std) + r"[.-]", filename):
+            return std
+    return None
+
+
+def gguf_filename(prefix: str, tier: str) -> str:
+    return f"{prefix}-{tier}.gguf"

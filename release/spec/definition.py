@@ -1,0 +1,140 @@
+"""The release definition `pipelines/<name>/release.toml`: its schema (strict: unknown keys and wrong
+types are errors) and the field-level rules that go beyond types.
+
+Paths inside a definition are relative to its own folder, so a copied folder works anywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+RelPath = Annotated[str, StringConstraints(min_length=1)]  # a path relative to the pipeline folder
+ParamValue = int | float | bool | str | list[str]
+Override = Annotated[list[NonEmpty], Field(min_length=2, max_length=2)]  # [regex, ggml type]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ReleaseSection(Section):
+    name: NonEmpty
+    title: NonEmpty
+    summary: NonEmpty
+    owner: NonEmpty  # Hugging Face namespace of every repo of the release
+    license: NonEmpty  # Hub license id (e.g. "apache-2.0", "gemma", "other")
+    license_name: str = ""
+    license_link: str = ""
+    siblings: list[NonEmpty] = []  # other releases (pipeline folder names) compared in the cards
+    pipeline_tag: NonEmpty = "text-generation"
+    tags: list[NonEmpty] = []  # extra Hub tags for every card
+    version_tag: str = ""  # git/Hub tag set after publishing; default: the release name
+
+
+class BaseSection(Section):
+    repo: NonEmpty  # the unpruned model on the Hub
+    revision: NonEmpty  # pinned commit sha
+    config: RelPath = "base-config.json"  # the base config.json, recorded so check needs no weights
+    path: str = ""  # local copy of the checkpoint (optional; fetched from the Hub when absent)
+    generator: Literal["", "tiny-gemma4"] = ""  # demo only: generate `path` locally when absent
+    label: NonEmpty = "base"  # the reference model's short label in tables, e.g. "128e"
+    parameters: int | None = None  # total parameters of the base, when known (cards)
+
+
+class PruneSection(Section):
+    drop_map: RelPath = "dropmap.json"
+    experts_kept: int = Field(gt=0)  # expected experts kept per layer (cross-checked with the map)
+    label: NonEmpty = "pruned"  # the variant's short label, e.g. "98e v4"
+    method: str = ""  # one paragraph: how the drop map was chosen (cards)
+
+
+class Bf16Section(Section):
+    repo: NonEmpty
+
+
+class GgufRecipe(Section):
+    """A CD-* mixed recipe: an ftype plus ordered regex → ggml type overrides."""
+
+    base: NonEmpty  # ftype the rest of the tensors follow, e.g. "Q3_K_M"
+    embed: str = ""  # ggml type of token_embd, e.g. "q8_0"
+    output: str = ""  # ggml type of output (lm_head)
+    overrides: list[Override] = []  # ordered; the first matching regex wins
+    note: str = ""
+
+
+class GgufSection(Section):
+    repo: NonEmpty
+    prefix: NonEmpty  # file names are <prefix>-<TIER>.gguf
+    model_name: str = ""  # general.name; default: the release title
+    baseline: Literal["F16", "BF16"] = "F16"
+    publish_baseline: bool = True
+    tiers: list[NonEmpty] = []  # standard tiers, `_L`/`_XL` variants and recipe names, in card order
+    recipes: dict[NonEmpty, GgufRecipe] = {}
+    imatrix: str = ""  # calibration .txt in the pipeline folder, or an existing imatrix file
+    imatrix_chunks: int = Field(default=16, gt=0)
+    split_size_gb: float = Field(default=50.0, gt=0)
+    recommended: list[NonEmpty] = []
+    notes: dict[NonEmpty, str] = {}  # tier → note in the quant table
+    removed: list[NonEmpty] = []  # tiers built earlier and deliberately not shipped (cards explain)
+
+
+class Nvfp4Section(Section):
+    repo: NonEmpty
+    format: Literal["compressed-tensors", "modelopt"] = "compressed-tensors"
+    ignore: list[NonEmpty] = []  # extra regexes of modules kept BF16 (router, embeddings … always are)
+    quantize_attention: bool = True
+    quantize_dense_mlp: bool = True
+
+
+class OllamaMessage(Section):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class OllamaSection(Section):
+    model: NonEmpty  # namespace/model
+    registry: NonEmpty = "https://registry.ollama.ai"
+    insecure: bool = False  # allow plain http to a non-loopback registry
+    tags: dict[NonEmpty, NonEmpty]  # ollama tag → GGUF tier
+    latest: NonEmpty  # the tag also pushed as :latest
+    template: str = ""  # Go template file
+    system: str = ""  # system prompt file
+    license: str = ""  # license text file
+    renderer: str = ""
+    parser: str = ""
+    requires: str = ""
+    parameters: dict[NonEmpty, ParamValue] = {}
+    messages: list[OllamaMessage] = []
+    vram_gb: dict[NonEmpty, float] = {}  # per tag, the VRAM the card recommends
+
+
+class QuickStart(Section):
+    """Per-card picks for the quick-start sections."""
+
+    gguf_tier: str = ""  # llama.cpp example tier
+    ollama_tags: list[NonEmpty] = []  # tags shown in the Ollama quick start, in order
+
+
+class CardsSection(Section):
+    scores: RelPath = "scores.json"
+    when_to_use: str = ""  # what this release is the better pick for (shown on siblings' cards too)
+    highlights: list[str] = []  # short bullets under the title
+    quick_start: QuickStart = QuickStart()
+    extra: dict[Literal["bf16", "gguf", "nvfp4", "ollama"], str] = {}  # free Markdown appended per card
+
+
+class ReleaseDefinition(Section):
+    release: ReleaseSection
+    base: BaseSection
+    prune: PruneSection
+    bf16: Bf16Section | None = None
+    gguf: GgufSection | None = None
+    nvfp4: Nvfp4Section | None = None
+    ollama: OllamaSection | None = None
+    cards: CardsSection = CardsSection()
+
+    def sections(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("bf16", "gguf", "nvfp4", "ollama") if getattr(self, k)}

@@ -1,0 +1,401 @@
+"""Loading a release: resolve NAME, parse every input file, and validate them together.
+
+`load_release` returns a `Release` only when every input is valid; otherwise it raises one
+InputError carrying every problem of every file (file + field + message).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import ValidationError
+
+from ..errors import InputError, Problem
+from ..families import Family, for_config
+from ..gguf import tiers as gguf_tiers
+from .definition import ReleaseDefinition
+from .dropmap import DropMap, check_against_config, parse_drop_map
+from .names import (
+    hub_repo_problem,
+    ollama_model_problem,
+    ollama_tag_problem,
+    release_name_problem,
+    revision_problem,
+)
+from .scores import Scores, load_scores
+from .validation import pydantic_problems
+
+DEFINITION_FILE = "release.toml"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Modelfile PARAMETER keys ollama accepts (api.Options) and their value kinds.
+OLLAMA_PARAMETERS: dict[str, type | tuple[type, ...]] = {
+    "num_ctx": int, "num_batch": int, "num_gpu": int, "main_gpu": int, "num_thread": int,
+    "num_keep": int, "num_predict": int, "top_k": int, "repeat_last_n": int, "seed": int,
+    "top_p": (int, float), "min_p": (int, float), "typical_p": (int, float), "temperature": (int, float),
+    "repeat_penalty": (int, float), "presence_penalty": (int, float), "frequency_penalty": (int, float),
+    "use_mmap": bool, "numa": bool, "stop": list,
+}
+
+
+def resolve_pipeline_dir(name: str, *, cwd: Path | None = None) -> Path:
+    """NAME is a folder under pipelines/ (of the current directory or of this project) or a path."""
+    cwd = cwd or Path.cwd()
+    candidates = [Path(name)] if ("/" in name or name.startswith(".")) else []
+    candidates += [cwd / "pipelines" / name, PROJECT_ROOT / "pipelines" / name, cwd / name]
+    for c in candidates:
+        if (c / DEFINITION_FILE).is_file():
+            return c.resolve()
+    raise InputError(f"no release {name!r}: expected a folder with {DEFINITION_FILE} under pipelines/ "
+                     f"or a path to one", file=name)
+
+
+@dataclass
+class Release:
+    """A fully validated release definition with its inputs."""
+
+    dir: Path
+    definition: ReleaseDefinition
+    drop_map: DropMap
+    scores: Scores
+    base_config: dict[str, Any]
+    family: Family
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.definition.release.name
+
+    def path(self, rel: str) -> Path:
+        return (self.dir / rel).resolve()
+
+    def display(self, rel: str) -> str:
+        """How a file of this release is named in messages: `<folder>/<rel>`."""
+        return f"{self.dir.name}/{rel}"
+
+    @property
+    def base_path(self) -> Path | None:
+        p = self.definition.base.path
+        return self.path(p) if p else None
+
+    @cached_property
+    def siblings(self) -> list[Release]:
+        return [load_release(str(resolve_sibling(self.dir, s))) for s in self.definition.release.siblings]
+
+    def input_files(self) -> dict[str, Path]:
+        """Every input file whose content the release depends on (for hashes in the manifest)."""
+        d = self.definition
+        files = {
+            DEFINITION_FILE: self.dir / DEFINITION_FILE,
+            d.base.config: self.path(d.base.config),
+            d.prune.drop_map: self.path(d.prune.drop_map),
+            d.cards.scores: self.path(d.cards.scores),
+        }
+        if d.gguf and d.gguf.imatrix:
+            files[d.gguf.imatrix] = self.path(d.gguf.imatrix)
+        if d.ollama:
+            for rel in (d.ollama.template, d.ollama.system, d.ollama.license):
+                if rel:
+                    files[rel] = self.path(rel)
+        return files
+
+
+def resolve_sibling(pipeline_dir: Path, sibling: str) -> Path:
+    """Siblings are folder names beside this pipeline (or paths relative to it)."""
+    for c in (pipeline_dir.parent / sibling, pipeline_dir / sibling):
+        if (c / DEFINITION_FILE).is_file():
+            return c.resolve()
+    raise FileNotFoundError(sibling)
+
+
+def _read_toml(path: Path, display: str) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputError("file not found", file=display) from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text: {exc}", file=display) from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"invalid TOML: {exc}", file=display) from exc
+
+
+def _read_json_object(path: Path, display: str, problems: list[Problem], field: str = "") -> dict | None:
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        problems.append(Problem(display, field, "file not found"))
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        problems.append(Problem(display, field, f"not valid JSON: {exc}"))
+        return None
+    if not isinstance(data, dict):
+        problems.append(Problem(display, field, "top level must be a JSON object"))
+        return None
+    return data
+
+
+def load_definition(pipeline_dir: Path) -> ReleaseDefinition:
+    display = f"{pipeline_dir.name}/{DEFINITION_FILE}"
+    data = _read_toml(pipeline_dir / DEFINITION_FILE, display)
+    try:
+        return ReleaseDefinition.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(pydantic_problems(exc, display)) from exc
+
+
+def load_release(name: str) -> Release:
+    """Resolve, parse and validate a release; raise InputError with every problem found."""
+    pipeline_dir = resolve_pipeline_dir(name)
+    definition = load_definition(pipeline_dir)
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    rel_file = f"{pipeline_dir.name}/{DEFINITION_FILE}"
+
+    def disp(rel: str) -> str:
+        return f"{pipeline_dir.name}/{rel}"
+
+    problems += definition_problems(definition, pipeline_dir, rel_file, warnings)
+
+    # Base config: the recorded copy, and the local checkpoint's when present.
+    base = definition.base
+    config = _read_json_object(pipeline_dir / base.config, disp(base.config), problems)
+    family: Family | None = None
+    if config is not None:
+        try:
+            family = for_config(config, file=disp(base.config))
+        except InputError as exc:
+            problems += exc.problems
+    base_dir = (pipeline_dir / base.path) if base.path else None
+    if base_dir is not None and (base_dir / "config.json").is_file() and config is not None:
+        local = _read_json_object(base_dir / "config.json", disp(f"{base.path}/config.json"), problems)
+        if local is not None and family is not None:
+            try:
+                if (family.num_experts(local), family.moe_layers(local)) != (
+                        family.num_experts(config), family.moe_layers(config)):
+                    problems.append(Problem(disp(f"{base.path}/config.json"), "num_experts",
+                                            f"the local checkpoint disagrees with the recorded {base.config}"))
+            except (KeyError, TypeError, ValueError) as exc:
+                problems.append(Problem(disp(f"{base.path}/config.json"), "", f"not a MoE config: {exc}"))
+    elif base_dir is not None and not base.generator and not base_dir.exists():
+        warnings.append(f"{rel_file}: base.path: {base.path!r} does not exist yet; it will be downloaded "
+                        f"from {base.repo}@{base.revision[:12]}")
+
+    drop_map: DropMap | None = None
+    try:
+        raw = (pipeline_dir / definition.prune.drop_map).read_bytes()
+        drop_map = parse_drop_map(raw, disp(definition.prune.drop_map))
+    except FileNotFoundError:
+        problems.append(Problem(rel_file, "prune.drop_map", f"file not found: {definition.prune.drop_map}"))
+    except InputError as exc:
+        problems += exc.problems
+    if drop_map is not None and config is not None and family is not None:
+        problems += check_against_config(drop_map, config, family, config_file=disp(base.config),
+                                         base_repo=base.repo)
+        if drop_map.kept and drop_map.kept_count != definition.prune.experts_kept:
+            problems.append(Problem(rel_file, "prune.experts_kept",
+                                    f"{definition.prune.experts_kept} but the drop map keeps "
+                                    f"{drop_map.kept_count} per layer"))
+
+    scores: Scores | None = None
+    try:
+        scores = load_scores(pipeline_dir / definition.cards.scores, disp(definition.cards.scores))
+    except InputError as exc:
+        problems += exc.problems
+    if scores is not None and scores.per_quant is not None and definition.gguf is not None:
+        known_tiers = set(definition.gguf.tiers) | {definition.gguf.baseline} | set(definition.gguf.removed)
+        for tier in scores.per_quant.scores:
+            if tier not in known_tiers and tier != "NVFP4A16" and tier != "BF16":
+                problems.append(Problem(disp(definition.cards.scores), f"per_quant.scores.{tier}",
+                                        f"unknown tier {tier!r} (not in [gguf] tiers, removed or baseline)"))
+
+    for sib in definition.release.siblings:
+        try:
+            load_definition(resolve_sibling(pipeline_dir, sib))
+        except FileNotFoundError:
+            problems.append(Problem(rel_file, "release.siblings", f"no sibling release {sib!r} beside "
+                                                                  f"{pipeline_dir.name}/"))
+        except InputError as exc:
+            problems.append(Problem(rel_file, "release.siblings", f"sibling {sib!r} is invalid: "
+                                                                  f"{exc.problems[0]}"))
+
+    if problems:
+        raise InputError(sorted(set(problems), key=problems.index))
+    assert drop_map is not None and scores is not None and config is not None and family is not None
+    release = Release(pipeline_dir, definition, drop_map, scores, config, family, warnings)
+    release.warnings += _tool_warnings(release)
+    return release
+
+
+def _tool_warnings(release: Release) -> list[str]:
+    """Warnings from the builders' own checks (what users trip on)."""
+    out: list[str] = []
+    try:
+        from ..ollama.checks import check_warnings  # type: ignore[import-not-found]
+    except ImportError:
+        return out
+    if release.definition.ollama is not None:
+        out += check_warnings(release)
+    return out
+
+
+def definition_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str,
+                        warnings: list[str]) -> list[Problem]:
+    """Rules beyond types: names the Hub/Ollama accept, files that exist, tiers llama.cpp knows."""
+    p: list[Problem] = []
+
+    def add(field: str, message: str | None) -> None:
+        if message:
+            p.append(Problem(file, field, message))
+
+    def must_exist(field: str, rel: str) -> None:
+        if rel and not (pipeline_dir / rel).is_file():
+            add(field, f"file not found: {rel}")
+
+    add("release.name", release_name_problem(d.release.name))
+    add("base.revision", revision_problem(d.base.revision))
+    add("base.repo", hub_repo_problem(d.base.repo))
+    must_exist("base.config", d.base.config)
+    must_exist("cards.scores", d.cards.scores)
+    if d.base.generator and not d.base.path:
+        add("base.path", "a generated base needs a path to generate into")
+
+    repos: dict[str, str] = {}
+    for section_name, section in d.sections().items():
+        repo = getattr(section, "repo", None)
+        if repo is None:
+            continue
+        field = f"{section_name}.repo"
+        add(field, hub_repo_problem(repo))
+        if repo in repos:
+            add(field, f"{repo!r} is also the target of [{repos[repo]}]")
+        repos[repo] = section_name
+        if "/" in repo and repo.split("/")[0] != d.release.owner:
+            warnings.append(f"{file}: {field}: {repo!r} is outside the release owner {d.release.owner!r}")
+
+    if d.gguf is not None:
+        p += _gguf_problems(d, pipeline_dir, file)
+    if d.ollama is not None:
+        p += _ollama_problems(d, pipeline_dir, file)
+    qs = d.cards.quick_start
+    if qs.gguf_tier and (d.gguf is None or qs.gguf_tier not in d.gguf.tiers):
+        add("cards.quick_start.gguf_tier", f"{qs.gguf_tier!r} is not a tier of [gguf]")
+    for i, tag in enumerate(qs.ollama_tags):
+        if d.ollama is None or tag not in d.ollama.tags:
+            add(f"cards.quick_start.ollama_tags[{i}]", f"{tag!r} is not a tag of [ollama]")
+    return p
+
+
+def _gguf_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str) -> list[Problem]:
+    g = d.gguf
+    assert g is not None
+    p: list[Problem] = []
+
+    def add(field: str, message: str) -> None:
+        p.append(Problem(file, field, message))
+
+    if re.search(r"[^A-Za-z0-9._-]", g.prefix):
+        add("gguf.prefix", f"{g.prefix!r}: use letters, digits, '.', '_' or '-' in file names")
+    seen: set[str] = set()
+    has_imatrix = bool(g.imatrix)
+    for i, tier in enumerate(g.tiers):
+        field = f"gguf.tiers[{i}]"
+        if tier in seen:
+            add(field, f"duplicate tier {tier!r}")
+        seen.add(tier)
+        recipe = gguf_tiers.standard_recipe(tier)
+        if recipe is None and tier not in g.recipes:
+            add(field, f"{tier!r} is neither a llama.cpp type ({', '.join(gguf_tiers.STANDARD_TIERS)}), "
+                       "an _L/_XL variant, nor a recipe in [gguf.recipes]")
+            continue
+        if recipe is not None and tier in g.recipes:
+            add(f"gguf.recipes.{tier}", f"{tier!r} is a standard tier name; give the recipe its own name")
+        if recipe is not None and recipe.needs_imatrix and not has_imatrix:
+            add(field, f"{tier} needs an importance matrix: set [gguf] imatrix")
+    for name, recipe in g.recipes.items():
+        field = f"gguf.recipes.{name}"
+        std = gguf_tiers.confusable_with(name)
+        if std:
+            add(field, f"file {gguf_tiers.gguf_filename(g.prefix, name)} would be picked by llama.cpp "
+                       f"`-hf repo:{std}` and Ollama `hf.co/repo:{std}`; choose a name without "
+                       f"'{std}' followed by '-' or '.' (e.g. CD-{std.split('_')[0]})")
+        if name not in g.tiers:
+            add(field, f"recipe {name!r} is not listed in gguf.tiers")
+        if recipe.base not in gguf_tiers.FTYPES:
+            add(f"{field}.base", f"unknown llama.cpp file type {recipe.base!r}")
+        for key in ("embed", "output"):
+            t = getattr(recipe, key)
+            if t and t not in gguf_tiers.GGML_TYPES:
+                add(f"{field}.{key}", f"unknown ggml type {t!r} (known: {', '.join(gguf_tiers.GGML_TYPES)})")
+        needs = recipe.base in gguf_tiers.FTYPES_NEEDING_IMATRIX
+        for j, (pattern, t) in enumerate(recipe.overrides):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                add(f"{field}.overrides[{j}]", f"invalid regex {pattern!r}: {exc}")
+            if t not in gguf_tiers.GGML_TYPES:
+                add(f"{field}.overrides[{j}]", f"unknown ggml type {t!r}")
+            needs = needs or t in gguf_tiers.TYPES_NEEDING_IMATRIX
+        if needs and not has_imatrix:
+            add(field, f"{name} needs an importance matrix: set [gguf] imatrix")
+    for i, tier in enumerate(g.recommended):
+        if tier not in g.tiers:
+            add(f"gguf.recommended[{i}]", f"{tier!r} is not in gguf.tiers")
+    for tier in g.notes:
+        if tier not in g.tiers and tier != g.baseline:
+            add(f"gguf.notes.{tier}", f"{tier!r} is not in gguf.tiers")
+    if g.imatrix and not (pipeline_dir / g.imatrix).is_file():
+        add("gguf.imatrix", f"file not found: {g.imatrix}")
+    return p
+
+
+def _ollama_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str) -> list[Problem]:
+    o = d.ollama
+    assert o is not None
+    p: list[Problem] = []
+
+    def add(field: str, message: str | None) -> None:
+        if message:
+            p.append(Problem(file, field, message))
+
+    url = urlparse(o.registry)
+    loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        add("ollama.registry", f"{o.registry!r} is not an http(s) URL")
+    elif url.scheme == "http" and not (loopback or o.insecure):
+        add("ollama.registry", "plain http is allowed only for loopback or with insecure = true")
+    oci = url.hostname not in ("registry.ollama.ai", "ollama.com")
+    add("ollama.model", ollama_model_problem(o.model, oci_registry=oci))
+    tiers = set(d.gguf.tiers) | {d.gguf.baseline} if d.gguf else set()
+    for tag, tier in o.tags.items():
+        add(f"ollama.tags.{tag}", ollama_tag_problem(tag))
+        if oci and tag == "latest":
+            add("ollama.tags.latest", "'latest' is pushed as an alias of ollama.latest; don't list it")
+        if tier not in tiers:
+            add(f"ollama.tags.{tag}", f"points to {tier!r}, which is not a tier of [gguf]")
+    if o.latest not in o.tags:
+        add("ollama.latest", f"{o.latest!r} is not one of ollama.tags")
+    for key in ("template", "system", "license"):
+        rel = getattr(o, key)
+        if rel and not (pipeline_dir / rel).is_file():
+            add(f"ollama.{key}", f"file not found: {rel}")
+    for key, value in o.parameters.items():
+        kind = OLLAMA_PARAMETERS.get(key)
+        if kind is None:
+            add(f"ollama.parameters.{key}", f"unknown Modelfile parameter (known: {', '.join(OLLAMA_PARAMETERS)})")
+        elif isinstance(value, bool) and kind is not bool:
+            add(f"ollama.parameters.{key}", f"must be a number, got {value!r}")
+        elif not isinstance(value, kind):
+            add(f"ollama.parameters.{key}", f"wrong type {type(value).__name__} for {key}")
+    for tag in o.vram_gb:
+        if tag not in o.tags:
+            add(f"ollama.vram_gb.{tag}", f"{tag!r} is not one of ollama.tags")
+    return p

@@ -1,0 +1,115 @@
+"""Benchmark scores (`scores.json`): the harness, reference vs variant rows, per-quant scores and
+removed tiers. Cards compute every delta from these numbers; nobody types a delta by hand.
+
+    {"format": "moe-release-scores/1",
+     "harness": {"description": "…", "engine": "vLLM", "artifact": "NVFP4A16", "decoding": "greedy"},
+     "benchmarks": [{"name": "HumanEval", "n": 164, "metric": "pass@1", "reference": 96.95, "variant": 96.95}],
+     "per_quant": {"benchmarks": ["HumanEval+"], "scores": {"Q4_K_M": {"HumanEval+": 91.46}}},
+     "removed_tiers": [{"tier": "Q2_K", "size_gb": 8.4, "scores": {"HumanEval+": 6.1}, "reason": "…"}]}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+
+from ..errors import InputError, Problem
+from .validation import pydantic_problems
+
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+Number = float | int
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Harness(_Strict):
+    description: NonEmpty  # how the scores were measured, in one or two sentences
+    engine: str = ""
+    artifact: str = ""  # which artifact was evaluated (e.g. "NVFP4A16")
+    decoding: str = ""
+    notes: str = ""
+
+
+class Benchmark(_Strict):
+    name: NonEmpty
+    n: int | None = None
+    metric: str = ""
+    reference: Number
+    variant: Number
+    higher_is_better: bool = True
+
+
+class PerQuant(_Strict):
+    benchmarks: list[NonEmpty]
+    scores: dict[NonEmpty, dict[NonEmpty, Number]]  # tier → benchmark → score
+
+
+class RemovedTier(_Strict):
+    tier: NonEmpty
+    size_gb: Number | None = None
+    scores: dict[NonEmpty, Number | None] = {}
+    reason: NonEmpty
+
+
+class Scores(_Strict):
+    format: Literal["moe-release-scores/1"]
+    harness: Harness
+    benchmarks: list[Benchmark]
+    per_quant: PerQuant | None = None
+    removed_tiers: list[RemovedTier] = []
+
+    def benchmark(self, name: str) -> Benchmark | None:
+        return next((b for b in self.benchmarks if b.name == name), None)
+
+
+def semantic_problems(scores: Scores, file: str) -> list[Problem]:
+    problems: list[Problem] = []
+    names = [b.name for b in scores.benchmarks]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            problems.append(Problem(file, f"benchmarks[{i}].name", f"duplicate benchmark {name!r}"))
+    if not scores.benchmarks:
+        problems.append(Problem(file, "benchmarks", "at least one benchmark row is needed"))
+    known = set(names)
+    pq = scores.per_quant
+    if pq is not None:
+        for i, b in enumerate(pq.benchmarks):
+            if b not in known:
+                problems.append(Problem(file, f"per_quant.benchmarks[{i}]",
+                                        f"unknown benchmark {b!r} (not in 'benchmarks')"))
+        listed = set(pq.benchmarks)
+        for tier, row in pq.scores.items():
+            for b in row:
+                if b not in listed:
+                    problems.append(Problem(file, f"per_quant.scores.{tier}.{b}",
+                                            f"unknown benchmark {b!r} (not in per_quant.benchmarks)"))
+    for i, removed in enumerate(scores.removed_tiers):
+        for b in removed.scores:
+            if b not in known:
+                problems.append(Problem(file, f"removed_tiers[{i}].scores.{b}",
+                                        f"unknown benchmark {b!r} (not in 'benchmarks')"))
+    return problems
+
+
+def load_scores(path: Path, display: str) -> Scores:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise InputError("file not found", file=display) from exc
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid JSON: {exc}", file=display) from exc
+    try:
+        scores = Scores.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(pydantic_problems(exc, display)) from exc
+    problems = semantic_problems(scores, display)
+    if problems:
+        raise InputError(problems)
+    return scores
