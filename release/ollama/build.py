@@ -1,0 +1,287 @@
+"""Build step: every Ollama tag of a release as blobs + config + manifest, plus its Modelfile.
+
+Output (`dist/<name>/ollama/`, an OLLAMA_MODELS folder usable as is):
+  blobs/sha256-<hex>                            model (hardlinked GGUF), template, system, license, params,
+                                                messages and config blobs
+  manifests/<host>/<namespace>/<model>/<tag>    on-disk manifests (json.Encoder bytes, as ollama writes)
+  modelfiles/<tag>.Modelfile                    `ollama create -f` input giving the same tag
+  build.json                                    the TagBuilds (digests, sizes, config facts)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import InputError, Problem, ProblemCollector
+from ..fsutil import HashCache, atomic_write_text, sha256_bytes, sha256_file
+from ..manifest import Artifact, Destination, FileEntry
+from . import layers as L
+from . import modelfile, store
+from .store import registry_host
+
+BUILD_JSON = "build.json"
+
+
+class OllamaSectionLike(Protocol):
+    """The `[ollama]` section of release.toml (release.spec.definition.OllamaSection)."""
+
+    model: str
+    registry: str
+    insecure: bool
+    tags: dict[str, str]
+    latest: str
+    template: str | None
+    system: str | None
+    license: str | None
+    renderer: str | None
+    parser: str | None
+    requires: str | None
+    parameters: dict[str, Any]
+    messages: list[Any]
+    vram_gb: dict[str, float]
+
+
+@dataclass
+class TagBuild:
+    """One built tag: everything `push_tags` and `verify_tags` need, and the facts cards show."""
+
+    tag: str
+    tier: str
+    gguf: str  # path of the source GGUF
+    store: str  # OLLAMA_MODELS root holding every blob below
+    layers: list[L.Blob]  # manifest order
+    config: L.Blob
+    manifest: bytes  # registry bytes (json.Marshal, no newline)
+    manifest_digest: str  # sha256 of `manifest`: the digest ollama.com shows (first 12 hex)
+    local_manifest_digest: str  # sha256 of the on-disk manifest (`ollama list` ID)
+    modelfile: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def blobs(self) -> list[L.Blob]:
+        return [*self.layers, self.config]
+
+    @property
+    def size(self) -> int:
+        return sum(b.size for b in self.blobs)
+
+    def blob_file(self, blob: L.Blob) -> Path:
+        return store.blob_path(Path(self.store), blob.digest)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["manifest"] = self.manifest.decode("utf-8")
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> TagBuild:
+        d = dict(d)
+        d["layers"] = [L.Blob(**b) for b in d["layers"]]
+        d["config"] = L.Blob(**d["config"])
+        d["manifest"] = d["manifest"].encode("utf-8")
+        return cls(**d)
+
+
+def _opt(value: Any) -> Any:
+    # The definition uses "" for "not given"; treat it like None.
+    return value or None
+
+
+def _read_text(pipeline_dir: Path, rel: str | None, fieldname: str, problems: ProblemCollector) -> str | None:
+    if not rel:
+        return None
+    path = pipeline_dir / rel
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.add("release.toml", f"ollama.{fieldname}", f"cannot read {path}: {exc}")
+        return None
+
+
+@dataclass
+class TagInputs:
+    """The non-GGUF inputs of every tag (identical across tags of one release)."""
+
+    template: str | None
+    system: str | None
+    license: str | None
+    parameters: dict[str, Any]
+    typed_params: dict[str, Any]
+    messages: list[dict[str, str]]
+    renderer: str | None
+    parser: str | None
+    requires: str | None
+
+
+def load_inputs(section: OllamaSectionLike, pipeline_dir: Path) -> TagInputs:
+    """Read and validate the texts and parameters (InputError naming the field on any problem)."""
+    problems = ProblemCollector()
+    texts = {k: _read_text(pipeline_dir, _opt(getattr(section, k)), k, problems)
+             for k in ("template", "system", "license")}
+    params = dict(section.parameters or {})
+    typed: dict[str, Any] = {}
+    for k, v in params.items():
+        try:
+            typed[k] = L.type_param(k, L.param_text(v))
+        except (ValueError, TypeError) as exc:
+            problems.add("release.toml", f"ollama.parameters.{k}", str(exc))
+    messages = [{"role": m["role"], "content": m["content"]} if isinstance(m, Mapping)
+                else {"role": m.role, "content": m.content} for m in (section.messages or [])]
+    inputs = TagInputs(template=texts["template"], system=texts["system"], license=texts["license"],
+                       parameters=params, typed_params=typed, messages=messages,
+                       renderer=_opt(section.renderer), parser=_opt(section.parser),
+                       requires=_opt(section.requires))
+    # A text that a Modelfile cannot carry would make the two build paths disagree.
+    try:
+        modelfile.render(from_="x.gguf", template=inputs.template, system=inputs.system,
+                         license=inputs.license, parameters=params, messages=messages,
+                         renderer=inputs.renderer, parser=inputs.parser, requires=inputs.requires)
+    except (modelfile.ModelfileError, TypeError) as exc:
+        problems.add("release.toml", "ollama", str(exc))
+    if section.latest not in section.tags:
+        problems.add("release.toml", "ollama.latest", f"{section.latest!r} is not one of ollama.tags")
+    problems.raise_if_any()
+    return inputs
+
+
+def config_for(facts: L.GGUFFacts, inputs: TagInputs) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
+    """(config blob, typed params after ollama's defaults, facts) for one GGUF."""
+    renderer, parser = inputs.renderer, inputs.parser
+    typed = dict(inputs.typed_params)
+    default = L.DEFAULT_RENDERER.get(facts.architecture)
+    if default and (not renderer or not parser):
+        renderer = renderer or default
+        parser = parser or default
+        if "stop" not in typed and facts.architecture in L.DEFAULT_STOP:
+            typed["stop"] = list(L.DEFAULT_STOP[facts.architecture])
+    model_type = L.human_number(facts.parameter_count)
+    cfg = L.config_blob(family=facts.architecture, model_type=model_type, file_type=facts.file_type_name,
+                        renderer=renderer, parser=parser, requires=inputs.requires)
+    info = {"family": facts.architecture, "model_type": model_type, "file_type": facts.file_type_name,
+            "file_type_id": facts.file_type, "parameter_count": facts.parameter_count,
+            "context_length": facts.context_length, "renderer": renderer, "parser": parser,
+            "requires": inputs.requires}
+    return cfg, typed, info
+
+
+def build_tags(section: OllamaSectionLike, gguf_files: Mapping[str, Path], out_dir: Path, *,
+               pipeline_dir: Path, hash_cache: HashCache | None = None) -> list[TagBuild]:
+    """Build every tag of `section` into `out_dir` (see the module doc); returns them in tag order.
+
+    Rerunning with the same inputs rewrites nothing but small files; blobs are content-addressed.
+    """
+    inputs = load_inputs(section, pipeline_dir)
+    problems = [Problem("release.toml", f"ollama.tags.{tag}", f"no GGUF file for tier {tier!r}")
+                for tag, tier in section.tags.items() if tier not in gguf_files]
+    if problems:
+        raise InputError(problems)
+    host = registry_host(section.registry)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    facts_cache: dict[Path, tuple[L.GGUFFacts, str]] = {}
+    builds: list[TagBuild] = []
+    for tag, tier in section.tags.items():
+        gguf = Path(gguf_files[tier])
+        if gguf not in facts_cache:
+            if not gguf.is_file():
+                raise InputError("GGUF file missing", file=str(gguf), field=f"ollama.tags.{tag}")
+            digest = hash_cache.sha256(gguf) if hash_cache else sha256_file(gguf)
+            facts_cache[gguf] = (L.read_gguf_facts(gguf), digest)
+        facts, gguf_hex = facts_cache[gguf]
+        builds.append(_build_one(tag, tier, gguf, gguf_hex, facts, inputs, out_dir, host, section.model))
+    latest = next(b for b in builds if b.tag == section.latest)
+    store.write_manifest(out_dir, host, section.model, "latest",
+                         L.manifest_disk_bytes(latest.config, latest.layers))
+    store.prune(out_dir, host, section.model, {*section.tags, "latest"})
+    atomic_write_text(out_dir / BUILD_JSON, json.dumps(
+        {"model": section.model, "host": host, "latest": section.latest,
+         "tags": [b.to_json() for b in builds]}, indent=2) + "\n")
+    if hash_cache:
+        hash_cache.save()
+    return builds
+
+
+def _build_one(tag: str, tier: str, gguf: Path, gguf_hex: str, facts: L.GGUFFacts, inputs: TagInputs,
+               out_dir: Path, host: str, name: str) -> TagBuild:
+    model = L.Blob(L.MT_MODEL, f"sha256:{gguf_hex}", facts.size)
+    _, how = store.put_blob_file(out_dir, model.digest, gguf)
+    cfg_bytes, typed, info = config_for(facts, inputs)
+    layers = [model]
+
+    def add(media_type: str, data: bytes) -> None:
+        blob = L.Blob(media_type, f"sha256:{sha256_bytes(data)}", len(data))
+        store.put_blob_bytes(out_dir, blob.digest, data)
+        layers.append(blob)
+
+    if inputs.template is not None:
+        add(L.MT_TEMPLATE, inputs.template.encode("utf-8"))
+    if inputs.system is not None:
+        add(L.MT_SYSTEM, inputs.system.encode("utf-8"))
+    if inputs.license is not None:
+        add(L.MT_LICENSE, inputs.license.encode("utf-8"))
+    if typed:
+        add(L.MT_PARAMS, L.params_blob(typed))
+    if inputs.messages:
+        add(L.MT_MESSAGES, L.messages_blob(inputs.messages))
+    config = L.Blob(L.MT_CONFIG, f"sha256:{sha256_bytes(cfg_bytes)}", len(cfg_bytes))
+    store.put_blob_bytes(out_dir, config.digest, cfg_bytes)
+    registry_bytes = L.manifest_registry_bytes(config, layers)
+    disk_bytes = L.manifest_disk_bytes(config, layers)
+    store.write_manifest(out_dir, host, name, tag, disk_bytes)
+    mf_path = out_dir / "modelfiles" / f"{tag}.Modelfile"
+    # Only what the user gave goes into the Modelfile; ollama then applies the same defaults we did.
+    text = modelfile.render(
+        from_=os.path.relpath(gguf.resolve(), mf_path.parent.resolve()) if _same_root(gguf, out_dir)
+        else str(gguf.resolve()),
+        template=inputs.template, system=inputs.system, license=inputs.license,
+        parameters=inputs.parameters, messages=inputs.messages, renderer=inputs.renderer,
+        parser=inputs.parser, requires=inputs.requires)
+    atomic_write_text(mf_path, text)
+    info = {**info, "gguf_sha256": gguf_hex, "model_blob": how, "size": sum(b.size for b in layers)
+            + config.size}
+    return TagBuild(tag=tag, tier=tier, gguf=str(gguf), store=str(out_dir), layers=layers, config=config,
+                    manifest=registry_bytes, manifest_digest=f"sha256:{sha256_bytes(registry_bytes)}",
+                    local_manifest_digest=f"sha256:{sha256_bytes(disk_bytes)}", modelfile=str(mf_path),
+                    facts=info)
+
+
+def _same_root(a: Path, b: Path) -> bool:
+    # A relative FROM keeps a copied dist/ folder working; across unrelated trees use the absolute path.
+    try:
+        return os.path.commonpath([a.resolve(), b.resolve()]) != "/"
+    except ValueError:
+        return False
+
+
+def load_builds(out_dir: Path) -> tuple[str, str, list[TagBuild]]:
+    """(model, latest tag, builds) from a previous build's build.json."""
+    path = out_dir / BUILD_JSON
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"no Ollama build here (run `release build NAME --only ollama`): {exc}",
+                         file=str(path)) from exc
+    return data["model"], data["latest"], [TagBuild.from_json(t) for t in data["tags"]]
+
+
+def artifacts(builds: list[TagBuild], *, registry: str, name: str, dist_release: Path) -> list[Artifact]:
+    """One manifest Artifact per tag (`ollama:<tag>`); file paths are relative to the artifact root."""
+    out = []
+    for b in builds:
+        root = Path(b.store)
+        files = [FileEntry(path=str(store.blob_path(root, blob.digest).relative_to(root)), size=blob.size,
+                           sha256=blob.hex) for blob in b.blobs]
+        try:
+            rel_root = str(root.relative_to(dist_release))
+        except ValueError:
+            rel_root = str(root)
+        out.append(Artifact(id=f"ollama:{b.tag}", kind="ollama", status="built", root=rel_root, files=files,
+                            recipe={"tier": b.tier, "modelfile": os.path.basename(b.modelfile)},
+                            destination=Destination(kind="ollama", registry=registry, name=name, tag=b.tag),
+                            facts={**b.facts, "manifest_digest": b.manifest_digest,
+                                   "local_manifest_digest": b.local_manifest_digest}))
+    return out
