@@ -14,7 +14,8 @@ moe_layers rules:
 - `all`            — every layer (optionally only if `enabled_key` is true when present)
 - `first_k_dense`  — layers ≥ config[`key`] (DeepSeek-V3, GLM-4.5)
 - `sparse_step`    — layers with (i+1) % config[`step_key`] == 0 and i not in config[`exclude_key`] (Qwen)
-- `list`           — config[`key`] is the list of MoE layers (Llama 4 `moe_layers`)
+- `list`           — config[`key`] is the list of MoE layers (Llama 4 `moe_layers`); when the key is
+                     absent and `step_key` is given, falls back to `interleave` on config[`step_key`]
 - `interleave`     — (i+1) % config[`key`] == 0 (Llama 4 `interleave_moe_layer_step`)
 """
 
@@ -99,7 +100,12 @@ class Family:
             exclude = set(tc.get(rule.get("exclude_key", ""), []) or [])
             return [i for i in range(n) if (i + 1) % step == 0 and i not in exclude]
         if kind == "list":
-            return sorted(int(i) for i in tc.get(rule["key"], []) or [])
+            listed = tc.get(rule["key"])
+            if listed is None and rule.get("step_key"):
+                # Hub configs may omit the list; transformers then derives it from the interleave step.
+                step = int(tc.get(rule["step_key"], 1) or 1)
+                return [i for i in range(n) if (i + 1) % step == 0]
+            return sorted(int(i) for i in listed or [])
         if kind == "interleave":
             step = int(tc.get(rule["key"], 1) or 1)
             return [i for i in range(n) if (i + 1) % step == 0]

@@ -1,0 +1,96 @@
+"""Edits of JSON *text* that leave every other byte as it was.
+
+config.json and the index are edited this way rather than parsed and re-dumped: a round trip through
+`json` (or worse, transformers) reorders keys, changes number spelling and indentation, and — for
+transformers — adds and removes keys that llama.cpp and vLLM read (notes §5).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+_WS = " \t\r\n"
+_decoder = json.JSONDecoder()
+
+
+def _skip_ws(text: str, i: int) -> int:
+    while i < len(text) and text[i] in _WS:
+        i += 1
+    return i
+
+
+def _object_members(text: str, i: int) -> list[tuple[str, int, int, int]]:
+    """Members of the object starting at text[i] == '{': (key, key_start, value_start, value_end)."""
+    if text[i] != "{":
+        raise ValueError(f"expected an object at offset {i}")
+    out: list[tuple[str, int, int, int]] = []
+    i = _skip_ws(text, i + 1)
+    if text[i] == "}":
+        return out
+    while True:
+        key_start = i
+        key, i = _decoder.raw_decode(text, i)
+        i = _skip_ws(text, i)
+        if text[i] != ":":
+            raise ValueError(f"expected ':' at offset {i}")
+        value_start = _skip_ws(text, i + 1)
+        _, value_end = _decoder.raw_decode(text, value_start)
+        out.append((key, key_start, value_start, value_end))
+        i = _skip_ws(text, value_end)
+        if text[i] == "}":
+            return out
+        if text[i] != ",":
+            raise ValueError(f"expected ',' or '}}' at offset {i}")
+        i = _skip_ws(text, i + 1)
+
+
+def value_span(text: str, path: Sequence[str]) -> tuple[int, int]:
+    """(start, end) of the value at `path` (object keys from the top); KeyError if absent.
+
+    With duplicate keys the last one wins, as in `json.loads`.
+    """
+    start = _skip_ws(text, 0)
+    end = len(text.rstrip(_WS))
+    for key in path:
+        found = None
+        for k, _ks, vs, ve in _object_members(text, start):
+            if k == key:
+                found = (vs, ve)
+        if found is None:
+            raise KeyError(key)
+        start, end = found
+    return start, end
+
+
+def replace_value(text: str, path: Sequence[str], new_json: str) -> str:
+    start, end = value_span(text, path)
+    return text[:start] + new_json + text[end:]
+
+
+def object_style(text: str, path: Sequence[str]) -> tuple[str, str, str]:
+    """How the object at `path` is laid out: (before each member, between key and value, before '}').
+
+    Used to write a rebuilt object in the same style as the one it replaces (e.g. indent=2 index files).
+    """
+    start, end = value_span(text, path)
+    members = _object_members(text, start)
+    if not members:
+        return "", ": ", ""
+    key, ks, vs, _ve = members[0]
+    lead = text[start + 1:ks]
+    colon = text[ks + len(json.dumps(key, ensure_ascii=False)):vs]
+    if colon.strip() != ":":  # key spelled with escapes: fall back to measuring from the value side
+        colon = ": "
+    close = text[members[-1][3]:end - 1]
+    return lead, colon, close
+
+
+def dump_object(items: Sequence[tuple[str, object]], style: tuple[str, str, str], *,
+                ensure_ascii: bool) -> str:
+    lead, colon, close = style
+    body = ",".join(
+        lead + json.dumps(k, ensure_ascii=ensure_ascii) + colon + json.dumps(v, ensure_ascii=ensure_ascii)
+        for k, v in items
+    )
+    return "{" + body + (close if items else "") + "}"

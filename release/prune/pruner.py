@@ -1,0 +1,221 @@
+"""Streaming expert pruner: a new checkpoint with only the kept experts, without loading the model.
+
+Every input is checked first (config, headers, index, drop map, free space); then shards are written
+from source byte ranges into a staging folder that replaces `out_dir` only when complete.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError, Problem, WorkError
+from ..fsutil import staging_dir
+from ..spec.dropmap import DropMap, check_against_config
+from .checkpoint import CONFIG, INDEX, SIDECAR, CheckpointInfo, inspect_checkpoint
+from .copy import RangeCopier
+from .jsontext import dump_object, object_style, replace_value
+from .plan import ShardPlan, plan_checkpoint
+
+SIDECAR_FORMAT = "moe-expert-pruning/1"
+# Room left on the disk beyond the output itself (metadata, other writers on a shared machine).
+FREE_SPACE_MARGIN = 64 << 20
+
+
+@dataclass
+class PruneResult:
+    out_dir: Path
+    files: list[tuple[str, int]]  # every output file (name, size), sorted by name
+    tensor_bytes_in: int
+    tensor_bytes_out: int
+    total_parameters_before: int  # tensor elements in all shards
+    total_parameters_after: int
+    family: str
+    count_key: str  # dotted, e.g. "text_config.num_experts"
+    num_experts_before: int
+    num_experts_after: int
+    kept: dict[int, tuple[int, ...]]
+    layout: str  # "fused" | "per-expert" | "fused+per-expert"
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # base files not carried over, and why
+
+
+def prune_checkpoint(
+    base_dir: Path,
+    drop_map: DropMap,
+    out_dir: Path,
+    *,
+    base_repo: str = "",
+    base_revision: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> PruneResult:
+    """Write `out_dir`: `base_dir` with the experts of `drop_map` removed. InputError before any write."""
+    base_dir, out_dir = Path(base_dir), Path(out_dir)
+    info = inspect_checkpoint(base_dir)
+    problems = check_against_config(drop_map, info.config, info.family, base_repo=base_repo or None)
+    if problems:
+        raise InputError(problems)
+    _check_out_dir(base_dir, out_dir)
+
+    plans = plan_checkpoint(info, drop_map)
+    new_count = drop_map.kept_count
+    config_text = edit_config(info, new_count)
+    index_text = edit_index(info, plans) if info.index_text is not None else None
+    sidecar = sidecar_text(info, drop_map, plans, base_repo=base_repo, base_revision=base_revision)
+
+    copied = sum(p.data_len for p in plans)
+    need = (copied + sum(len(p.header) for p in plans)
+            + sum((base_dir / f).stat().st_size for f in info.other_files))
+    _check_free_space(out_dir, need)
+
+    done = 0
+
+    def on_bytes(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, copied)
+
+    copier = RangeCopier(on_bytes)
+    with staging_dir(out_dir) as tmp:
+        for plan in plans:
+            write_shard(plan, tmp / plan.name, copier)
+        (tmp / CONFIG).write_text(config_text, encoding="utf-8")
+        if index_text is not None:
+            (tmp / INDEX).write_text(index_text, encoding="utf-8")
+        for name in info.other_files:
+            shutil.copyfile(base_dir / name, tmp / name)
+        (tmp / SIDECAR).write_text(sidecar, encoding="utf-8")
+    if progress is not None and copied == 0:
+        progress(0, 0)
+
+    files = sorted((p.name, p.stat().st_size) for p in out_dir.iterdir() if p.is_file())
+    return PruneResult(
+        out_dir=out_dir, files=files,
+        tensor_bytes_in=info.tensor_bytes, tensor_bytes_out=copied,
+        total_parameters_before=info.total_parameters,
+        total_parameters_after=info.total_parameters - sum(p.removed_elements for p in plans),
+        family=info.family.family, count_key=info.count_key,
+        num_experts_before=info.num_experts, num_experts_after=new_count,
+        kept=dict(drop_map.kept), layout=info.layout, skipped=list(info.skipped),
+    )
+
+
+def write_shard(plan: ShardPlan, path: Path, copier: RangeCopier) -> None:
+    src_fd = os.open(plan.source.path, os.O_RDONLY)
+    try:
+        dst_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.pwrite(dst_fd, plan.header, 0)
+            copier.copy(src_fd, dst_fd, plan.runs)
+            # The source may have shrunk after its header was checked; a short output must not pass.
+            if os.fstat(dst_fd).st_size != plan.size:
+                raise InputError(f"output size {os.fstat(dst_fd).st_size} != planned {plan.size}; did the "
+                                 "source change while pruning?", file=plan.name)
+        finally:
+            os.close(dst_fd)
+    finally:
+        os.close(src_fd)
+
+
+# -- raw JSON edits ---------------------------------------------------------------------------------
+
+def edit_config(info: CheckpointInfo, new_count: int) -> str:
+    """config.json text with only the expert-count key(s) changed."""
+    text = info.config_text
+    for key in info.count_keys:
+        text = replace_value(text, info.config_path(key), str(new_count))
+    expected = json.loads(info.config_text)
+    target = expected
+    for part in info.config_path(info.count_keys[0])[:-1]:
+        target = target[part]
+    for key in info.count_keys:
+        target[key] = new_count
+    if json.loads(text) != expected:
+        raise WorkError("config.json: the raw edit changed more than the expert count (please report)")
+    return text
+
+
+def edit_index(info: CheckpointInfo, plans: list[ShardPlan]) -> str:
+    """model.safetensors.index.json text with weight_map and sizes updated, all else as it was."""
+    assert info.index_text is not None and info.index is not None
+    text = info.index_text
+    renamed: dict[str, str] = {}
+    dropped: set[str] = set()
+    for p in plans:
+        renamed.update(p.renamed)
+        dropped.update(p.dropped)
+    old_items = list(info.index["weight_map"].items())
+    items = [(renamed.get(k, k), v) for k, v in old_items if k not in dropped]
+    if [k for k, _ in old_items] == sorted(k for k, _ in old_items):
+        items.sort()  # transformers writes sorted keys; renumbering must not leave them out of order
+    ascii_only = text.isascii()
+    new_map = dump_object(items, object_style(text, ("weight_map",)), ensure_ascii=ascii_only)
+    text = replace_value(text, ("weight_map",), new_map)
+    metadata = info.index.get("metadata")
+    if isinstance(metadata, dict):
+        if isinstance(metadata.get("total_size"), int):
+            text = replace_value(text, ("metadata", "total_size"), str(sum(p.data_len for p in plans)))
+        if isinstance(metadata.get("total_parameters"), int):
+            removed = sum(p.removed_elements for p in plans)
+            text = replace_value(text, ("metadata", "total_parameters"),
+                                 str(metadata["total_parameters"] - removed))
+    return text
+
+
+def sidecar_text(info: CheckpointInfo, drop_map: DropMap, plans: list[ShardPlan], *, base_repo: str,
+                 base_revision: str) -> str:
+    removed = sum(p.removed_elements for p in plans)
+    data = {
+        "format": SIDECAR_FORMAT,
+        "tool": "moe-release",
+        "tool_version": _tool_version(),
+        "base": {"repo": base_repo or drop_map.base, "revision": base_revision},
+        "drop_map": {"file": drop_map.file, "sha256": drop_map.sha256, "source": drop_map.source},
+        "family": info.family.family,
+        "layout": info.layout,
+        "count_key": info.count_key,
+        "num_experts": {"source": info.num_experts, "pruned": drop_map.kept_count},
+        "tensor_bytes": {"source": info.tensor_bytes, "pruned": sum(p.data_len for p in plans)},
+        "parameters": {"source": info.total_parameters, "pruned": info.total_parameters - removed},
+        "kept": {str(layer): list(kept) for layer, kept in sorted(drop_map.kept.items())},
+    }
+    return json.dumps(data, indent=2) + "\n"
+
+
+def _tool_version() -> str:
+    try:
+        return str(getattr(importlib.import_module("release"), "__version__", "0"))
+    except ImportError:
+        return "0"
+
+
+# -- output folder checks ---------------------------------------------------------------------------
+
+def _check_out_dir(base_dir: Path, out_dir: Path) -> None:
+    base, out = base_dir.resolve(), out_dir.resolve()
+    if out == base or base in out.parents or out in base.parents:
+        raise InputError(f"output folder {out_dir} overlaps the base checkpoint {base_dir}",
+                         file=str(out_dir), field="--out")
+    if out.exists():
+        if not out.is_dir():
+            raise InputError("exists and is not a folder", file=str(out_dir), field="--out")
+        # Replacing a folder is fine for a previous prune output; anything else might be someone's data.
+        if any(out.iterdir()) and not (out / SIDECAR).exists():
+            raise InputError(f"exists, is not empty and has no {SIDECAR} (not a previous prune output); "
+                             "refusing to replace it", file=str(out_dir), field="--out")
+
+
+def _check_free_space(out_dir: Path, need: int) -> None:
+    probe = out_dir.resolve()
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < need + FREE_SPACE_MARGIN:
+        raise InputError(Problem(str(out_dir), "free space",
+                                 f"needs {need / 1e9:.2f} GB (+{FREE_SPACE_MARGIN >> 20} MiB margin), "
+                                 f"{free / 1e9:.2f} GB free on {probe}"))
