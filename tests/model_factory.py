@@ -205,6 +205,7 @@ def make_checkpoint(
     dtype: torch.dtype = torch.float32,
     max_shard_size: str = "300KB",
     with_tokenizer: bool = True,
+    min_shards: int = 2,
     **config_overrides: Any,
 ) -> Path:
     """Write a tiny real checkpoint of `family` to `out_dir` (sharded into ≥2 files); return out_dir.
@@ -216,8 +217,8 @@ def make_checkpoint(
     model = build_model(family, seed=seed, **config_overrides).to(dtype)
     model.save_pretrained(out_dir, max_shard_size=max_shard_size)
     shards = sorted(out_dir.glob("*.safetensors"))
-    if len(shards) < 2:
-        raise AssertionError(f"{family}: expected ≥2 shards with max_shard_size={max_shard_size}, "
+    if len(shards) < min_shards:
+        raise AssertionError(f"{family}: expected ≥{min_shards} shards with max_shard_size={max_shard_size}, "
                              f"got {len(shards)}")
     if with_tokenizer:
         write_tokenizer(out_dir)
@@ -256,3 +257,57 @@ def write_tokenizer(out_dir: Path, vocab_size: int = VOCAB) -> None:
     }
     (out_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
     (out_dir / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+
+
+# -- drop maps --------------------------------------------------------------------------------------
+
+def drop_map_dict(num_experts: int, layers: list[int], n_drop: int, *, seed: int = 0, groups: int = 1,
+                  base: str = "test/tiny-moe") -> dict[str, Any]:
+    """A `moe-drop-map/1` dict dropping `n_drop` experts per layer, a different random set in each layer.
+
+    With `groups` > 1 (DeepSeek-style group-limited routing) every group drops the same number.
+    """
+    import random
+
+    rng = random.Random(seed)
+    per_group = num_experts // groups
+    if n_drop % groups:
+        raise ValueError(f"n_drop={n_drop} must be a multiple of groups={groups}")
+    drop = {}
+    for layer in layers:
+        picked = [g * per_group + j for g in range(groups)
+                  for j in rng.sample(range(per_group), n_drop // groups)]
+        drop[str(layer)] = sorted(picked)
+    return {"format": "moe-drop-map/1", "base": base, "num_experts": num_experts, "drop": drop}
+
+
+def write_drop_map(path: Path, data: dict[str, Any]) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+# -- checkpoints written tensor by tensor (Hub layouts transformers 5.23 does not write) ----------
+
+def write_safetensors_checkpoint(out_dir: Path, config: dict[str, Any], tensors: dict[str, torch.Tensor], *,
+                                 shards: int = 2) -> Path:
+    """config.json + `tensors` split into `shards` files named as transformers names them, plus an index."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    names = list(tensors)
+    per = math.ceil(len(names) / shards)
+    weight_map: dict[str, str] = {}
+    total = 0
+    for i in range(shards):
+        part = names[i * per:(i + 1) * per]
+        file = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        save_file({n: tensors[n].contiguous() for n in part}, str(out_dir / file), metadata={"format": "pt"})
+        for n in part:
+            weight_map[n] = file
+            total += tensors[n].numel() * tensors[n].element_size()
+    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+    (out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return out_dir
