@@ -202,7 +202,7 @@ def _ranges(values: list[int]) -> str:
     if not values:
         return "none"
     out, start, prev = [], values[0], values[0]
-    for v in values[1:] + [None]:  # type: ignore[list-item]
+    for v in [*values[1:], None]:  # type: ignore[list-item]
         if v is not None and v == prev + 1:
             prev = v
             continue

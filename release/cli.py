@@ -1,0 +1,248 @@
+"""The `release` command line: thin click commands over the pipeline.
+
+Exit status: 0 success, 1 a failure while working (network, verify, build), 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import InputError, ReleaseError
+from .pipeline import Context, Options, parse_only, run_build
+from .spec.load import load_release
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Map our exceptions to one clear message and the contract's exit status."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            for p in exc.problems:
+                err.print(f"[bold red]error:[/] {click.style(str(p), fg=None)}", markup=True, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except ReleaseError as exc:
+            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            err.print("[bold red]interrupted[/]")
+            sys.exit(130)
+
+    return wrapper
+
+
+def dist_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--dist", "dist", type=click.Path(file_okay=False, path_type=Path),
+                        default=Path("dist"), show_default=True,
+                        help="Output root; a release's outputs live in DIST/<name>/.")(fn)
+
+
+class ReleaseGroup(click.Group):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        # click's own usage errors exit 2 already; keep that.
+        return super().main(*args, **kwargs)
+
+
+@click.group(cls=ReleaseGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="release")
+def cli() -> None:
+    """Turn an expert-pruned MoE checkpoint into a complete, consistent public release.
+
+    NAME is a folder under pipelines/ (e.g. `v4`, `demo`) or a path to a pipeline folder.
+    """
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@handle_errors
+def check(name: str, as_json: bool) -> None:
+    """Validate a release definition, its drop map and scores. Writes nothing."""
+    release = load_release(name)
+    if as_json:
+        out.print_json(json.dumps({"release": release.name, "ok": True, "warnings": release.warnings}))
+        return
+    for w in release.warnings:
+        err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+    d = release.definition
+    parts = [f"{len(d.gguf.tiers)} GGUF tiers" if d.gguf else "",
+             f"{len(d.ollama.tags)} Ollama tags" if d.ollama else "",
+             "NVFP4A16" if d.nvfp4 else "", "BF16" if d.bf16 else ""]
+    out.print(f"[green]✓[/] {release.name}: {release.family.family}, "
+              f"{release.drop_map.num_experts} → {release.drop_map.kept_count} experts in "
+              f"{len(release.drop_map.kept)} MoE layers; " + ", ".join(p for p in parts if p))
+
+
+@cli.command()
+@click.argument("name")
+@dist_option
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.option("--matrix", is_flag=True, help="Print the independent build jobs as a GitHub Actions matrix.")
+@handle_errors
+def plan(name: str, dist: Path, as_json: bool, matrix: bool) -> None:
+    """Write dist/NAME/manifest.json with every planned artifact and show a summary."""
+    release = load_release(name)
+    ctx = Context(release, Options(dist_root=dist), console=err)
+    if matrix:
+        jobs = [{"artifact": a.id, "kind": a.kind} for a in ctx.artifacts if a.kind in ("gguf", "nvfp4", "bf16")
+                and not a.id.endswith((":imatrix", ":ollama-files"))]
+        out.print_json(json.dumps({"include": jobs}))
+        return
+    path = ctx.write_manifest()
+    if as_json:
+        click.echo(path.read_text(), nl=False)
+        return
+    _print_plan(ctx)
+    err.print(f"manifest: {path}")
+
+
+def _fmt_size(size: int | None, estimated: bool) -> str:
+    if not size:
+        return "—"
+    return f"{'≈' if estimated else ''}{size / 1e9:.2f} GB"
+
+
+def _print_plan(ctx: Context) -> None:
+    table = Table(title=f"release {ctx.release.name}: {len(ctx.artifacts)} artifacts")
+    for col in ("artifact", "kind", "destination", "size", "status"):
+        table.add_column(col)
+    for a in ctx.artifacts:
+        dest = ""
+        if a.destination is not None:
+            dest = a.destination.repo if a.destination.kind == "hub" else \
+                f"{a.destination.name}:{a.destination.tag}"
+            if a.recipe.get("aliases"):
+                dest += " (+" + ", ".join(a.recipe["aliases"]) + ")"
+        size = a.size or a.facts.get("size")
+        table.add_row(a.id, a.kind, dest, _fmt_size(size, bool(a.facts.get("estimated")) and not a.size),
+                      a.status)
+    out.print(table)
+
+
+@cli.command()
+@click.argument("name")
+@dist_option
+@click.option("--only", "only", multiple=True, metavar="KIND[:ID]",
+              help="Build only these (bf16, gguf, nvfp4, ollama, cards; e.g. gguf:Q4_K_M). Repeatable.")
+@click.option("--jobs", type=click.IntRange(1), default=2, show_default=True, help="Parallel build jobs.")
+@click.option("--force", is_flag=True, help="Rebuild even when inputs are unchanged.")
+@handle_errors
+def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, force: bool) -> None:
+    """Prune, build the artifacts, render cards, and write the manifest."""
+    release = load_release(name)
+    ctx = Context(release, Options(dist_root=dist, only=parse_only(only), jobs=jobs, force=force), console=err)
+    ran = run_build(ctx)
+    _print_plan(ctx)
+    err.print(f"built: {', '.join(ran) or 'nothing'}")
+
+
+@cli.command()
+@click.argument("name")
+@dist_option
+@click.option("--dry-run", is_flag=True, help="Plan against the remotes and show the diff; change nothing.")
+@click.option("--only", "only", multiple=True, metavar="KIND[:ID]", help="Publish only these kinds.")
+@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
+@click.option("--ollama-registry", default=None, help="Ollama registry URL (default: the definition's).")
+@handle_errors
+def publish(name: str, dist: Path, dry_run: bool, only: tuple[str, ...], hub_endpoint: str | None,
+            ollama_registry: str | None) -> None:
+    """Publish the release: Hub repos, Ollama tags, version tags. Idempotent."""
+    from .errors import NotAvailable
+
+    load_release(name)
+    parse_only(only)
+    raise NotAvailable("publishing is not available in this version of moe-release (issues 5, 7, 9)")
+
+
+@cli.command()
+@click.argument("name")
+@dist_option
+@click.option("--push", is_flag=True, help="Commit only the READMEs to the Hub repos.")
+@handle_errors
+def cards(name: str, dist: Path, push: bool) -> None:
+    """Render every card into dist/NAME/cards/ (and optionally push only the READMEs)."""
+    from .errors import NotAvailable
+
+    load_release(name)
+    raise NotAvailable("the card renderer is not available in this version of moe-release (issue 4)")
+
+
+@cli.command()
+@click.option("--base", "base", required=True, type=click.Path(path_type=Path),
+              help="The base checkpoint folder (config.json + safetensors).")
+@click.option("--drop-map", "drop_map", required=True, type=click.Path(path_type=Path), help="dropmap.json")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--base-repo", default="", help="Base repo id recorded in the sidecar.")
+@click.option("--base-revision", default="", help="Base revision recorded in the sidecar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@handle_errors
+def prune(base: Path, drop_map: Path, out_dir: Path, base_repo: str, base_revision: str, as_json: bool) -> None:
+    """Prune experts from a checkpoint by rewriting safetensors byte ranges (never loads the model)."""
+    from .spec.dropmap import load_drop_map
+
+    dm = load_drop_map(drop_map, display=str(drop_map))
+    try:
+        from .prune import prune_checkpoint  # type: ignore[attr-defined]
+    except ImportError as exc:
+        from .errors import NotAvailable
+
+        raise NotAvailable("the streaming pruner is not available in this version of moe-release "
+                           "(issue 3)") from exc
+    result = prune_checkpoint(base, dm, out_dir, base_repo=base_repo, base_revision=base_revision)
+    if as_json:
+        out.print_json(json.dumps(_jsonable(result)))
+    else:
+        out.print(f"[green]✓[/] pruned {base} → {out_dir}")
+
+
+@cli.command()
+@click.option("--install", is_flag=True, help="Install what is missing (llama.cpp tools; cached).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@handle_errors
+def doctor(install: bool, as_json: bool) -> None:
+    """Check (and with --install, set up) the external tools: llama.cpp, registry, browser."""
+    from .doctor import run_doctor
+
+    rows = run_doctor(install=install)
+    if as_json:
+        out.print_json(json.dumps([{"component": c, "ok": ok, "detail": d} for c, ok, d in rows]))
+    else:
+        table = Table(title="release doctor")
+        for col in ("component", "ok", "detail"):
+            table.add_column(col)
+        for c, ok, d in rows:
+            table.add_row(c, "[green]yes[/]" if ok else "[red]no[/]", d)
+        out.print(table)
+    if not all(ok for _, ok, _ in rows):
+        sys.exit(1)
+
+
+def _jsonable(obj: Any) -> Any:
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(obj):
+        return json.loads(json.dumps(asdict(obj), default=str))
+    return obj
+
+
+def main() -> None:
+    cli(prog_name="release")
+
+
+if __name__ == "__main__":
+    main()

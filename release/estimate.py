@@ -1,0 +1,99 @@
+"""Parameter census and size estimates from a config alone, so `plan` and the cards can show sizes
+before anything is built. Built artifacts replace these with measured sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .gguf.tiers import FTYPES, GGML_TYPES, large_variant_base
+from .spec.load import Release
+
+# Effective bits per weight of whole files, measured on a Gemma-4-layout model at the 26B's widths
+# (shared/notes/gguf.md §5: fallbacks on 704/2112-wide tensors included). Others: the type's own bpw.
+MEASURED_BPW: dict[str, float] = {
+    "Q2_K": 3.26, "Q3_K_S": 3.79, "Q3_K_M": 4.13, "Q3_K_L": 4.32, "Q4_0": 4.53, "Q4_K_S": 4.85,
+    "Q4_K_M": 5.31, "Q5_K_S": 5.67, "Q5_K_M": 6.07, "Q6_K": 7.19, "Q8_0": 8.51, "IQ2_M": 3.22,
+    "IQ3_XS": 3.60, "IQ3_M": 3.84, "IQ4_XS": 4.35, "IQ4_NL": 4.52, "F16": 16.0, "BF16": 16.0, "F32": 32.0,
+}
+_FALLBACK_BPW = {"Q4_1": 5.0, "Q5_0": 5.5, "Q5_1": 6.0, "IQ2_XXS": 2.9, "IQ2_XS": 3.0, "IQ2_S": 3.1,
+                 "Q2_K_S": 3.1, "IQ3_XXS": 3.4, "IQ3_S": 3.8, "IQ1_S": 2.4, "IQ1_M": 2.6, "TQ1_0": 2.0,
+                 "TQ2_0": 2.4, "MXFP4_MOE": 4.6}
+
+
+@dataclass(frozen=True)
+class Census:
+    """Parameters of the base and of the pruned model (estimates when no checkpoint was read)."""
+
+    base_total: int | None
+    pruned_total: int | None
+    per_expert: int  # parameters of one expert in one layer
+    moe_layers: int
+    experts_before: int
+    experts_after: int
+    embedding: int
+
+    @property
+    def removed(self) -> int:
+        return self.per_expert * self.moe_layers * (self.experts_before - self.experts_after)
+
+
+def census(release: Release) -> Census:
+    cfg = release.family.text_config(release.base_config)
+    fam = release.family
+    per_expert = _expert_params(release)
+    layers = len(fam.moe_layers(release.base_config))
+    before = fam.num_experts(release.base_config)
+    after = release.drop_map.kept_count
+    base_total = release.definition.base.parameters
+    pruned = base_total - per_expert * layers * (before - after) if base_total else None
+    embedding = int(cfg.get("vocab_size", 0) or 0) * int(cfg.get("hidden_size", 0) or 0)
+    return Census(base_total, pruned, per_expert, layers, before, after, embedding)
+
+
+def _expert_params(release: Release) -> int:
+    """One expert = gate, up and down matrices of moe_intermediate × hidden (every family listed)."""
+    cfg = release.family.text_config(release.base_config)
+    extra = release.family.extra
+    keys = extra.get("expert_param_keys") or [
+        next((k for k in ("moe_intermediate_size", "intermediate_size") if cfg.get(k)), "intermediate_size"),
+        "hidden_size",
+    ]
+    factor = int(extra.get("expert_param_factor", 3))
+    value = factor
+    for k in keys:
+        value *= int(cfg.get(k, 0) or 0)
+    return value
+
+
+def ftype_bpw(ftype: str) -> float:
+    if ftype in MEASURED_BPW:
+        return MEASURED_BPW[ftype]
+    return _FALLBACK_BPW.get(ftype, 8.0)
+
+
+def gguf_size(c: Census, ftype: str, *, embed_type: str | None = None,
+              expert_types: list[str] | None = None) -> int | None:
+    """Estimated bytes of a GGUF file of the pruned model."""
+    if c.pruned_total is None or ftype not in FTYPES:
+        return None
+    bpw = ftype_bpw(ftype)
+    total = c.pruned_total
+    bits = total * bpw
+    if embed_type:
+        bits += c.embedding * (GGML_TYPES[embed_type] - bpw)
+    if expert_types:
+        experts = c.per_expert * c.moe_layers * c.experts_after
+        mean = sum(GGML_TYPES[t] for t in expert_types) / len(expert_types)
+        bits += experts * (mean - bpw)
+    return int(bits / 8)
+
+
+def tier_size(c: Census, tier: str, recipe: dict) -> int | None:
+    base = recipe.get("ftype") or large_variant_base(tier) or tier
+    expert_types = [t for pattern, t in recipe.get("overrides", []) if "exps" in pattern]
+    return gguf_size(c, base, embed_type=recipe.get("embed_type") or None, expert_types=expert_types or None)
+
+
+def bf16_size(c: Census) -> int | None:
+    return c.pruned_total * 2 if c.pruned_total else None
