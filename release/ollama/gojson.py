@@ -75,8 +75,13 @@ def _float(value: float, bits: int) -> str:
         return "-0" if math.copysign(1.0, value) < 0 else "0"
     neg = value < 0
     digits, point = _shortest_digits(abs(value), bits)
-    mag = abs(float(np.float32(value))) if bits == 32 else abs(value)
-    if mag < 1e-6 or mag >= 1e21:
+    if bits == 32:
+        # Go compares in float32 against float32(1e-6): 1e-6 itself stays positional.
+        mag32 = np.float32(abs(value))
+        scientific = bool(mag32 < np.float32(1e-6) or mag32 >= np.float32(1e21))
+    else:
+        scientific = abs(value) < 1e-6 or abs(value) >= 1e21
+    if scientific:
         mant = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
         e = point - 1
         # Go's %e writes at least two exponent digits, then encoding/json trims "e-07" to "e-7".

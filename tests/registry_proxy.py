@@ -1,0 +1,214 @@
+"""A loopback proxy in front of the test registry that injects faults and can demand signed auth.
+
+Faults are rules matched in order against each request (method + path regex); each fires `times`
+times:
+  "500" / "503" / "429"   answer that status without forwarding
+  "reset"                 read the request, then reset the connection (the registry never saw it)
+  "reset_after"           forward the request, then reset instead of answering (the registry did it)
+  "reset_mid_body"        read half the body, then reset
+  "fake_201"              answer 201 without forwarding (a registry that lies about a commit)
+With `auth_keys` (SSH-wire ed25519 public keys), every /v2/ request needs a Bearer token from
+/v2/token, which verifies ollama's signature `GET,<url>,<base64(hex(sha256(body)))>` with those keys.
+Everything stays on 127.0.0.1; the server stops when the test leaves its context.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import re
+import secrets
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
+
+
+@dataclass
+class Fault:
+    method: str
+    path: str  # regex searched in the request path (with query)
+    action: str
+    times: int = 1
+    fired: int = 0
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    status: int | None
+    length: int
+
+
+@dataclass
+class ProxyState:
+    upstream: str  # host:port
+    faults: list[Fault] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
+    auth_keys: list[bytes] | None = None
+    tokens: set[str] = field(default_factory=set)
+    token_requests: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take_fault(self, method: str, path: str) -> str | None:
+        with self.lock:
+            for f in self.faults:
+                if f.fired < f.times and f.method == method and re.search(f.path, path):
+                    f.fired += 1
+                    return f.action
+        return None
+
+    def requests(self, method: str, pattern: str = "") -> list[Seen]:
+        return [s for s in self.seen if s.method == method and re.search(pattern, s.path)]
+
+
+def _verify_signature(pub_wire: bytes, sig: bytes, data: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    # SSH wire format: string "ssh-ed25519", string <32-byte key>
+    try:
+        n = struct.unpack(">I", pub_wire[:4])[0]
+        kind = pub_wire[4:4 + n]
+        m = struct.unpack(">I", pub_wire[4 + n:8 + n])[0]
+        raw = pub_wire[8 + n:8 + n + m]
+        if kind != b"ssh-ed25519" or len(raw) != 32:
+            return False
+        Ed25519PublicKey.from_public_bytes(raw).verify(sig, data)
+        return True
+    except (InvalidSignature, struct.error, ValueError):
+        return False
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+        pass
+
+    def _reset(self) -> None:
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True
+
+    def _reply(self, status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> None:
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _handle(self) -> None:
+        st = self.server.state
+        length = int(self.headers.get("Content-Length") or 0)
+        action = st.take_fault(self.command, self.path)
+        if action == "reset_mid_body":
+            self.rfile.read(length // 2)
+            st.seen.append(Seen(self.command, self.path, None, length))
+            self._reset()
+            return
+        body = self.rfile.read(length) if length else b""
+        if st.auth_keys is not None and self._auth(st) is False:
+            return
+        if action in ("500", "503", "429"):
+            st.seen.append(Seen(self.command, self.path, int(action), length))
+            self._reply(int(action), {"Retry-After": "0"} if action == "429" else {}, b'{"errors":[]}')
+            return
+        if action == "reset":
+            st.seen.append(Seen(self.command, self.path, None, length))
+            self._reset()
+            return
+        if action == "fake_201":
+            st.seen.append(Seen(self.command, self.path, 201, length))
+            self._reply(201)
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP and k.lower() != "authorization"}
+        conn = http.client.HTTPConnection(st.upstream, timeout=30)
+        try:
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        st.seen.append(Seen(self.command, self.path, None if action == "reset_after" else resp.status, length))
+        if action == "reset_after":
+            self._reset()
+            return
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in HOP and k.lower() != "content-length":
+                self.send_header(k, v)
+        self.send_header("Content-Length", resp.getheader("Content-Length") or str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _auth(self, st: ProxyState) -> bool | None:
+        host = self.headers.get("Host", "")
+        path = urlsplit(self.path).path
+        if path == "/v2/token":
+            st.token_requests += 1
+            q = parse_qs(urlsplit(self.path).query)
+            auth = self.headers.get("Authorization", "")
+            pub_b64, _, sig_b64 = auth.partition(":")
+            try:
+                pub, sig = base64.b64decode(pub_b64), base64.b64decode(sig_b64)
+            except ValueError:
+                pub, sig = b"", b""
+            body_hash = base64.b64encode(hashlib.sha256(b"").hexdigest().encode()).decode()
+            signed = f"GET,http://{host}{self.path},{body_hash}".encode()
+            fresh = abs(int(q.get("ts", ["0"])[0]) - time.time()) < 300
+            if pub in st.auth_keys and fresh and _verify_signature(pub, sig, signed):
+                token = secrets.token_hex(16)
+                st.tokens.add(token)
+                self._reply(200, {"Content-Type": "application/json"}, json.dumps({"token": token}).encode())
+            else:
+                self._reply(401, {"Content-Type": "application/json"},
+                            b'{"errors":[{"code":"UNAUTHORIZED","message":"unknown key or bad signature"}]}')
+            return False
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Bearer ") and auth[7:] in st.tokens:
+            return None
+        m = re.match(r"/v2/(.+?)/(blobs|manifests|tags)/", path)
+        scope = f'scope="repository:{m.group(1)}:pull,push"' if m else ""
+        self._reply(401, {"WWW-Authenticate": f'Bearer realm="http://{host}/v2/token",service="registry.test",{scope}',
+                          "Content-Type": "application/json"},
+                    b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}')
+        return False
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: ProxyState
+
+
+@contextmanager
+def fault_proxy(upstream_url: str, *, faults: list[Fault] | None = None,
+                auth_keys: list[bytes] | None = None) -> Iterator[tuple[str, ProxyState]]:
+    """Yield (proxy URL, state) for a proxy to `upstream_url` on a free 127.0.0.1 port."""
+    state = ProxyState(upstream=urlsplit(upstream_url).netloc, faults=list(faults or []), auth_keys=auth_keys)
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.state = state
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
