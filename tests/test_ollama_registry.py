@@ -1,0 +1,176 @@
+"""Ollama push/pull/verify against Debian's docker-registry on 127.0.0.1 (started by the tests),
+with a loopback proxy injecting faults and, for the signed-auth tests, acting as ollama.com's token
+endpoint (verifying the ed25519 signature with the public key)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from ollama_helpers import make_release
+from registry_fixture import registry  # noqa: F401 - the session fixture
+from registry_fixture import Registry
+from registry_proxy import Fault, fault_proxy
+
+from release.errors import InputError, RemoteError
+from release.ollama.build import TagBuild, build_tags
+from release.ollama.registry import RegistryClient, plan_tags, pull_tag, push_tags, verify_tags
+
+PART = 1000  # small parts so the model blob goes in several PATCHes
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> list[TagBuild]:
+    tmp = tmp_path_factory.mktemp("ollama-build")
+    section, ggufs, pipeline = make_release(tmp, extra_bytes=4500)
+    # Two tags on one GGUF: its blob must be uploaded once.
+    section.tags = {"Q4_K_M": "Q4_K_M", "Q4_K_M-alt": "Q4_K_M", "Q6_K": "Q6_K", "CD-Q3_K_M": "CD-Q3"}
+    return build_tags(section, ggufs, tmp / "ollama", pipeline_dir=pipeline)
+
+
+def client(url: str, **kw: object) -> RegistryClient:
+    return RegistryClient(url, part_size=PART, backoff=0.01, **kw)  # type: ignore[arg-type]
+
+
+def test_push_pull_verify_and_rerun(registry: Registry, built: list[TagBuild], tmp_path: Path) -> None:
+    name = "mannix/e2e"
+    with fault_proxy(registry.url) as (url, st):
+        c = client(url)
+        result = push_tags(c, name, built, "Q4_K_M")
+        model = built[0].layers[0]
+        assert built[1].layers[0] == model
+        # The shared GGUF went up once, in several parts, with ollama's header shapes.
+        patches = st.requests("PATCH")
+        assert result.blobs[model.digest] == "uploaded" and result.bytes_sent[model.digest] == model.size
+        assert sum(s.length for s in patches) == sum(b.size for b in {x.digest: x for t in built for x in t.blobs}.values())
+        assert len([p for p in patches]) > model.size // PART
+        assert result.manifests_put == ["Q4_K_M", "Q4_K_M-alt", "Q6_K", "CD-Q3_K_M", "latest"]
+        assert len(st.requests("PUT", "/manifests/latest")) == 1
+        # Second publish: nothing uploaded, no manifest PUT.
+        n_patch, n_put = len(st.requests("PATCH")), len(st.requests("PUT"))
+        again = push_tags(c, name, built, "Q4_K_M")
+        assert again.total_sent == 0 and set(again.blobs.values()) == {"exists"}
+        assert again.manifests_put == [] and len(again.manifests_unchanged) == 5
+        assert len(st.requests("PATCH")) == n_patch and len(st.requests("PUT")) == n_put
+        assert {p.action for p in plan_tags(c, name, built, "Q4_K_M")} == {"unchanged"}
+    # Read back directly from the registry (no proxy): every digest and size, blobs hashed.
+    c = client(registry.url)
+    assert verify_tags(c, name, built, "Q4_K_M", deep=True) == []
+    dest = tmp_path / "pulled"
+    for ref in ("Q6_K", "latest"):
+        mpath = pull_tag(c, name, ref, dest)
+        want = next(b for b in built if b.tag == ("Q4_K_M" if ref == "latest" else ref))
+        assert mpath.read_bytes() == want.manifest  # registry bytes verbatim, as `ollama pull` writes
+        for blob in want.blobs:
+            data = (dest / "blobs" / blob.digest.replace(":", "-")).read_bytes()
+            assert "sha256:" + hashlib.sha256(data).hexdigest() == blob.digest and len(data) == blob.size
+    got = c.get_manifest(name, "latest")
+    assert got is not None and got[1] == built[0].manifest_digest
+    tags = json.loads(c.request("GET", f"/v2/{name}/tags/list").body)["tags"]
+    assert sorted(tags) == sorted(["latest", "Q4_K_M", "Q4_K_M-alt", "Q6_K", "CD-Q3_K_M"])
+
+
+def test_cross_repo_mount(registry: Registry, built: list[TagBuild]) -> None:
+    c = client(registry.url)
+    push_tags(c, "mannix/mount-src", built[:1], None)
+    result = push_tags(c, "mannix/mount-dst", built[:1], None, mount_from=["mannix/mount-src"])
+    assert set(result.blobs.values()) == {"mounted"} and result.total_sent == 0
+
+
+@pytest.mark.parametrize("fault", [
+    Fault("PATCH", r"/blobs/uploads/", "500", times=2),
+    Fault("PATCH", r"/blobs/uploads/", "429", times=1),
+    Fault("PATCH", r"/blobs/uploads/", "reset", times=1),
+    Fault("PATCH", r"/blobs/uploads/", "reset_mid_body", times=1),
+    Fault("PATCH", r"/blobs/uploads/", "reset_after", times=2),
+    Fault("PUT", r"/blobs/uploads/.*digest=", "reset_after", times=1),
+    Fault("PUT", r"/blobs/uploads/.*digest=", "503", times=1),
+    Fault("HEAD", r"/blobs/", "503", times=3),
+    Fault("PUT", r"/manifests/", "reset_after", times=1),
+], ids=lambda f: f"{f.method}-{f.action}")
+def test_faults_end_with_correct_tags(registry: Registry, built: list[TagBuild], fault: Fault) -> None:
+    name = f"faults/{fault.method.lower()}-{fault.action.replace('_', '-')}-{fault.path.count('digest')}"
+    # Let the first PATCH through so the fault hits mid-upload, after some parts landed.
+    faults = [Fault("PATCH", r"/blobs/uploads/", "pass", times=1), fault] if fault.method == "PATCH" else [fault]
+    with fault_proxy(registry.url, faults=faults) as (url, st):
+        push_tags(client(url), name, built[:2], "Q4_K_M")
+        assert fault.fired == fault.times
+    assert verify_tags(client(registry.url), name, built[:2], "Q4_K_M", deep=True) == []
+
+
+def test_persistent_failure_leaves_no_tag(registry: Registry, built: list[TagBuild]) -> None:
+    name = "faults/persistent"
+    with fault_proxy(registry.url, faults=[Fault("PATCH", r"/blobs/uploads/", "500", times=10_000)]) as (url, st):
+        with pytest.raises(RemoteError, match="kept failing|gave up"):
+            push_tags(RegistryClient(url, part_size=PART, backoff=0.001, retries=2), name, built, "Q4_K_M")
+        assert st.requests("PUT", "/manifests/") == []
+    c = client(registry.url)
+    assert all(c.get_manifest(name, ref) is None for ref in ("Q4_K_M", "latest"))
+
+
+def test_manifest_never_sent_for_missing_blob(registry: Registry, built: list[TagBuild]) -> None:
+    """A registry that claims a commit it never did: the HEAD check catches it before any manifest."""
+    name = "faults/liar"
+    faults = [Fault("PUT", r"/blobs/uploads/.*digest=", "fake_201", times=10_000)]
+    with fault_proxy(registry.url, faults=faults) as (url, st):
+        with pytest.raises(RemoteError, match="size None"):
+            push_tags(client(url), name, built[:1], "Q4_K_M")
+        assert st.requests("PUT", "/manifests/") == []
+    assert client(registry.url).get_manifest(name, "Q4_K_M") is None
+
+
+def test_plain_http_only_for_loopback() -> None:
+    with pytest.raises(InputError, match="insecure"):
+        RegistryClient("http://registry.example.org:5000")
+    assert RegistryClient("http://registry.example.org:5000", insecure=True).base.startswith("http://")
+    assert RegistryClient("127.0.0.1:5000", insecure=True).base == "http://127.0.0.1:5000"
+    assert RegistryClient("registry.ollama.ai").base == "https://registry.ollama.ai"
+
+
+# ---- signed auth -----------------------------------------------------------------------------------
+
+def _keypair(tmp: Path, name: str) -> tuple[Path, bytes]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    from release.ollama.auth import SigningKey
+
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption())
+    path = tmp / name
+    path.write_bytes(pem)
+    return path, SigningKey(pem, str(path)).public_wire
+
+
+def test_signed_auth_push(registry: Registry, built: list[TagBuild], tmp_path: Path,
+                          monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    good, good_pub = _keypair(tmp_path, "id_ed25519")
+    with fault_proxy(registry.url, auth_keys=[good_pub]) as (url, st):
+        # The key from OLLAMA_KEY given as key text (how a CI secret arrives).
+        monkeypatch.setenv("OLLAMA_KEY", good.read_text())
+        c = client(url)
+        push_tags(c, "signed/model", built[:1], "Q4_K_M")
+        assert st.token_requests >= 1 and st.tokens
+        assert verify_tags(c, "signed/model", built[:1], "Q4_K_M") == []
+    secret_line = good.read_text().splitlines()[1]
+    assert secret_line not in caplog.text
+
+
+def test_signed_auth_wrong_key(registry: Registry, built: list[TagBuild], tmp_path: Path) -> None:
+    _, good_pub = _keypair(tmp_path, "good")
+    wrong, _ = _keypair(tmp_path, "wrong")
+    with fault_proxy(registry.url, auth_keys=[good_pub]) as (url, st):
+        with pytest.raises(RemoteError) as err:
+            push_tags(client(url, key_path=wrong), "signed/wrong", built[:1], "Q4_K_M")
+        msg = str(err.value)
+        assert "refused the Ollama key" in msg and str(wrong) in msg and "SHA256:" in msg
+        assert wrong.read_text().splitlines()[1] not in msg
+        assert st.requests("PATCH") == [] and st.requests("PUT") == []
+
+
+def test_missing_key_is_input_error(registry: Registry, built: list[TagBuild], tmp_path: Path) -> None:
+    _, good_pub = _keypair(tmp_path, "good")
+    with fault_proxy(registry.url, auth_keys=[good_pub]) as (url, _st), pytest.raises(InputError, match="nokey"):
+        push_tags(client(url, key_path=tmp_path / "nokey"), "signed/nokey", built[:1], None)
