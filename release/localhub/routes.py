@@ -613,9 +613,12 @@ def collection_create(h: Handler) -> None:
 
 def collection_list(h: Handler) -> None:
     owner, q = h.q("owner"), (h.q("q") or "").lower()
-    out = [c for c in _hub(h).store.collections()
-           if (not owner or c["owner"]["name"] == owner) and (not q or q in c["title"].lower())]
-    h.answer(200, out)
+    out = []
+    for c in _hub(h).store.collections():
+        if (not owner or c["owner"]["name"] == owner) and (not q or q in c["title"].lower()):
+            # Like the Hub: listings carry no position and at most 4 items per collection.
+            out.append({k: v for k, v in c.items() if k != "position"} | {"items": c["items"][:4]})
+    _paginate(h, out, 100)
 
 
 def collection_get(h: Handler, slug: str) -> None:

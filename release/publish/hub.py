@@ -1,0 +1,593 @@
+"""Hugging Face Hub publisher: idempotent, resumable, verified. Every call goes through `huggingface_hub.HfApi`.
+
+Interface (what `release publish` / `release cards --push` call):
+
+    pub = HubPublisher(endpoint, token, hash_cache=HashCache(dist / name / "hashes.json"), progress=print)
+    plan = pub.plan(artifacts, release_dir, prune_remote=False)   # reads only; sets artifact.remote
+    print(plan.summary())                                          # --dry-run stops here
+    result = pub.apply(plan, message=f"Release {name}")           # commits only what differs
+    pub.tag(plan.repo_ids(), name)                                 # release tag on every repo
+    pub.ensure_collection(title, namespace, repo_ids, description) # the release family
+    # or all of the above at once:
+    result = pub.publish(artifacts, release_dir, release=name, collection=(title, namespace, description))
+    # card-only push: one README.md commit per repo that needs it
+    result = pub.push_readmes(artifacts, release_dir)
+
+endpoint: argument, else HF_ENDPOINT, else https://huggingface.co. token: argument, else HF_TOKEN, else
+the client's own lookup. The token never appears in a message: every exception from the client is
+turned into a RemoteError whose text is redacted.
+
+How it stays safe:
+- plan hashes local files through the HashCache (sha256 keyed by path, size, mtime) and compares them
+  with the remote tree: LFS files by size + sha256, regular files by git blob sha1. Local problems
+  (missing file, size or hash differing from the manifest) raise InputError before any remote call.
+- apply refuses if a repo's head moved since plan; each commit carries `parent_commit` (the planned
+  head, then our previous commit). LFS-stored files go first, README.md and deletions in the last
+  commit, at most `max_files` files / `max_lfs_bytes` / `max_regular_bytes` per commit.
+- the client does not retry the commit POST; we do, after checking whether the failed commit landed
+  (head moved, its parent is ours and the tree holds the planned files) so nothing is committed twice.
+- after each commit the touched paths are read back (paths-info) and compared with the plan.
+- an unchanged release makes no write request at all; a rerun after a crash re-plans and sends only
+  what is missing (LFS objects already stored are skipped by the Hub's batch answer).
+
+Against anything but huggingface.co the Xet transport is switched off (the stand-in speaks LFS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import time
+from collections.abc import Callable, Iterable, Sequence
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx2
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+from ..errors import InputError, Problem, ReleaseError, RemoteError, WorkError
+from ..fsutil import HashCache
+from ..manifest import Artifact, RemoteFile
+from .gitsha import git_blob_sha1_file
+from .hubplan import (
+    CollectionResult,
+    HubPlan,
+    HubResult,
+    PlannedFile,
+    RepoPlan,
+    RepoResult,
+    TagResult,
+    human,
+    short,
+)
+from .redact import Redactor
+from .retry import Backoff, retry_call
+
+T = TypeVar("T")
+
+OFFICIAL_HUB = "https://huggingface.co"
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+PATHS_INFO_MAX = 1000
+NEVER_DELETE = frozenset({".gitattributes"})
+DEFAULT_BACKOFF = Backoff()
+
+__all__ = ["HubPlan", "HubPublisher", "HubResult"]
+
+
+# ---- classifying client errors ------------------------------------------------------------------
+
+def _status(exc: BaseException) -> int | None:
+    for e in _chain(exc):
+        resp = getattr(e, "response", None)
+        if resp is not None and getattr(resp, "status_code", None) is not None:
+            return int(resp.status_code)
+    return None
+
+
+def _chain(exc: BaseException) -> Iterable[BaseException]:
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def is_transient(exc: BaseException) -> bool:
+    """5xx/429/408 answers and transport failures (resets, timeouts), wherever they sit in the chain."""
+    for e in _chain(exc):
+        if isinstance(e, httpx2.TransportError):
+            return True
+        if isinstance(e, HfHubHTTPError) and _status(e) in TRANSIENT_STATUS:
+            return True
+    return False
+
+
+def retry_after(exc: BaseException) -> float | None:
+    for e in _chain(exc):
+        resp = getattr(e, "response", None)
+        value = resp.headers.get("Retry-After") if resp is not None else None
+        if value:
+            try:
+                return float(value)
+            except ValueError:
+                with contextlib.suppress(TypeError, ValueError):
+                    return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    parts = []
+    for e in _chain(exc):
+        text = " ".join(str(e).split())
+        parts.append(f"{type(e).__name__}: {text}" if text else type(e).__name__)
+        if len(parts) == 3:
+            break
+    return " <- ".join(parts)
+
+
+class HubPublisher:
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        token: str | None = None,
+        *,
+        hash_cache: HashCache | None = None,
+        progress: Callable[[str], None] | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        max_files: int = 50,
+        max_lfs_bytes: int = 10 << 30,
+        max_regular_bytes: int = 64 << 20,
+        private: bool = False,
+        xet: bool | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or OFFICIAL_HUB).rstrip("/")
+        token = token or os.environ.get("HF_TOKEN") or None
+        self._api = HfApi(endpoint=self.endpoint, token=token)
+        self._redact = Redactor([token])
+        with contextlib.suppress(Exception):
+            from huggingface_hub import get_token
+
+            self._redact.add(get_token())
+        self.hash_cache = hash_cache if hash_cache is not None else HashCache(None)
+        self._progress = progress
+        self.backoff = backoff
+        self.max_files = max_files
+        self.max_lfs_bytes = max_lfs_bytes
+        self.max_regular_bytes = max_regular_bytes
+        self.private = private
+        self._sleep = sleep
+        if xet is False or (xet is None and self.endpoint != OFFICIAL_HUB):
+            # The client picks Xet on its own when hf_xet is importable; nothing but the real Hub speaks it.
+            constants.HF_HUB_DISABLE_XET = True
+
+    def __repr__(self) -> str:  # HfApi's repr would show the token
+        return f"HubPublisher(endpoint={self.endpoint!r})"
+
+    # ---- plumbing -------------------------------------------------------------------------------
+
+    def say(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress(self._redact(message))
+
+    def _call(self, what: str, fn: Callable[[], T], *, retry: bool = True) -> T:
+        """Run one client call; transient failures retried; every failure a redacted RemoteError."""
+        def on_retry(attempt: int, exc: BaseException, wait: float) -> None:
+            self.say(f"{what}: {_describe(exc)}; retry {attempt} in {wait:.1f}s")
+
+        try:
+            if not retry:
+                return fn()
+            return retry_call(fn, is_transient=is_transient, backoff=self.backoff, wait_hint=retry_after,
+                              on_retry=on_retry, sleep=self._sleep)
+        except ReleaseError:
+            raise
+        except Exception as exc:
+            raise RemoteError(self._redact(f"{what} failed: {_describe(exc)}")) from None
+
+    def _head(self, repo: str) -> str | None:
+        """Head of main, or None if the repo does not exist."""
+        def get() -> str | None:
+            try:
+                return self._api.model_info(repo).sha
+            except RepositoryNotFoundError:
+                return None
+
+        return self._call(f"read {repo}", get)
+
+    def _tree(self, repo: str, revision: str) -> dict[str, Any]:
+        return self._call(f"list files of {repo}", lambda: {
+            f.path: f for f in self._api.list_repo_tree(repo, recursive=True, revision=revision)
+            if hasattr(f, "blob_id")
+        })
+
+    def _paths_info(self, repo: str, revision: str, paths: Sequence[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for i in range(0, len(paths), PATHS_INFO_MAX):
+            chunk = list(paths[i:i + PATHS_INFO_MAX])
+            infos = self._call(f"read back {repo}",
+                               lambda chunk=chunk: self._api.get_paths_info(repo, chunk, revision=revision))
+            out.update({p.path: p for p in infos if hasattr(p, "blob_id")})
+        return out
+
+    def _url(self, repo: str) -> str:
+        return f"{self.endpoint}/{repo}"
+
+    # ---- plan -----------------------------------------------------------------------------------
+
+    def plan(
+        self,
+        artifacts: Iterable[Artifact],
+        release_dir: Path,
+        *,
+        prune_remote: bool = False,
+        select: Callable[[str], bool] | None = None,
+    ) -> HubPlan:
+        """Diff local artifacts against their repos. Reads only. Sets `artifact.remote` on each artifact.
+
+        `select(path_in_repo)` limits the plan to some paths (card-only pushes); unselected remote files
+        are ignored, never deleted.
+        """
+        hub_artifacts = [a for a in artifacts if a.destination is not None and a.destination.kind == "hub"]
+        local = self._local_files(hub_artifacts, Path(release_dir), select)
+        plan = HubPlan(endpoint=self.endpoint, prune_remote=prune_remote)
+        for repo, files in local.items():
+            head = self._head(repo)
+            rp = RepoPlan(repo=repo, url=self._url(repo), exists=head is not None, head=head)
+            remote = self._tree(repo, head) if head is not None else {}
+            for path, pf in sorted(files.items()):
+                pf.action = "unchanged" if self._same(pf, remote.get(path)) else "upload"
+                rp.files.append(pf)
+            for path, rf in sorted(remote.items()):
+                if path in files or (select is not None and not select(path)):
+                    continue
+                action = "delete" if prune_remote and path not in NEVER_DELETE else "keep"
+                rp.files.append(PlannedFile(path=path, action=action, size=int(rf.size or 0),
+                                            sha256=rf.lfs.sha256 if rf.lfs else None))
+            plan.repos.append(rp)
+            self.say(rp.summary())
+        self._annotate(hub_artifacts, plan)
+        return plan
+
+    def _local_files(self, artifacts: list[Artifact], release_dir: Path,
+                     select: Callable[[str], bool] | None) -> dict[str, dict[str, PlannedFile]]:
+        problems: list[Problem] = []
+        by_repo: dict[str, dict[str, PlannedFile]] = {}
+        for a in artifacts:
+            assert a.destination is not None
+            repo = a.destination.repo
+            try:
+                validate_repo_id(repo)
+                if "/" not in repo:
+                    raise HFValidationError("a repo id needs a namespace: NAMESPACE/NAME")
+            except HFValidationError as exc:
+                problems.append(Problem(a.id, "destination.repo", f"invalid repo id {repo!r}: {exc}"))
+                continue
+            root = release_dir / a.root
+            for fe in a.files:
+                path = posixpath.normpath(posixpath.join(a.destination.path_in_repo or "", fe.path))
+                if path.startswith(("../", "/")) or path in ("..", "."):
+                    problems.append(Problem(a.id, fe.path, f"path in repo escapes the repo: {path}"))
+                    continue
+                if select is not None and not select(path):
+                    continue
+                local = root / fe.path
+                if not local.is_file():
+                    problems.append(Problem(a.id, fe.path, f"file not found: {local}"))
+                    continue
+                size = local.stat().st_size
+                if fe.size is not None and fe.size != size:
+                    problems.append(Problem(a.id, fe.path, f"size {size} differs from the manifest's {fe.size}"))
+                    continue
+                sha = self.hash_cache.sha256(local)
+                if fe.sha256 is not None and fe.sha256 != sha:
+                    problems.append(Problem(a.id, fe.path, "sha256 differs from the manifest's (rebuild?)"))
+                    continue
+                fe.size, fe.sha256 = size, sha
+                files = by_repo.setdefault(repo, {})
+                prior = files.get(path)
+                if prior is not None and prior.sha256 != sha:
+                    problems.append(Problem(a.id, fe.path,
+                                            f"{repo}/{path} also comes from {prior.artifact} with other content"))
+                    continue
+                files[path] = PlannedFile(path=path, action="upload", size=size, sha256=sha, local=local,
+                                          artifact=a.id)
+        self.hash_cache.save()
+        if problems:
+            raise InputError(problems)
+        return by_repo
+
+    def _same(self, pf: PlannedFile, remote: Any) -> bool:
+        if remote is None or int(remote.size or 0) != pf.size:
+            return False
+        if remote.lfs is not None:
+            return remote.lfs.sha256 == pf.sha256
+        assert pf.local is not None
+        if pf.git_sha1 is None:
+            pf.git_sha1 = git_blob_sha1_file(pf.local)
+        return remote.blob_id == pf.git_sha1
+
+    @staticmethod
+    def _annotate(artifacts: list[Artifact], plan: HubPlan) -> None:
+        """Copy the plan onto the artifacts (manifest `remote`): paths relative to each artifact."""
+        for a in artifacts:
+            a.remote = []
+        by_repo: dict[str, list[Artifact]] = {}
+        for a in artifacts:
+            assert a.destination is not None
+            by_repo.setdefault(a.destination.repo, []).append(a)
+        for rp in plan.repos:
+            owners = by_repo.get(rp.repo, [])
+            by_id = {a.id: a for a in owners}
+            for pf in rp.files:
+                owner = by_id.get(pf.artifact or "") or _longest_prefix_owner(owners, pf.path)
+                if owner is None or owner.remote is None:
+                    continue
+                assert owner.destination is not None
+                prefix = owner.destination.path_in_repo.strip("/")
+                rel = pf.path[len(prefix) + 1:] if prefix and pf.path.startswith(prefix + "/") else pf.path
+                owner.remote.append(RemoteFile(path=rel, action=pf.action,
+                                               size=pf.size if pf.action == "upload" else 0))
+
+    # ---- apply ----------------------------------------------------------------------------------
+
+    def apply(self, plan: HubPlan, *, message: str = "Publish release") -> HubResult:
+        """Make each repo equal to the plan. Refuses (RemoteError) if a repo moved since the plan."""
+        result = HubResult()
+        for rp in plan.repos:
+            result.repos.append(self._apply_repo(rp, message))
+        return result
+
+    def _apply_repo(self, rp: RepoPlan, message: str) -> RepoResult:
+        res = RepoResult(repo=rp.repo, url=rp.url, head=rp.head)
+        uploads, deletes = rp.uploads, rp.deletes
+        if rp.exists and not uploads and not deletes:
+            return res
+        for pf in uploads:
+            self._check_local(rp.repo, pf)
+        head = self._head(rp.repo)
+        if not rp.exists:
+            if head is None:
+                self._call(f"create {rp.repo}", lambda: self._api.create_repo(
+                    rp.repo, exist_ok=True, private=self.private))
+                res.created = True
+                self.say(f"{rp.repo}: created")
+                head = self._head(rp.repo)
+            if head is None:
+                raise RemoteError(f"{rp.repo} was created but cannot be read back")
+            extra = sorted(set(self._tree(rp.repo, head)) - NEVER_DELETE)
+            if extra:
+                raise RemoteError(f"repo {rp.repo} changed since plan: it did not exist, now holds "
+                                  f"{', '.join(extra[:5])}; re-run plan")
+        elif head != rp.head:
+            raise RemoteError(f"repo {rp.repo} changed since plan: head {short(rp.head)} → {short(head)}; "
+                              "re-run plan")
+        assert head is not None
+        batches = self._batches(uploads, deletes)
+        for i, batch in enumerate(batches, 1):
+            title = message if len(batches) == 1 else f"{message} ({i}/{len(batches)})"
+            head = self._commit(rp.repo, batch, head, title)
+            res.commits.append(head)
+            res.files_uploaded += sum(1 for f in batch if f.action == "upload")
+            res.files_deleted += sum(1 for f in batch if f.action == "delete")
+            res.bytes_sent += sum(f.size for f in batch if f.action == "upload")
+            self.say(f"{rp.repo}: commit {i}/{len(batches)} {short(head)} verified "
+                     f"({len(batch)} files, {human(sum(f.size for f in batch if f.action == 'upload'))})")
+        res.head = head
+        return res
+
+    def _check_local(self, repo: str, pf: PlannedFile) -> None:
+        assert pf.local is not None
+        if not pf.local.is_file() or pf.local.stat().st_size != pf.size or \
+                self.hash_cache.sha256(pf.local) != pf.sha256:
+            raise WorkError(f"{pf.local} changed since plan (for {repo}/{pf.path}); re-run plan")
+
+    def _batches(self, uploads: list[PlannedFile], deletes: list[PlannedFile]) -> list[list[PlannedFile]]:
+        """LFS-stored files first, then regular ones; README.md and deletions ride in the last commit."""
+        body = [f for f in uploads if not f.is_readme]
+        lfs_flags = {f.path: f.likely_lfs() for f in body}
+        body.sort(key=lambda f: (not lfs_flags[f.path], f.path))
+        batches: list[list[PlannedFile]] = []
+        cur: list[PlannedFile] = []
+        lfs_bytes = reg_bytes = 0
+        for f in body:
+            lfs = lfs_flags[f.path]
+            over = (len(cur) >= self.max_files
+                    or (lfs and lfs_bytes + f.size > self.max_lfs_bytes)
+                    or (not lfs and reg_bytes + f.size > self.max_regular_bytes))
+            if cur and over:
+                batches.append(cur)
+                cur, lfs_bytes, reg_bytes = [], 0, 0
+            cur.append(f)
+            if lfs:
+                lfs_bytes += f.size
+            else:
+                reg_bytes += f.size
+        if cur:
+            batches.append(cur)
+        tail = [f for f in uploads if f.is_readme] + deletes
+        if tail:
+            tail_bytes = sum(f.size for f in tail if f.action == "upload")
+            if batches and len(batches[-1]) + len(tail) <= self.max_files and \
+                    reg_bytes + tail_bytes <= self.max_regular_bytes:
+                batches[-1].extend(tail)
+            else:
+                batches.append(tail)
+        return batches
+
+    def _operations(self, batch: list[PlannedFile]) -> list[Any]:
+        ops: list[Any] = []
+        for f in batch:
+            if f.action == "delete":
+                ops.append(CommitOperationDelete(path_in_repo=f.path, is_folder=False))
+                continue
+            op = CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(f.local))
+            if f.sha256:
+                # Known from the hash cache: spares the client a second full read of multi-GB files.
+                op.upload_info.sha256 = bytes.fromhex(f.sha256)
+            ops.append(op)
+        return ops
+
+    def _commit(self, repo: str, batch: list[PlannedFile], parent: str, title: str) -> str:
+        """One commit on top of `parent`, retried safely; returns the verified new head."""
+        waits = self.backoff.waits()
+        while True:
+            try:
+                info = self._api.create_commit(repo, self._operations(batch), commit_message=title,
+                                               parent_commit=parent)
+            except Exception as exc:
+                landed = self._landed(repo, parent, batch)
+                if landed is not None:
+                    self.say(f"{repo}: commit answer lost ({_describe(exc)}), but it landed as {short(landed)}")
+                    return landed
+                status = _status(exc)
+                if status == 412:
+                    now = self._head(repo)
+                    raise RemoteError(f"repo {repo} changed since plan: head {short(parent)} → {short(now)}; "
+                                      "re-run plan") from None
+                wait = next(waits, None)
+                if not is_transient(exc) or wait is None:
+                    raise RemoteError(self._redact(f"commit to {repo} failed: {_describe(exc)}")) from None
+                hint = retry_after(exc)
+                wait = min(max(wait, hint), self.backoff.max_wait) if hint is not None else wait
+                self.say(f"{repo}: commit failed ({_describe(exc)}); not landed; retry in {wait:.1f}s")
+                self._sleep(wait)
+                continue
+            if info.oid == parent:
+                # The client found nothing to change: the remote already holds the batch.
+                if self._verify(repo, parent, batch):
+                    raise RemoteError(f"{repo}: commit made no change but the files differ from the plan")
+                return parent
+            problems = self._verify(repo, info.oid, batch)
+            if problems:
+                raise RemoteError(f"{repo}: commit {short(info.oid)} does not hold what was planned: "
+                                  + "; ".join(problems[:5]))
+            return info.oid
+
+    def _landed(self, repo: str, parent: str, batch: list[PlannedFile]) -> str | None:
+        """After a failed commit POST: our commit's sha if it landed on top of `parent`, else None."""
+        head = self._head(repo)
+        if head is None or head == parent:
+            return None
+        history = self._call(f"list commits of {repo}",
+                             lambda: [c.commit_id for c in self._api.list_repo_commits(repo, revision=head)])
+        if parent not in history:
+            raise RemoteError(f"repo {repo} changed since plan: {short(parent)} is no longer in its history "
+                              f"(head {short(head)}); re-run plan")
+        child = history[history.index(parent) - 1]
+        if self._verify(repo, child, batch):
+            return None  # someone else's commit; the caller's retry will meet a 412 and refuse
+        if child != head:
+            raise RemoteError(f"repo {repo} changed since plan: our commit {short(child)} landed but "
+                              f"{short(head)} was committed on top; re-run plan")
+        return child
+
+    def _verify(self, repo: str, revision: str, batch: list[PlannedFile]) -> list[str]:
+        """Read back the batch's paths at `revision`; the differences from the plan (empty if none)."""
+        infos = self._paths_info(repo, revision, [f.path for f in batch])
+        problems = []
+        for f in batch:
+            remote = infos.get(f.path)
+            if f.action == "delete":
+                if remote is not None:
+                    problems.append(f"{f.path} still present")
+            elif remote is None:
+                problems.append(f"{f.path} missing")
+            elif not self._same(f, remote):
+                problems.append(f"{f.path} differs (remote size {remote.size})")
+        return problems
+
+    # ---- tags, collection, card-only push -------------------------------------------------------
+
+    def tag(self, repos: Iterable[str], tag: str, *, move: bool = False, message: str | None = None
+            ) -> list[TagResult]:
+        """Tag each repo's head. An existing tag on another commit is kept (tags are meant to be
+        immutable) and reported, unless `move=True`."""
+        out = []
+        for repo in repos:
+            head = self._head(repo)
+            if head is None:
+                raise RemoteError(f"cannot tag {repo}: repo not found")
+            refs = self._call(f"read refs of {repo}", lambda repo=repo: self._api.list_repo_refs(repo))
+            existing = {t.name: t.target_commit for t in refs.tags}
+            at = existing.get(tag)
+            if at == head:
+                out.append(TagResult(repo, tag, head, "unchanged"))
+                continue
+            if at is not None and not move:
+                note = (f"{repo}: tag {tag} stays on {short(at)} (head is {short(head)}); "
+                        "release tags are not moved unless asked")
+                self.say(note)
+                out.append(TagResult(repo, tag, at, "kept", note))
+                continue
+            if at is not None:
+                self._call(f"delete tag {tag} of {repo}",
+                           lambda repo=repo: self._api.delete_tag(repo, tag=tag))
+            self._call(f"tag {repo}", lambda repo=repo, head=head: self._api.create_tag(
+                repo, tag=tag, revision=head, tag_message=message, exist_ok=True))
+            action = "moved" if at is not None else "created"
+            self.say(f"{repo}: tag {tag} {action} at {short(head)}")
+            out.append(TagResult(repo, tag, head, action))
+        return out
+
+    def ensure_collection(self, title: str, namespace: str, repos: Iterable[str],
+                          description: str | None = None) -> CollectionResult:
+        """A collection holding the release family; items added once. No write if already complete."""
+        found = self._call("list collections", lambda: [
+            c for c in self._api.list_collections(owner=namespace, limit=100) if c.title == title])
+        created = False
+        if found:
+            coll = self._call("read collection", lambda: self._api.get_collection(found[0].slug))
+        else:
+            coll = self._call("create collection", lambda: self._api.create_collection(
+                title, namespace=namespace, description=description, exists_ok=True))
+            created = True
+        have = {item.item_id for item in coll.items}
+        res = CollectionResult(slug=coll.slug, url=coll.url, created=created)
+        for repo in repos:
+            if repo in have:
+                continue
+            self._call(f"add {repo} to collection", lambda repo=repo: self._api.add_collection_item(
+                coll.slug, item_id=repo, item_type="model", exists_ok=True))
+            res.added.append(repo)
+        if created or res.added:
+            self.say(f"collection {coll.slug}: {len(res.added)} added")
+        return res
+
+    def push_readmes(self, artifacts: Iterable[Artifact], release_dir: Path, *,
+                     message: str = "Update model card") -> HubResult:
+        """Card-only push: commit just the README.md files that differ, one commit per repo."""
+        plan = self.plan(artifacts, release_dir, select=lambda p: p.rsplit("/", 1)[-1] == "README.md")
+        return self.apply(plan, message=message)
+
+    def publish(self, artifacts: Sequence[Artifact], release_dir: Path, *, release: str,
+                prune_remote: bool = False, dry_run: bool = False,
+                collection: tuple[str, str, str | None] | None = None) -> tuple[HubPlan, HubResult | None]:
+        """plan → (stop if dry_run) → apply → tag with the release name → collection (title, namespace, description)."""
+        plan = self.plan(artifacts, release_dir, prune_remote=prune_remote)
+        if dry_run:
+            return plan, None
+        result = self.apply(plan, message=f"Release {release}")
+        repos = [r.repo for r in plan.repos]
+        result.tags = self.tag(repos, release)
+        result.notes.extend(t.note for t in result.tags if t.note)
+        if collection is not None:
+            title, namespace, description = collection
+            result.collection = self.ensure_collection(title, namespace, repos, description)
+        return plan, result
+
+
+def _longest_prefix_owner(owners: list[Artifact], path: str) -> Artifact | None:
+    best: Artifact | None = None
+    best_len = -1
+    for a in owners:
+        assert a.destination is not None
+        prefix = a.destination.path_in_repo.strip("/")
+        if (not prefix or path.startswith(prefix + "/")) and len(prefix) > best_len:
+            best, best_len = a, len(prefix)
+    return best

@@ -1,0 +1,178 @@
+"""What a Hub publish will do, decided before anything is uploaded: the plan and the result types.
+
+A plan is per repo: the head commit it was computed against (the `parent_commit` of the first commit)
+and one entry per file — upload, unchanged, delete (only with prune_remote) or keep (remote-only
+files left alone). It serialises to JSON for the manifest and `--json`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Action = Literal["upload", "unchanged", "delete", "keep"]
+
+LFS_SUFFIXES = frozenset({".safetensors", ".gguf", ".bin", ".pt", ".pth", ".onnx", ".npz", ".npy", ".msgpack",
+                          ".h5", ".model", ".zip", ".tar", ".gz", ".zst"})
+REGULAR_MAX = 10 * 1024 * 1024
+
+
+def short(sha: str | None) -> str:
+    return sha[:8] if sha else "(none)"
+
+
+def human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+@dataclass
+class PlannedFile:
+    path: str  # path in the repo
+    action: Action
+    size: int  # local size (upload/unchanged) or remote size (delete/keep)
+    sha256: str | None = None
+    local: Path | None = None
+    artifact: str | None = None  # id of the artifact the file belongs to
+    git_sha1: str | None = None  # filled when a regular file had to be compared by blob id
+
+    @property
+    def is_readme(self) -> bool:
+        return self.path.rsplit("/", 1)[-1] == "README.md"
+
+    def likely_lfs(self) -> bool:
+        """Whether the Hub will store it in LFS; only used to order and size commits."""
+        if self.size > REGULAR_MAX or Path(self.path).suffix in LFS_SUFFIXES:
+            return True
+        if self.local is None:
+            return False
+        with open(self.local, "rb") as fh:
+            return b"\0" in fh.read(512)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "action": self.action, "size": self.size, "sha256": self.sha256,
+                "artifact": self.artifact}
+
+
+@dataclass
+class RepoPlan:
+    repo: str
+    url: str
+    exists: bool
+    head: str | None  # head of main when planned; None if the repo does not exist yet
+    files: list[PlannedFile] = field(default_factory=list)
+
+    def of(self, action: Action) -> list[PlannedFile]:
+        return [f for f in self.files if f.action == action]
+
+    @property
+    def uploads(self) -> list[PlannedFile]:
+        return self.of("upload")
+
+    @property
+    def deletes(self) -> list[PlannedFile]:
+        return self.of("delete")
+
+    @property
+    def bytes_to_send(self) -> int:
+        return sum(f.size for f in self.uploads)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.uploads or self.deletes or not self.exists)
+
+    def summary(self) -> str:
+        counts = {a: len(self.of(a)) for a in ("upload", "unchanged", "delete", "keep")}
+        parts = [f"{n} {a}" for a, n in counts.items() if n]
+        state = f"@ {short(self.head)}" if self.exists else "(new repo)"
+        return f"{self.repo} {state}: {', '.join(parts) or 'nothing'}; {human(self.bytes_to_send)} to send"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"repo": self.repo, "url": self.url, "exists": self.exists, "head": self.head,
+                "bytes_to_send": self.bytes_to_send, "files": [f.to_json() for f in self.files]}
+
+
+@dataclass
+class HubPlan:
+    endpoint: str
+    prune_remote: bool
+    repos: list[RepoPlan] = field(default_factory=list)
+
+    @property
+    def bytes_to_send(self) -> int:
+        return sum(r.bytes_to_send for r in self.repos)
+
+    @property
+    def changed(self) -> bool:
+        return any(r.changed for r in self.repos)
+
+    def repo(self, repo_id: str) -> RepoPlan:
+        for r in self.repos:
+            if r.repo == repo_id:
+                return r
+        raise KeyError(repo_id)
+
+    def summary(self) -> str:
+        lines = [r.summary() for r in self.repos]
+        lines.append(f"total: {human(self.bytes_to_send)} to send to {self.endpoint}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "prune_remote": self.prune_remote,
+                "bytes_to_send": self.bytes_to_send, "repos": [r.to_json() for r in self.repos]}
+
+
+@dataclass
+class RepoResult:
+    repo: str
+    url: str
+    created: bool = False
+    commits: list[str] = field(default_factory=list)
+    files_uploaded: int = 0
+    files_deleted: int = 0
+    bytes_sent: int = 0  # planned bytes of the files committed (LFS objects the Hub already had are skipped)
+    head: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TagResult:
+    repo: str
+    tag: str
+    commit: str | None
+    action: Literal["created", "unchanged", "kept", "moved"]
+    note: str = ""
+
+
+@dataclass
+class CollectionResult:
+    slug: str
+    url: str
+    added: list[str] = field(default_factory=list)
+    created: bool = False
+
+
+@dataclass
+class HubResult:
+    repos: list[RepoResult] = field(default_factory=list)
+    tags: list[TagResult] = field(default_factory=list)
+    collection: CollectionResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def commits(self) -> int:
+        return sum(len(r.commits) for r in self.repos)
+
+    @property
+    def bytes_sent(self) -> int:
+        return sum(r.bytes_sent for r in self.repos)
+
+    def urls(self) -> dict[str, str]:
+        return {r.repo: r.url for r in self.repos}
