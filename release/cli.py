@@ -114,7 +114,8 @@ def plan(name: str, dist: Path, as_json: bool, matrix: bool) -> None:
 def _fmt_size(size: int | None, estimated: bool) -> str:
     if not size:
         return "—"
-    return f"{'≈' if estimated else ''}{size / 1e9:.2f} GB"
+    approx = "≈" if estimated else ""
+    return f"{approx}{size / 1e9:.2f} GB" if size >= 1e9 else f"{approx}{size / 1e6:.1f} MB"
 
 
 def _print_plan(ctx: Context) -> None:
@@ -140,15 +141,23 @@ def _print_plan(ctx: Context) -> None:
 @click.option("--only", "only", multiple=True, metavar="KIND[:ID]",
               help="Build only these (bf16, gguf, nvfp4, ollama, cards; e.g. gguf:Q4_K_M). Repeatable.")
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True, help="Parallel build jobs.")
+@click.option("--max-memory", type=float, default=None, help="Memory budget for parallel jobs, in GB.")
 @click.option("--force", is_flag=True, help="Rebuild even when inputs are unchanged.")
+@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL for downloading the base.")
 @handle_errors
-def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, force: bool) -> None:
-    """Prune, build the artifacts, render cards, and write the manifest."""
+def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, max_memory: float | None, force: bool,
+          hub_endpoint: str | None) -> None:
+    """Prune, build the artifacts, render cards, and write the manifest.
+
+    Finished artifacts whose inputs are unchanged are restored from dist/NAME/state.json, not rebuilt.
+    """
     release = load_release(name)
-    ctx = Context(release, Options(dist_root=dist, only=parse_only(only), jobs=jobs, force=force), console=err)
-    ran = run_build(ctx)
+    options = Options(dist_root=dist, only=parse_only(only), jobs=jobs, force=force, hub_endpoint=hub_endpoint,
+                      max_memory=int(max_memory * 1e9) if max_memory else None)
+    ctx = Context(release, options, console=err)
+    built = run_build(ctx)
     _print_plan(ctx)
-    err.print(f"built: {', '.join(ran) or 'nothing'}")
+    err.print(f"built: {', '.join(built) or 'nothing (everything up to date)'}")
 
 
 @cli.command()

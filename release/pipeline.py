@@ -3,31 +3,42 @@
     check → fetch base → prune → build (bf16 | gguf | nvfp4 | ollama) → cards → verify → plan
           → publish (hub, ollama) → tag
 
-Each step reads the context and adds or replaces artifacts in `ctx.artifacts`; none reaches into
-another's internals. The manifest (`dist/<name>/manifest.json`) is the registry serialised with
-provenance; `state.json` records finished steps with the hashes of their inputs so a rerun skips
-finished work.
+Builders (release/builders/) turn planned artifacts into built ones; publishers consume them. The
+manifest (`dist/<name>/manifest.json`) is the registry serialised with provenance. `state.json`
+records every built artifact with the hash of its inputs, so a rerun after a crash or an edit
+rebuilds only what changed (new scores → only the cards) and restores the rest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
-from .errors import InputError, NotAvailable
-from .fsutil import atomic_write_text
-from .manifest import ARTIFACT_KINDS, ArtifactRegistry, Manifest
+from .errors import InputError
+from .fsutil import HashCache, atomic_write_text
+from .manifest import ARTIFACT_KINDS, Artifact, ArtifactRegistry, FileEntry, Manifest
 from .plan import plan_artifacts
 from .provenance import input_hashes, pipelines_git
 from .spec.load import Release
 
 KINDS = (*ARTIFACT_KINDS[:-1], "cards", "hub")  # bf16 gguf nvfp4 ollama cards hub
+BUILD_KINDS = ("bf16", "gguf", "nvfp4", "ollama", "cards")
 
 
 @dataclass
@@ -35,19 +46,24 @@ class Options:
     dist_root: Path = Path("dist")
     only: list[str] = field(default_factory=list)  # KIND or KIND:ID selectors
     force: bool = False
+    from_step: str | None = None
     jobs: int = 2
-    max_memory: int | None = None
+    max_memory: int | None = None  # bytes
     hub_endpoint: str | None = None
+    hub_token: str | None = None
     ollama_registry: str | None = None
     dry_run: bool = False
     prune_remote: bool = False
+    quiet: bool = False
 
     def selects(self, kind: str, artifact_id: str | None = None) -> bool:
         if not self.only:
             return True
         for sel in self.only:
             sel_kind, _, sel_id = sel.partition(":")
-            if sel_kind == kind and (not sel_id or artifact_id is None or artifact_id == f"{kind}:{sel_id}"):
+            if sel_kind != kind:
+                continue
+            if not sel_id or artifact_id is None or artifact_id == f"{kind}:{sel_id}":
                 return True
         return False
 
@@ -67,26 +83,38 @@ def parse_only(values: tuple[str, ...] | list[str]) -> list[str]:
 
 
 class State:
-    """`state.json`: finished steps with the hash of their inputs and what they produced."""
+    """`state.json`: every built artifact with the hash of its inputs."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
             self.data: dict[str, Any] = json.loads(path.read_text())
+            self.data.setdefault("artifacts", {})
         except (OSError, json.JSONDecodeError):
-            self.data = {"steps": {}}
+            self.data = {"artifacts": {}}
 
-    def done(self, step: str, inputs: str) -> bool:
-        rec = self.data["steps"].get(step)
-        return bool(rec) and rec.get("inputs") == inputs
+    def get(self, artifact_id: str) -> dict[str, Any] | None:
+        return self.data["artifacts"].get(artifact_id)
 
-    def record(self, step: str, inputs: str, outputs: dict[str, Any]) -> None:
-        self.data["steps"][step] = {"inputs": inputs, "outputs": outputs}
-        atomic_write_text(self.path, json.dumps(self.data, indent=2) + "\n")
+    def record(self, artifact: Artifact, inputs: str) -> None:
+        self.data["artifacts"][artifact.id] = {"inputs": inputs, "artifact": artifact.to_json()}
+        self._save()
 
-    def forget(self, step: str) -> None:
-        if self.data["steps"].pop(step, None) is not None:
-            atomic_write_text(self.path, json.dumps(self.data, indent=2) + "\n")
+    def forget(self, artifact_id: str) -> None:
+        if self.data["artifacts"].pop(artifact_id, None) is not None:
+            self._save()
+
+    def _save(self) -> None:
+        atomic_write_text(self.path, json.dumps(self.data, indent=1) + "\n")
+
+
+def digest(*parts: Any) -> str:
+    """A stable hash of JSON-able parts (input hashes of a step)."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 class Context:
@@ -97,73 +125,167 @@ class Context:
         self.dist = options.dist_root / release.name
         self.artifacts: ArtifactRegistry = plan_artifacts(release)
         self.state = State(self.dist / "state.json")
+        self.hash_cache = HashCache(self.dist / "hashes.json")
+        self.progress: Progress | None = None
+        self.log: list[str] = []
         self._inputs: dict[str, str] | None = None
+        self._building: set[str] = set()
 
+    # -- inputs and provenance ---------------------------------------------------------------
     @property
     def inputs(self) -> dict[str, str]:
         if self._inputs is None:
             self._inputs = input_hashes(self.release)
         return self._inputs
 
-    def inputs_hash(self, *keys: str) -> str:
-        h = hashlib.sha256()
-        for k in sorted(keys or self.inputs):
-            h.update(f"{k}={self.inputs.get(k, '')}\n".encode())
-        return h.hexdigest()
-
     def manifest(self) -> Manifest:
         from . import __version__
 
-        return Manifest(
-            release=self.release.name,
-            tool_version=__version__,
-            pipelines_git=pipelines_git(self.release.dir),
-            inputs=self.inputs,
-            artifacts=self.artifacts,
-        )
+        return Manifest(release=self.release.name, tool_version=__version__,
+                        pipelines_git=pipelines_git(self.release.dir), inputs=self.inputs,
+                        artifacts=self.artifacts)
 
     def write_manifest(self) -> Path:
         path = self.dist / "manifest.json"
         self.manifest().write(path)
+        self.hash_cache.save()
         return path
 
+    # -- files ----------------------------------------------------------------------------------
+    def artifact_dir(self, artifact: Artifact) -> Path:
+        return self.dist / artifact.root
 
-StepFn = Callable[[Context], None]
+    def file_entries(self, root: Path, names: list[str]) -> list[FileEntry]:
+        """FileEntry (path, size, sha256) for files below `root`, hashed through the cache."""
+        return [FileEntry(n, (root / n).stat().st_size, self.hash_cache.sha256(root / n)) for n in names]
+
+    def intact(self, artifact: Artifact) -> bool:
+        """Every file of a built artifact is still there with its recorded size and hash."""
+        root = self.artifact_dir(artifact)
+        for f in artifact.files:
+            p = root / f.path
+            if not p.is_file() or p.stat().st_size != f.size:
+                return False
+            if f.sha256 and self.hash_cache.sha256(p) != f.sha256:
+                return False
+        return bool(artifact.files)
+
+    # -- output -----------------------------------------------------------------------------------
+    def say(self, message: str) -> None:
+        self.log.append(message)
+        if not self.options.quiet:
+            self.console.print(message, soft_wrap=True, highlight=False)
+
+    def task(self, description: str, total: int | None = None) -> Callable[[int, int], None]:
+        """A progress bar; returns `update(done, total)`."""
+        if self.progress is None:
+            return lambda done, total: None
+        task_id = self.progress.add_task(description, total=total)
+
+        def update(done: int, total_: int) -> None:
+            assert self.progress is not None
+            self.progress.update(task_id, completed=done, total=total_ or None)
+
+        return update
+
+    @contextmanager
+    def live(self) -> Iterator[None]:
+        """One progress display for the whole run: step, artifact, bytes, rate, ETA."""
+        if self.options.quiet:
+            yield
+            return
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                            DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                            console=self.console, transient=False)
+        self.progress = progress
+        with progress:
+            yield
+        self.progress = None
+
+    # -- building ---------------------------------------------------------------------------------
+    def require(self, artifact_id: str) -> Artifact:
+        """The built artifact `artifact_id`, building it (and what it needs) if necessary."""
+        a = self.artifacts.get(artifact_id)
+        if a is None:
+            raise InputError(f"no artifact {artifact_id!r} in this release", file="--only")
+        if a.status in ("built", "published"):
+            return a
+        ensure(self, [artifact_id])
+        return self.artifacts[artifact_id]
 
 
-@dataclass(frozen=True)
-class Step:
-    name: str
-    kind: str  # the --only KIND it belongs to
-    run: StepFn
-    description: str
+class Builder(Protocol):
+    """Turns planned artifacts of one kind into built ones."""
+
+    kind: str
+
+    def input_hash(self, ctx: Context, artifact: Artifact) -> str:
+        """Hash of everything the artifact depends on (requiring upstream artifacts as needed)."""
+
+    def build(self, ctx: Context, artifacts: list[Artifact]) -> list[Artifact]:
+        """Build these artifacts; return them with status 'built', files, sizes and hashes."""
 
 
-def not_available(what: str, issue: str) -> StepFn:
-    def run(ctx: Context) -> None:
-        raise NotAvailable(f"the {what} is not available in this version of moe-release ({issue})")
+def builders() -> dict[str, Builder]:
+    from .builders import BUILDERS
 
-    return run
+    return BUILDERS
 
 
-def build_steps() -> list[Step]:
-    """The build part of the flow, in order. Later issues replace the placeholders."""
-    return [
-        Step("prune", "bf16", not_available("streaming pruner", "issue 3"), "prune the base checkpoint"),
-        Step("gguf", "gguf", not_available("GGUF builder", "issue 6"), "convert and quantize GGUF tiers"),
-        Step("nvfp4", "nvfp4", not_available("NVFP4A16 builder", "issue 8"), "quantize to NVFP4A16"),
-        Step("ollama", "ollama", not_available("Ollama builder", "issue 7"), "build Ollama tags"),
-        Step("cards", "cards", not_available("card renderer", "issue 4"), "render model cards"),
-    ]
+def ensure(ctx: Context, ids: list[str]) -> list[str]:
+    """Build the artifacts `ids` unless their recorded inputs are unchanged and files intact.
+
+    Returns the ids actually built (not restored).
+    """
+    by_kind: dict[str, list[Artifact]] = {}
+    built_now: list[str] = []
+    for artifact_id in ids:
+        a = ctx.artifacts[artifact_id]
+        if a.status in ("built", "published") or artifact_id in ctx._building:
+            continue
+        by_kind.setdefault(a.kind, []).append(a)
+    registry = builders()
+    for kind in BUILD_KINDS:
+        todo_planned = by_kind.get(kind if kind != "cards" else "card", [])
+        if not todo_planned:
+            continue
+        builder = registry[kind]
+        todo: list[tuple[Artifact, str]] = []
+        for a in todo_planned:
+            ctx._building.add(a.id)
+            inputs = builder.input_hash(ctx, a)
+            rec = ctx.state.get(a.id)
+            if rec and rec["inputs"] == inputs and not ctx.options.force:
+                restored = Artifact.from_json(rec["artifact"])
+                if ctx.intact(restored):
+                    ctx.artifacts.add(restored)
+                    continue
+            todo.append((a, inputs))
+        if not todo:
+            continue
+        hashes = {a.id: h for a, h in todo}
+        for built in builder.build(ctx, [a for a, _ in todo]):
+            built.status = "built"
+            ctx.artifacts.add(built)
+            if built.id in hashes:
+                ctx.state.record(built, hashes[built.id])
+                built_now.append(built.id)
+        ctx.write_manifest()
+    return built_now
+
+
+def selected_ids(ctx: Context, kinds: tuple[str, ...] = BUILD_KINDS) -> list[str]:
+    out = []
+    for a in ctx.artifacts:
+        kind = "cards" if a.kind == "card" else a.kind
+        if kind in kinds and ctx.options.selects(kind, a.id):
+            out.append(a.id)
+    return out
 
 
 def run_build(ctx: Context) -> list[str]:
-    """Run the selected build steps; returns the names of the steps run."""
-    ran: list[str] = []
-    for step in build_steps():
-        if not ctx.options.selects(step.kind):
-            continue
-        step.run(ctx)
-        ran.append(step.name)
+    """Build every selected artifact; returns the ids built in this run (others were up to date)."""
+    with ctx.live():
+        built = ensure(ctx, selected_ids(ctx))
     ctx.write_manifest()
-    return ran
+    return built

@@ -1,0 +1,18 @@
+"""Builders: one per artifact kind. Each turns planned artifacts into built ones (files, sizes,
+hashes, facts) by calling its part of the package; none reaches into another's internals."""
+
+from __future__ import annotations
+
+from .bf16 import Bf16Builder
+from .cards import CardsBuilder
+from .gguf import GgufBuilder
+from .nvfp4 import Nvfp4Builder
+from .ollama import OllamaBuilder
+
+BUILDERS = {
+    "bf16": Bf16Builder(),
+    "gguf": GgufBuilder(),
+    "nvfp4": Nvfp4Builder(),
+    "ollama": OllamaBuilder(),
+    "cards": CardsBuilder(),
+}
