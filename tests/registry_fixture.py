@@ -84,8 +84,8 @@ def stop_registry(reg: Registry) -> None:
         reg.proc.wait()
 
 
-@pytest.fixture(scope="session")
-def registry() -> Iterator[Registry]:
+@pytest.fixture(scope="session", name="registry")
+def registry_fixture() -> Iterator[Registry]:
     """One registry for the session; tests use distinct repository names."""
     workdir = Path(tempfile.mkdtemp(prefix="ollama-registry-"))
     reg = start_registry(workdir)

@@ -173,7 +173,7 @@ def test_bad_inputs_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no GGUF file for tier"):
         build_tags(section, ggufs, tmp_path / "o", pipeline_dir=pipeline)
     bad = make_gguf(tmp_path / "bad.gguf", file_type=99)
-    with pytest.raises(InputError, match="general.file_type"):
+    with pytest.raises(InputError, match=r"general\.file_type"):
         layers.read_gguf_facts(bad)
 
 

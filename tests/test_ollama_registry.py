@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 from ollama_helpers import make_release
-from registry_fixture import registry  # noqa: F401 - the session fixture
-from registry_fixture import Registry
+from registry_fixture import (
+    Registry,
+    registry_fixture,  # noqa: F401 - registers the `registry` fixture
+)
 from registry_proxy import Fault, fault_proxy
 
 from release.errors import InputError, RemoteError
@@ -44,8 +46,9 @@ def test_push_pull_verify_and_rerun(registry: Registry, built: list[TagBuild], t
         # The shared GGUF went up once, in several parts, with ollama's header shapes.
         patches = st.requests("PATCH")
         assert result.blobs[model.digest] == "uploaded" and result.bytes_sent[model.digest] == model.size
-        assert sum(s.length for s in patches) == sum(b.size for b in {x.digest: x for t in built for x in t.blobs}.values())
-        assert len([p for p in patches]) > model.size // PART
+        unique = {x.digest: x for t in built for x in t.blobs}
+        assert sum(s.length for s in patches) == sum(b.size for b in unique.values())
+        assert len(patches) > model.size // PART
         assert result.manifests_put == ["Q4_K_M", "Q4_K_M-alt", "Q6_K", "CD-Q3_K_M", "latest"]
         assert len(st.requests("PUT", "/manifests/latest")) == 1
         # Second publish: nothing uploaded, no manifest PUT.
@@ -94,7 +97,7 @@ def test_faults_end_with_correct_tags(registry: Registry, built: list[TagBuild],
     name = f"faults/{fault.method.lower()}-{fault.action.replace('_', '-')}-{fault.path.count('digest')}"
     # Let the first PATCH through so the fault hits mid-upload, after some parts landed.
     faults = [Fault("PATCH", r"/blobs/uploads/", "pass", times=1), fault] if fault.method == "PATCH" else [fault]
-    with fault_proxy(registry.url, faults=faults) as (url, st):
+    with fault_proxy(registry.url, faults=faults) as (url, _st):
         push_tags(client(url), name, built[:2], "Q4_K_M")
         assert fault.fired == fault.times
     assert verify_tags(client(registry.url), name, built[:2], "Q4_K_M", deep=True) == []
@@ -103,7 +106,7 @@ def test_faults_end_with_correct_tags(registry: Registry, built: list[TagBuild],
 def test_persistent_failure_leaves_no_tag(registry: Registry, built: list[TagBuild]) -> None:
     name = "faults/persistent"
     with fault_proxy(registry.url, faults=[Fault("PATCH", r"/blobs/uploads/", "500", times=10_000)]) as (url, st):
-        with pytest.raises(RemoteError, match="kept failing|gave up"):
+        with pytest.raises(RemoteError, match=r"kept failing|gave up"):
             push_tags(RegistryClient(url, part_size=PART, backoff=0.001, retries=2), name, built, "Q4_K_M")
         assert st.requests("PUT", "/manifests/") == []
     c = client(registry.url)
@@ -115,7 +118,7 @@ def test_manifest_never_sent_for_missing_blob(registry: Registry, built: list[Ta
     name = "faults/liar"
     faults = [Fault("PUT", r"/blobs/uploads/.*digest=", "fake_201", times=10_000)]
     with fault_proxy(registry.url, faults=faults) as (url, st):
-        with pytest.raises(RemoteError, match="size None"):
+        with pytest.raises(RemoteError, match=r"size None"):
             push_tags(client(url), name, built[:1], "Q4_K_M")
         assert st.requests("PUT", "/manifests/") == []
     assert client(registry.url).get_manifest(name, "Q4_K_M") is None
@@ -164,10 +167,10 @@ def test_signed_auth_wrong_key(registry: Registry, built: list[TagBuild], tmp_pa
     with fault_proxy(registry.url, auth_keys=[good_pub]) as (url, st):
         with pytest.raises(RemoteError) as err:
             push_tags(client(url, key_path=wrong), "signed/wrong", built[:1], "Q4_K_M")
-        msg = str(err.value)
-        assert "refused the Ollama key" in msg and str(wrong) in msg and "SHA256:" in msg
-        assert wrong.read_text().splitlines()[1] not in msg
         assert st.requests("PATCH") == [] and st.requests("PUT") == []
+    msg = str(err.value)
+    assert "refused the Ollama key" in msg and str(wrong) in msg and "SHA256:" in msg
+    assert wrong.read_text().splitlines()[1] not in msg
 
 
 def test_missing_key_is_input_error(registry: Registry, built: list[TagBuild], tmp_path: Path) -> None:

@@ -57,10 +57,8 @@ def _string(s: str) -> str:
 
 def _shortest_digits(value: float, bits: int) -> tuple[str, int]:
     """(digits, exponent) with value == 0.digits × 10**exponent, shortest that round-trips at `bits`."""
-    if bits == 32:
-        text = np.format_float_scientific(np.float32(value), unique=True, trim="-")
-    else:
-        text = repr(float(value))
+    # numpy's float32 formatting is the shortest round-trip (like Go's); repr is that for float64.
+    text = np.format_float_scientific(np.float32(value), unique=True, trim="-") if bits == 32 else repr(value)
     _sign, digits, exp = Decimal(text).as_tuple()
     ds = "".join(map(str, digits)).rstrip("0") or "0"
     # Decimal gives value = int(digits) × 10**exp; convert to 0.ds × 10**point.

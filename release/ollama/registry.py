@@ -17,6 +17,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import ipaddress
@@ -184,10 +185,8 @@ class RegistryClient:
     def _sleep(self, attempt: int, resp: Response | None = None) -> None:
         delay = self.backoff * (2 ** attempt) * (0.75 + random.random() / 2)
         if resp is not None and resp.status == 429:
-            try:
+            with contextlib.suppress(ValueError):
                 delay = max(delay, min(float(resp.header("Retry-After") or 0), 60.0))
-            except ValueError:
-                pass
         time.sleep(min(delay, 60.0))
 
     def _authorized(self, headers: dict[str, str], scope: str | None) -> dict[str, str]:
@@ -325,7 +324,8 @@ class RegistryClient:
             except _Retryable as exc:
                 failures += 1
                 if failures > self.retries:
-                    raise RemoteError(f"{self.host}: upload of {blob.digest[:19]} to {name} kept failing: {exc}") from None
+                    raise RemoteError(f"{self.host}: upload of {blob.digest[:19]} to {name} kept failing: "
+                                      f"{exc}") from None
                 log.warning("upload of %s restarts: %s", blob.digest[:19], exc)
                 self._sleep(failures - 1)
 
@@ -550,9 +550,8 @@ def verify_tags(client: RegistryClient, name: str, builds: list[TagBuild], lates
         except (ValueError, KeyError, TypeError):
             problems.append(f"{name}:{ref}: manifest is not a docker v2 manifest")
             continue
-        if check_model_digest:
-            if data != build.manifest:
-                problems.append(f"{name}:{ref}: manifest {digest[:19]} ≠ built {build.manifest_digest[:19]}")
+        if check_model_digest and data != build.manifest:
+            problems.append(f"{name}:{ref}: manifest {digest[:19]} ≠ built {build.manifest_digest[:19]}")
         expected = [build.config, *build.layers]
         if [r.get("mediaType") for r in remote] != [b.media_type for b in expected]:
             problems.append(f"{name}:{ref}: layer media types differ from the build")
@@ -625,5 +624,6 @@ def pull_tag(client: RegistryClient, name: str, ref: str, dest_store: Path) -> P
             continue
         size = client.get_blob(name, desc["digest"], dest)
         if size != desc["size"]:
-            raise RemoteError(f"{client.host}: blob {desc['digest'][:19]} is {size} bytes, manifest says {desc['size']}")
+            raise RemoteError(f"{client.host}: blob {desc['digest'][:19]} is {size} bytes, "
+                              f"manifest says {desc['size']}")
     return store.write_manifest(dest_store, client.host, name, ref, data)
