@@ -6,9 +6,12 @@ Public interface (what the build step, `plan` and the verify gate call):
   progress) -> Nvfp4Result
 - estimate_size(src_dir, **same options) -> int   exact bytes of the output folder
 - estimate_size_from_config(config, num_experts_kept, **options) -> int   from a config.json alone
-- verify_checkpoint(quant_dir, src_dir, ...) -> VerifyReport
+- verify_checkpoint(quant_dir, src_dir, *, max_rel_error, dequantizer) -> VerifyReport
 """
 
 from .build import Nvfp4Result, quantize_checkpoint
+from .estimate import estimate_size, estimate_size_from_config
+from .verify import ModuleCheck, VerifyReport, verify_checkpoint
 
-__all__ = ["Nvfp4Result", "quantize_checkpoint"]
+__all__ = ["ModuleCheck", "Nvfp4Result", "VerifyReport", "estimate_size", "estimate_size_from_config",
+           "quantize_checkpoint", "verify_checkpoint"]

@@ -276,6 +276,13 @@ def _add_fused(t: SrcTensor, container: str, kind: str, by_name: dict[str, SrcTe
             unit.groups.append(QuantGroup([Member(f"{container}.{e}.down_proj", t, e, 0, rows, cols)]))
 
 
+def fusion_key(module: str) -> str:
+    """Modules with equal keys share one global scale (q/k/v of a block; gate/up of an MLP or expert)."""
+    parent, _, leaf = module.rpartition(".")
+    fusion = _ATTN.get(leaf) or _MLP.get(leaf)
+    return f"{parent}:{fusion}" if fusion else module
+
+
 def _note_k_eq_v(unit: _Unit) -> None:
     # vLLM builds q/k/v as one fused layer even where the checkpoint has no v_proj (Gemma-4 k_eq_v
     # loads K into the V shard); if the layer stays BF16, its v shard must be ignored as well.
