@@ -7,6 +7,10 @@ times:
   "reset_after"           forward the request, then reset instead of answering (the registry did it)
   "reset_mid_body"        read half the body, then reset
   "fake_201"              answer 201 without forwarding (a registry that lies about a commit)
+With `redirect_uploads`, the proxy plays ollama.com's upload flow: a part PATCH carrying
+`X-Redirect-Uploads: 1` is answered 307 with `Location` = a storage URL (must be PUT without
+Authorization) and `Docker-Upload-Location` = the next upload URL; the proxy then writes the part
+into the real registry session itself.
 With `auth_keys` (SSH-wire ed25519 public keys), every /v2/ request needs a Bearer token from
 /v2/token, which verifies ollama's signature `GET,<url>,<base64(hex(sha256(body)))>` with those keys.
 Everything stays on 127.0.0.1; the server stops when the test leaves its context.
@@ -58,6 +62,10 @@ class ProxyState:
     auth_keys: list[bytes] | None = None
     tokens: set[str] = field(default_factory=set)
     token_requests: int = 0
+    redirect_uploads: bool = False
+    pending: dict[str, tuple[str, str]] = field(default_factory=dict)  # storage id → (upstream URL, range)
+    next_urls: dict[str, str] = field(default_factory=dict)  # next id → upstream upload URL
+    storage_puts: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take_fault(self, method: str, path: str) -> str | None:
@@ -123,6 +131,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         if st.auth_keys is not None and self._auth(st) is False:
             return
+        if st.redirect_uploads and self._redirect(st, body):
+            return
         if action in ("500", "503", "429"):
             st.seen.append(Seen(self.command, self.path, int(action), length))
             self._reply(int(action), {"Retry-After": "0"} if action == "429" else {}, b'{"errors":[]}')
@@ -156,9 +166,52 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def _redirect(self, st: ProxyState, body: bytes) -> bool:
+        """ollama.com-style part uploads; True when this request was handled here."""
+        host = self.headers.get("Host", "")
+        parts = urlsplit(self.path)
+        if parts.path.startswith("/_next/"):
+            # Map our next-URL onto the registry's real upload URL (plus the client's query, e.g. ?digest=).
+            real = st.next_urls[parts.path.split("/")[2]]
+            self.path = real + (("&" if "?" in real else "?") + parts.query if parts.query else "")
+            parts = urlsplit(self.path)
+        if parts.path.startswith("/_storage/"):
+            if "Authorization" in self.headers:
+                self._reply(400, {}, b"a presigned URL takes no Authorization")
+                return True
+            st.storage_puts += 1
+            sid = parts.path.split("/")[2]
+            upstream, rng = st.pending.pop(sid)
+            conn = http.client.HTTPConnection(st.upstream, timeout=30)
+            try:
+                conn.request("PATCH", upstream, body=body, headers={
+                    "Host": host, "Content-Type": "application/octet-stream", "Content-Range": rng,
+                    "Content-Length": str(len(body))})
+                resp = conn.getresponse()
+                resp.read()
+            finally:
+                conn.close()
+            if resp.status != 202:
+                self._reply(502, {}, b"registry refused the part")
+                return True
+            loc = urlsplit(resp.getheader("Location") or "")
+            st.next_urls[sid] = loc.path + (f"?{loc.query}" if loc.query else "")
+            self._reply(200)
+            return True
+        if self.command == "PATCH" and self.headers.get("X-Redirect-Uploads") == "1":
+            sid = secrets.token_hex(8)
+            st.pending[sid] = (self.path, self.headers.get("Content-Range", ""))
+            st.seen.append(Seen(self.command, self.path, 307, len(body)))
+            self._reply(307, {"Location": f"http://{host}/_storage/{sid}",
+                              "Docker-Upload-Location": f"http://{host}/_next/{sid}"})
+            return True
+        return False
+
     def _auth(self, st: ProxyState) -> bool | None:
         host = self.headers.get("Host", "")
         path = urlsplit(self.path).path
+        if path.startswith("/_storage/"):
+            return None  # presigned storage: no registry auth (and none may be sent)
         if path == "/v2/token":
             st.token_requests += 1
             q = parse_qs(urlsplit(self.path).query)
@@ -199,9 +252,11 @@ class _Server(ThreadingHTTPServer):
 
 @contextmanager
 def fault_proxy(upstream_url: str, *, faults: list[Fault] | None = None,
-                auth_keys: list[bytes] | None = None) -> Iterator[tuple[str, ProxyState]]:
+                auth_keys: list[bytes] | None = None,
+                redirect_uploads: bool = False) -> Iterator[tuple[str, ProxyState]]:
     """Yield (proxy URL, state) for a proxy to `upstream_url` on a free 127.0.0.1 port."""
-    state = ProxyState(upstream=urlsplit(upstream_url).netloc, faults=list(faults or []), auth_keys=auth_keys)
+    state = ProxyState(upstream=urlsplit(upstream_url).netloc, faults=list(faults or []), auth_keys=auth_keys,
+                       redirect_uploads=redirect_uploads)
     server = _Server(("127.0.0.1", 0), _Handler)
     server.state = state
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,19 @@ def test_manifest_never_sent_for_missing_blob(registry: Registry, built: list[Ta
             push_tags(client(url), name, built[:1], "Q4_K_M")
         assert st.requests("PUT", "/manifests/") == []
     assert client(registry.url).get_manifest(name, "Q4_K_M") is None
+
+
+def test_ollama_com_style_redirected_parts(registry: Registry, built: list[TagBuild], tmp_path: Path) -> None:
+    """307 per part: the part goes to the storage URL without auth, the next URL from Docker-Upload-Location."""
+    key, pub = _keypair(tmp_path, "k")
+    # With signed auth on: the storage URL refuses any Authorization header (the token must not leak there).
+    with fault_proxy(registry.url, redirect_uploads=True, auth_keys=[pub]) as (url, st):
+        push_tags(client(url, key_path=key), "redirect/model", built[:1], "Q4_K_M")
+        model = built[0].layers[0]
+        assert st.storage_puts >= model.size // PART
+        final = st.requests("PUT", r"digest=sha256:" + model.hex)
+        assert final and re.search(r"etag=[0-9a-f]{32}-\d+", final[-1].path)
+    assert verify_tags(client(registry.url), "redirect/model", built[:1], "Q4_K_M", deep=True) == []
 
 
 def test_plain_http_only_for_loopback() -> None:
