@@ -191,3 +191,18 @@ def test_missing_key_is_input_error(registry: Registry, built: list[TagBuild], t
     _, good_pub = _keypair(tmp_path, "good")
     with fault_proxy(registry.url, auth_keys=[good_pub]) as (url, _st), pytest.raises(InputError, match="nokey"):
         push_tags(client(url, key_path=tmp_path / "nokey"), "signed/nokey", built[:1], None)
+
+
+def test_plan_and_publish_from_build_dir(registry: Registry, tmp_path: Path) -> None:
+    from release.ollama.publish import plan_ollama, publish_ollama
+
+    section, ggufs, pipeline = make_release(tmp_path, model="plan/model")
+    out = tmp_path / "ollama"
+    build_tags(section, ggufs, out, pipeline_dir=pipeline)
+    before = plan_ollama(out, registry=registry.url)
+    assert set(before) == {"ollama:Q4_K_M", "ollama:Q6_K", "ollama:CD-Q3_K_M", "ollama:latest"}
+    assert {f.action for files in before.values() for f in files} == {"upload"}
+    result = publish_ollama(out, registry=registry.url)
+    assert result.manifests_put[-1] == "latest"
+    after = plan_ollama(out, registry=registry.url)
+    assert {f.action for files in after.values() for f in files} == {"unchanged"}

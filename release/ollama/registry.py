@@ -23,6 +23,7 @@ import http.client
 import ipaddress
 import json
 import logging
+import os
 import random
 import socket
 import time
@@ -33,7 +34,6 @@ from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import InputError, RemoteError
-from ..fsutil import atomic_write_bytes
 from . import layers as L
 from . import store
 from .auth import Challenge, SigningKey, load_key, parse_challenge, signed_data, token_url
@@ -62,6 +62,7 @@ class Response:
     headers: http.client.HTTPMessage
     body: bytes
     url: str
+    streamed: tuple[str, int] | None = None  # (sha256 hex, size) when the body went to a file
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -148,7 +149,8 @@ class RegistryClient:
         conn = self._conns.get(key)
         if conn is None:
             cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-            conn = cls(netloc, timeout=self.timeout)
+            # 1 MiB send blocks: http.client's 8 KiB default caps a multi-GB upload at a few MB/s of syscalls.
+            conn = cls(netloc, timeout=self.timeout, blocksize=1 << 20)
             self._conns[key] = conn
         return conn
 
@@ -162,7 +164,7 @@ class RegistryClient:
             self._drop(*key)
 
     def _send_once(self, method: str, url: str, headers: Mapping[str, str], body: bytes | IO[bytes] | None,
-                   *, read_body: bool = True) -> Response:
+                   *, read_body: bool = True, sink: Path | None = None) -> Response:
         parts = urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         conn = self._conn(parts.scheme, parts.netloc)
@@ -170,6 +172,15 @@ class RegistryClient:
         try:
             conn.request(method, target, body=body, headers=dict(headers))
             resp = conn.getresponse()
+            if sink is not None and resp.status == 200:
+                # Multi-GB blobs go to disk as they arrive, hashed on the way.
+                h, n = hashlib.sha256(), 0
+                with open(sink, "wb") as fh:
+                    while chunk := resp.read(1 << 20):
+                        fh.write(chunk)
+                        h.update(chunk)
+                        n += len(chunk)
+                return Response(resp.status, resp.headers, b"", url, streamed=(h.hexdigest(), n))
             # Always drain (HEAD included): http.client refuses the next request on this connection
             # until the previous response is read to its end.
             data = resp.read()
@@ -197,7 +208,7 @@ class RegistryClient:
 
     def request(self, method: str, url: str, *, scope: str | None = None, headers: Mapping[str, str] | None = None,
                 body: bytes | Callable[[], IO[bytes]] | None = None, retry: bool = True,
-                follow: bool = False) -> Response:
+                follow: bool = False, sink: Path | None = None) -> Response:
         """One logical request: signed-auth on 401, retries on 5xx/429/resets when `retry`."""
         url = urljoin(self.base + "/", url)
         attempt = 0
@@ -206,7 +217,7 @@ class RegistryClient:
             hdrs = self._authorized(dict(headers or {}), scope)
             payload: Any = body() if callable(body) else body
             try:
-                resp = self._send_once(method, url, hdrs, payload)
+                resp = self._send_once(method, url, hdrs, payload, sink=sink)
             except _Retryable as exc:
                 if not retry or attempt >= self.retries:
                     raise RemoteError(f"{self.host}: {exc} (gave up after {attempt + 1} tries)") from None
@@ -300,15 +311,24 @@ class RegistryClient:
         return resp.header("Docker-Content-Digest") or ""
 
     def get_blob(self, name: str, digest: str, dest: Path) -> int:
-        """Download a blob to `dest` (atomically), checking its sha256; returns its size."""
-        resp = self.request("GET", f"/v2/{name}/blobs/{digest}", scope=self.scope(name), follow=True)
-        if resp.status != 200:
-            raise RemoteError(f"{self.host}: GET blob {digest[:19]}: HTTP {resp.status}")
-        got = "sha256:" + hashlib.sha256(resp.body).hexdigest()
-        if got != digest:
-            raise RemoteError(f"{self.host}: blob {digest[:19]} arrived with digest {got[:19]}")
-        atomic_write_bytes(dest, resp.body)
-        return len(resp.body)
+        """Download a blob to `dest` (streamed, renamed when complete), checking its sha256; returns its size.
+
+        A broken download is retried from the start (no Range resume: our blobs are pulled for checks).
+        """
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.partial")
+        try:
+            resp = self.request("GET", f"/v2/{name}/blobs/{digest}", scope=self.scope(name), follow=True, sink=tmp)
+            if resp.status != 200 or resp.streamed is None:
+                raise RemoteError(f"{self.host}: GET blob {digest[:19]}: HTTP {resp.status}")
+            got, size = resp.streamed
+            if f"sha256:{got}" != digest:
+                raise RemoteError(f"{self.host}: blob {digest[:19]} arrived with digest sha256:{got[:12]}")
+            os.replace(tmp, dest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return size
 
     # ---- upload ------------------------------------------------------------------------------------
 

@@ -1,0 +1,54 @@
+"""Glue for `release plan` / `release publish --only ollama`: read the build, plan or push, verify.
+
+The registry URL comes from the caller (`--ollama-registry`, else the definition's `registry`); the
+tags, digests and blobs come from `dist/<name>/ollama/build.json`, so publishing never rebuilds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..manifest import RemoteFile
+from .build import load_builds
+from .cli_path import CliResult, publish_via_cli
+from .registry import PushResult, RegistryClient, plan_tags, push_tags
+
+
+def plan_ollama(out_dir: Path, *, registry: str, insecure: bool = False,
+                key_path: Path | str | None = None) -> dict[str, list[RemoteFile]]:
+    """Remote diff per artifact id (`ollama:<tag>`, plus `ollama:latest`): blobs and manifest."""
+    model, latest, builds = load_builds(out_dir)
+    client = RegistryClient(registry, insecure=insecure, key_path=key_path)
+    try:
+        entries = plan_tags(client, model, builds, latest)
+    finally:
+        client.close()
+    blob_action = {e.what: e for e in entries if e.ref == "blob"}
+    out: dict[str, list[RemoteFile]] = {}
+    for e in entries:
+        if e.ref == "blob":
+            continue
+        build = next(b for b in builds if b.tag == (latest if e.ref == "latest" else e.ref))
+        files = [RemoteFile(path=f"manifests/{e.ref}", action=e.action, size=e.size)]  # type: ignore[arg-type]
+        if e.ref != "latest":
+            files += [RemoteFile(path=f"blobs/{b.digest.replace(':', '-')}",
+                                 action=blob_action[b.digest].action, size=b.size)  # type: ignore[arg-type]
+                      for b in build.blobs]
+        out[f"ollama:{e.ref}"] = files
+    return out
+
+
+def publish_ollama(out_dir: Path, *, registry: str, insecure: bool = False, key_path: Path | str | None = None,
+                   via_cli: bool = False, mount_from: Iterable[str] = (),
+                   on_progress: Callable[[str], None] | None = None) -> PushResult | CliResult:
+    """Push every built tag and :latest (or run the ollama CLI), then verify by reading back."""
+    model, latest, builds = load_builds(out_dir)
+    client = RegistryClient(registry, insecure=insecure, key_path=key_path)
+    try:
+        if via_cli:
+            return publish_via_cli(builds, model=model, registry=registry, latest=latest, insecure=insecure,
+                                   client=client)
+        return push_tags(client, model, builds, latest, mount_from=mount_from, on_progress=on_progress)
+    finally:
+        client.close()
