@@ -1,0 +1,377 @@
+"""Everything a card shows, computed once: deltas, capacity removed, parameters, sizes, bits per weight,
+links. Templates only format and word these values; they never compute a figure themselves.
+
+Sizes come from built artifacts when present and from the planned estimates otherwise; an estimate
+carries `estimated=True` so templates can mark it ("≈").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..estimate import census
+from ..gguf.tiers import gguf_filename, large_variant_base
+from ..manifest import Artifact, ArtifactRegistry
+from ..spec.load import Release
+
+HUB = "https://huggingface.co"
+OLLAMA = "https://ollama.com"
+CARD_KINDS = ("bf16", "gguf", "nvfp4", "ollama")
+
+# NVFP4A16: 4-bit values plus one FP8 scale per 16 weights (notes/nvfp4.md); embeddings stay BF16.
+NVFP4_BPW = 4.5
+
+
+def hub_url(repo: str, path: str = "") -> str:
+    return f"{HUB}/{repo}/blob/main/{path}" if path else f"{HUB}/{repo}"
+
+
+def hub_tree_url(repo: str, folder: str) -> str:
+    return f"{HUB}/{repo}/tree/main/{folder}"
+
+
+def ollama_url(model: str, tag: str = "") -> str:
+    return f"{OLLAMA}/{model}:{tag}" if tag else f"{OLLAMA}/{model}"
+
+
+@dataclass
+class Size:
+    """Bytes of an artifact or file; `estimated` when no builder has measured it yet."""
+
+    bytes: int | None
+    estimated: bool
+
+    @property
+    def gb(self) -> float | None:
+        return None if self.bytes is None else self.bytes / 1e9
+
+    def __bool__(self) -> bool:
+        return self.bytes is not None
+
+
+def artifact_size(a: Artifact | None) -> Size:
+    if a is None:
+        return Size(None, True)
+    if a.status != "planned" and a.size:
+        return Size(a.size, False)
+    if a.size and all(f.size is not None for f in a.files):
+        return Size(a.size, False)
+    size = a.facts.get("size")
+    return Size(int(size) if size else None, bool(a.facts.get("estimated", True)))
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+@dataclass
+class Row:
+    name: str
+    n: int | None
+    metric: str
+    reference: float
+    variant: float
+    delta: float
+    higher_is_better: bool
+
+    @property
+    def verdict(self) -> str:
+        """parity | better | worse, from the variant's point of view."""
+        if abs(self.delta) < 1e-9:
+            return "parity"
+        return "better" if (self.delta > 0) == self.higher_is_better else "worse"
+
+
+@dataclass
+class QuantRow:
+    tier: str
+    file: str
+    url: str
+    ftype: str
+    size: Size
+    bpw: float | None
+    bpw_estimated: bool
+    note: str
+    recommended: bool
+    baseline: bool
+    custom: bool  # a CD-* recipe of this release
+    ollama_tags: list[str] = field(default_factory=list)
+    scores: dict[str, float | None] = field(default_factory=dict)
+
+
+def _delta(reference: float, variant: float) -> float:
+    # Scores carry two decimals; rounding here keeps 91.46 − 92.07 from printing as −0.6099999.
+    return round(variant - reference, 6)
+
+
+def _params_h(n: int | None) -> str:
+    if not n:
+        return "—"
+    if n >= 1e9:
+        return f"{n / 1e9:.1f}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.1f}M"
+    return f"{n / 1e3:.1f}K"
+
+
+def release_summary(release: Release) -> dict[str, Any]:
+    """The facts of a release needed on its own cards and on its siblings' cards."""
+    d = release.definition
+    dm = release.drop_map
+    c = census(release)
+    experts_before = dm.num_experts
+    kept = dm.kept_count
+    dropped = experts_before - kept
+    try:
+        top_k = release.family.top_k(release.base_config)
+    except KeyError:
+        top_k = None
+    rows = [Row(b.name, b.n, b.metric, float(b.reference), float(b.variant),
+                _delta(float(b.reference), float(b.variant)), b.higher_is_better)
+            for b in release.scores.benchmarks]
+    repos = {k: getattr(d, k).repo for k in ("bf16", "gguf", "nvfp4") if getattr(d, k)}
+    home = repos.get("bf16") or repos.get("gguf") or repos.get("nvfp4")
+    return {
+        "name": release.name,
+        "title": d.release.title,
+        "summary": d.release.summary,
+        "label": d.prune.label,
+        "when_to_use": d.cards.when_to_use,
+        "experts_before": experts_before,
+        "experts_kept": kept,
+        "experts_dropped": dropped,
+        "capacity_removed_pct": 100.0 * dropped / experts_before if experts_before else 0.0,
+        "moe_layers": len(dm.kept),
+        "top_k": top_k,
+        "params_before": c.base_total,
+        "params_after": c.pruned_total,
+        "params_before_h": _params_h(c.base_total),
+        "params_after_h": _params_h(c.pruned_total),
+        "params_removed": c.removed,
+        "params_removed_h": _params_h(c.removed),
+        "params_estimated": True,  # from the config and the declared base count, not counted tensors
+        "repos": repos,
+        "home_url": hub_url(home) if home else "",
+        "repo_urls": {k: hub_url(r) for k, r in repos.items()},
+        "ollama_model": d.ollama.model if d.ollama else "",
+        "ollama_url": ollama_url(d.ollama.model) if d.ollama else "",
+        "benchmarks": rows,
+        "harness": release.scores.harness.model_dump(),
+    }
+
+
+def _gguf_ftype(a: Artifact, tier: str) -> str:
+    ftype = a.recipe.get("ftype") or large_variant_base(tier) or tier
+    return str(ftype)
+
+
+def quant_rows(release: Release, artifacts: ArtifactRegistry, params: int | None) -> list[QuantRow]:
+    g = release.definition.gguf
+    if g is None:
+        return []
+    o = release.definition.ollama
+    tags_by_tier: dict[str, list[str]] = {}
+    if o:
+        for tag, tier in o.tags.items():
+            tags_by_tier.setdefault(tier, []).append(tag)
+    pq = release.scores.per_quant.scores if release.scores.per_quant else {}
+    order = ([g.baseline] if g.publish_baseline else []) + list(g.tiers)
+    rows: list[QuantRow] = []
+    for tier in order:
+        a = artifacts.get(f"gguf:{tier}")
+        if a is None:
+            continue
+        size = artifact_size(a)
+        files = [f.path for f in a.files] or [gguf_filename(g.prefix, tier)]
+        split = len(files) > 1
+        file = files[0].split("/")[0] if split else files[0]
+        url = hub_tree_url(g.repo, file) if split else hub_url(g.repo, file)
+        bpw = a.facts.get("bpw")
+        bpw_estimated = False
+        if bpw is None and size.bytes and params:
+            bpw = size.bytes * 8 / params
+            bpw_estimated = True
+        baseline = bool(a.recipe.get("baseline"))
+        note = g.notes.get(tier) or a.facts.get("note") or a.recipe.get("note") or ""
+        rows.append(QuantRow(
+            tier=tier, file=file, url=url, ftype=_gguf_ftype(a, tier), size=size,
+            bpw=float(bpw) if bpw is not None else None, bpw_estimated=bpw_estimated or size.estimated,
+            note=note, recommended=tier in g.recommended, baseline=baseline, custom=tier in g.recipes,
+            ollama_tags=tags_by_tier.get(tier, []), scores=dict(pq.get(tier, {}))))
+    return rows
+
+
+def _nvfp4_size(release: Release, artifacts: ArtifactRegistry) -> Size:
+    size = artifact_size(artifacts.get("nvfp4"))
+    if size:
+        return size
+    c = census(release)
+    if c.pruned_total is None:
+        return Size(None, True)
+    # Until the builder reports one: quantized linears at NVFP4_BPW, embeddings kept BF16.
+    return Size(int((c.pruned_total - c.embedding) * NVFP4_BPW / 8 + c.embedding * 2), True)
+
+
+def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dict[str, Any]) -> dict[str, Any]:
+    """The context every card template is rendered with (the same for every card of a release)."""
+    d = release.definition
+    me = release_summary(release)
+    g = d.gguf
+    o = d.ollama
+    quants = quant_rows(release, artifacts, me["params_after"])
+    by_tier = {q.tier: q for q in quants}
+
+    formats: list[dict[str, Any]] = []
+    if d.bf16:
+        formats.append({"kind": "bf16", "label": "BF16", "repo": d.bf16.repo, "url": hub_url(d.bf16.repo),
+                        "size": artifact_size(artifacts.get("bf16")), "runtimes": "transformers, vLLM, SGLang"})
+    if g:
+        formats.append({"kind": "gguf", "label": "GGUF", "repo": g.repo, "url": hub_url(g.repo),
+                        "size": None, "runtimes": "llama.cpp, LM Studio, Ollama",
+                        "tiers": len(g.tiers), "custom": [t for t in g.tiers if t in g.recipes]})
+    if d.nvfp4:
+        formats.append({"kind": "nvfp4", "label": "NVFP4A16", "repo": d.nvfp4.repo, "url": hub_url(d.nvfp4.repo),
+                        "size": _nvfp4_size(release, artifacts), "runtimes": "vLLM"})
+    if o:
+        formats.append({"kind": "ollama", "label": "Ollama", "repo": o.model, "url": ollama_url(o.model),
+                        "size": None, "runtimes": "Ollama", "tags": list(o.tags)})
+
+    ollama_tags: list[dict[str, Any]] = []
+    if o:
+        for tag, tier in o.tags.items():
+            a = artifacts.get(f"ollama:{tag}")
+            size = artifact_size(a)
+            if not size and tier in by_tier:
+                size = by_tier[tier].size
+            facts = a.facts if a else {}
+            digest = facts.get("manifest_digest") or facts.get("digest") or ""
+            ollama_tags.append({
+                "tag": tag, "tier": tier, "ref": f"{o.model}:{tag}", "url": ollama_url(o.model, tag),
+                "size": size, "vram_gb": o.vram_gb.get(tag), "latest": tag == o.latest,
+                "digest": digest.removeprefix("sha256:")[:12],
+                "file_type": facts.get("file_type") or (by_tier[tier].ftype if tier in by_tier else tier),
+                "model_type": facts.get("model_type") or me["params_after_h"],
+                "model_type_estimated": not facts.get("model_type"),
+                "recommended": g is not None and tier in g.recommended,
+                "note": by_tier[tier].note if tier in by_tier else ""})
+    qs = d.cards.quick_start
+    gguf_tier = qs.gguf_tier or (g.recommended[0] if g and g.recommended else (g.tiers[0] if g and g.tiers else ""))
+    quick_tags = [t for t in ollama_tags if t["tag"] in qs.ollama_tags]
+    quick_tags.sort(key=lambda t: qs.ollama_tags.index(t["tag"]))
+    if not quick_tags and o:
+        quick_tags = [t for t in ollama_tags if t["tag"] == o.latest]
+
+    pq_benchmarks = list(release.scores.per_quant.benchmarks) if release.scores.per_quant else []
+    per_quant = []
+    if release.scores.per_quant:
+        pq = release.scores.per_quant.scores
+        tier_order = [q.tier for q in quants]
+        extra = [t for t in pq if t not in tier_order]
+        for tier in [t for t in tier_order if t in pq] + extra:
+            q = by_tier.get(tier)
+            ref = {b: release.scores.benchmark(b) for b in pq_benchmarks}
+            per_quant.append({
+                "tier": tier, "size": q.size if q else (
+                    _nvfp4_size(release, artifacts) if tier == "NVFP4A16" else Size(None, True)),
+                "file": q.file if q else "", "url": q.url if q else "",
+                "scores": {b: pq[tier].get(b) for b in pq_benchmarks},
+                "deltas": {b: (_delta(float(ref[b].reference), float(pq[tier][b]))
+                               if b in pq[tier] and ref[b] is not None else None) for b in pq_benchmarks}})
+    removed = []
+    for r in release.scores.removed_tiers:
+        removed.append({"tier": r.tier, "file": gguf_filename(g.prefix, r.tier) if g else r.tier,
+                        "size": Size(int(r.size_gb * 1e9), False) if r.size_gb is not None else Size(None, True),
+                        "scores": {b: r.scores.get(b) for b in (pq_benchmarks or list(r.scores))},
+                        "reason": r.reason})
+    removed_benchmarks = pq_benchmarks or sorted({b for r in release.scores.removed_tiers for b in r.scores})
+
+    siblings = []
+    for sib in release.siblings:
+        s = release_summary(sib)
+        shared = {b.name: b for b in s["benchmarks"]}
+        s["shared_scores"] = {row.name: shared[row.name].variant for row in me["benchmarks"] if row.name in shared}
+        siblings.append(s)
+
+    parameters = []
+    if o:
+        from ..ollama.layers import param_text
+
+        for key, value in o.parameters.items():
+            for text in param_text(value):
+                parameters.append({"key": key, "value": text})
+    template_text = _read(release, o.template) if o else ""
+    license_text = _read(release, o.license) if o else ""
+
+    dm = release.drop_map
+    per_layer = [{"layer": layer, "kept": len(dm.kept[layer]), "dropped": list(dm.dropped(layer))}
+                 for layer in dm.layers]
+
+    imatrix = artifacts.get("gguf:imatrix")
+    ollama_files = artifacts.get("gguf:ollama-files")
+    return {
+        "release": {**d.release.model_dump(), "highlights": list(d.cards.highlights)},
+        "base": {**d.base.model_dump(), "url": hub_url(d.base.repo),
+                 "revision_url": f"{HUB}/{d.base.repo}/tree/{d.base.revision}"},
+        "prune": {**d.prune.model_dump(), "per_layer": per_layer, "drop_map_sha256": dm.sha256,
+                  "family": release.family.family},
+        "me": me,
+        "scores": {"harness": release.scores.harness.model_dump(), "rows": me["benchmarks"],
+                   "at_parity": sum(1 for r in me["benchmarks"] if r.verdict == "parity"),
+                   "worse": sum(1 for r in me["benchmarks"] if r.verdict == "worse"),
+                   "largest_drop": min((r for r in me["benchmarks"] if r.verdict == "worse"),
+                                       key=lambda r: -abs(r.delta), default=None),
+                   "better": sum(1 for r in me["benchmarks"] if r.verdict == "better"),
+                   "per_quant_benchmarks": pq_benchmarks, "per_quant": per_quant,
+                   "removed": removed, "removed_benchmarks": removed_benchmarks},
+        "repos": {f["kind"]: f for f in formats},
+        "formats": formats,
+        "gguf": None if g is None else {
+            "repo": g.repo, "url": hub_url(g.repo), "prefix": g.prefix, "baseline": g.baseline,
+            "quants": quants, "recommended": list(g.recommended),
+            "any_estimated": any(q.size.estimated or q.bpw_estimated for q in quants),
+            "recipes": {name: {**r.model_dump(), "overrides": [list(x) for x in r.overrides]}
+                        for name, r in g.recipes.items()},
+            "imatrix": None if imatrix is None else {
+                "file": imatrix.files[0].path, "url": hub_url(g.repo, imatrix.files[0].path),
+                "source": g.imatrix, "chunks": g.imatrix_chunks},
+            "ollama_files": [] if ollama_files is None else [
+                {"file": f.path, "url": hub_url(g.repo, f.path)} for f in ollama_files.files],
+            "quick_tier": gguf_tier,
+            "quick_file": by_tier[gguf_tier].file if gguf_tier in by_tier else "",
+            "split_size_gb": g.split_size_gb,
+            "removed": list(g.removed),
+        },
+        "nvfp4": None if d.nvfp4 is None else {
+            **d.nvfp4.model_dump(), "url": hub_url(d.nvfp4.repo), "size": _nvfp4_size(release, artifacts)},
+        "bf16": None if d.bf16 is None else {
+            "repo": d.bf16.repo, "url": hub_url(d.bf16.repo), "size": artifact_size(artifacts.get("bf16"))},
+        "ollama": None if o is None else {
+            "model": o.model, "url": ollama_url(o.model), "latest": o.latest, "tags": ollama_tags,
+            "quick_tags": quick_tags, "parameters": parameters, "renderer": o.renderer, "parser": o.parser,
+            "template_file": o.template, "template_text": template_text, "license_file": o.license,
+            "license_text": license_text, "hf_route": g is not None},
+        "siblings": siblings,
+        "extra": dict(d.cards.extra),
+        "provenance": normalise_provenance(release, provenance),
+    }
+
+
+def _read(release: Release, rel: str) -> str:
+    if not rel:
+        return ""
+    return release.path(rel).read_text(encoding="utf-8")
+
+
+def normalise_provenance(release: Release, provenance: dict[str, Any]) -> dict[str, Any]:
+    """The provenance block with every key present (the lead's manifest may carry more or fewer)."""
+    d = release.definition
+    return {
+        "tool_version": provenance.get("tool_version") or "unknown",
+        "pipelines_commit": provenance.get("pipelines_commit") or None,
+        "pipelines_dirty": provenance.get("pipelines_dirty"),
+        "base_repo": provenance.get("base_repo") or d.base.repo,
+        "base_revision": provenance.get("base_revision") or d.base.revision,
+        "drop_map_sha256": provenance.get("drop_map_sha256") or release.drop_map.sha256,
+    }

@@ -1,0 +1,212 @@
+"""Rendering: Jinja templates in `cards/` (StrictUndefined) + Hub YAML metadata from huggingface_hub's
+ModelCardData, checked with the same library before anything is written.
+
+Every card is rendered to a string and checked (metadata, links) first; files are written only when
+all cards pass, each under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..errors import InputError, Problem
+from ..fsutil import atomic_write_text, sha256_bytes
+from ..manifest import Artifact, ArtifactRegistry, Destination, FileEntry
+from ..spec.load import PROJECT_ROOT, Release
+from .context import CARD_KINDS, Size, build_context, slug
+from .links import check_links
+
+TEMPLATES_DIR = PROJECT_ROOT / "cards"
+RELATIONS = ("adapter", "merge", "quantized", "finetune")
+
+
+# ---- formatting filters: how numbers look is decided here once, wording stays in templates ----------
+
+def _num(value: float | int | None, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def _delta(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    text = f"{abs(value):.{digits}f}"
+    if float(text) == 0:
+        return text
+    return ("+" if value > 0 else "−") + text  # U+2212: a real minus sign, as in print
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:.{digits}f}%"
+
+
+def _gb(size: Size | None, digits: int = 2) -> str:
+    """Decimal gigabytes (10^9 bytes), marked ≈ when estimated."""
+    if size is None or size.bytes is None:
+        return "—"
+    return f"{'≈' if size.estimated else ''}{size.bytes / 1e9:.{digits}f} GB"
+
+
+def _cell(text: Any) -> str:
+    """Safe inside a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _vram(gb: float | None) -> str:
+    return "—" if gb is None else (f"{gb:.0f} GB" if float(gb).is_integer() else f"{gb:.1f} GB")
+
+
+def environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # Markdown, not HTML
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(num=_num, delta=_delta, pct=_pct, gb=_gb, cell=_cell, vram=_vram, slug=slug)
+    return env
+
+
+# ---- Hub metadata ----------------------------------------------------------------------------------
+
+def dataset_id(name: str) -> str:
+    """A model-index dataset type from a benchmark name; "+" is kept as "plus" so HumanEval and
+    HumanEval+ stay two datasets (the Hub groups results by dataset type)."""
+    return slug(name.replace("+", " plus "))
+
+
+def eval_results(release: Release) -> list[EvalResult]:
+    task = release.definition.release.pipeline_tag
+    return [EvalResult(task_type=task, dataset_type=dataset_id(b.name), dataset_name=b.name,
+                       metric_type=slug(b.metric) if b.metric else "score", metric_name=b.metric or "score",
+                       metric_value=float(b.variant))
+            for b in release.scores.benchmarks]
+
+
+def card_data(release: Release, kind: str) -> ModelCardData | None:
+    """Hub metadata of one card: relation to the base (model tree), tags, license, eval results."""
+    if kind == "ollama":
+        return None
+    d = release.definition
+    r = d.release
+    tags = list(r.tags)
+    extra_tags = {"bf16": ["safetensors"], "gguf": ["gguf", "quantized", "imatrix" if d.gguf and d.gguf.imatrix
+                                                              else "", "llama.cpp"],
+                  "nvfp4": ["nvfp4", "compressed-tensors", "quantized", "vllm"]}[kind]
+    tags += [t for t in extra_tags if t and t not in tags]
+    kwargs: dict[str, Any] = {}
+    if kind == "bf16":
+        # No "pruned" relation exists; a pruned checkpoint is a derived model of the base (notes/hf-hub.md).
+        base, relation = d.base.repo, "finetune"
+        kwargs["library_name"] = "transformers"
+    else:
+        base = d.bf16.repo if d.bf16 else d.base.repo
+        relation = "quantized"
+    if r.license_name:
+        kwargs["license_name"] = r.license_name
+    if r.license_link:
+        kwargs["license_link"] = r.license_link
+    return ModelCardData(
+        license=r.license, base_model=base, base_model_relation=relation, pipeline_tag=r.pipeline_tag,
+        tags=tags, model_name=r.title, eval_results=eval_results(release), **kwargs)
+
+
+def check_metadata(card_name: str, text: str, expected: ModelCardData) -> list[Problem]:
+    """Parse the rendered card back with huggingface_hub (strict) and compare with what we meant."""
+    try:
+        card = ModelCard(text, ignore_metadata_errors=False)
+    except Exception as exc:  # huggingface_hub raises ValueError/yaml errors of several types
+        return [Problem(card_name, "metadata", f"huggingface_hub cannot parse the card metadata: {exc}")]
+    data = card.data
+    got = data.to_dict()
+    want = expected.to_dict()
+    problems = []
+    for key in ("license", "base_model", "base_model_relation", "pipeline_tag", "tags"):
+        if got.get(key) != want.get(key):
+            problems.append(Problem(card_name, f"metadata.{key}", f"{got.get(key)!r} != {want.get(key)!r}"))
+    if got.get("base_model_relation") not in RELATIONS:
+        problems.append(Problem(card_name, "metadata.base_model_relation",
+                                f"must be one of {', '.join(RELATIONS)}"))
+    results = data.eval_results or []
+    if len(results) != len(expected.eval_results or []):
+        problems.append(Problem(card_name, "metadata.model-index",
+                                f"{len(results)} eval results parsed, {len(expected.eval_results or [])} expected"))
+    got_set = {(r.dataset_type, r.dataset_name, r.metric_value) for r in results}
+    for want_r in expected.eval_results or []:
+        if (want_r.dataset_type, want_r.dataset_name, want_r.metric_value) not in got_set:
+            problems.append(Problem(card_name, f"metadata.model-index.{want_r.dataset_name}",
+                                    "eval result does not round-trip through huggingface_hub's model-index parser"))
+    return problems
+
+
+# ---- rendering -------------------------------------------------------------------------------------
+
+def card_kinds(release: Release) -> list[str]:
+    d = release.definition
+    return [k for k in CARD_KINDS if getattr(d, k) is not None]
+
+
+def render_card_texts(release: Release, artifacts: ArtifactRegistry, *, provenance: dict[str, Any],
+                      templates_dir: Path = TEMPLATES_DIR) -> dict[str, str]:
+    """{kind: Markdown} for every card of the release, checked (metadata and links); nothing written."""
+    ctx = build_context(release, artifacts, provenance)
+    env = environment(templates_dir)
+    texts: dict[str, str] = {}
+    problems: list[Problem] = []
+    for kind in card_kinds(release):
+        data = card_data(release, kind)
+        template_name = f"{kind}.md.j2"
+        try:
+            template = env.get_template(template_name)
+            text = template.render(**ctx, kind=kind, card_data=data.to_yaml() if data else "")
+        except jinja2.TemplateError as exc:
+            where = f"cards/{getattr(exc, 'name', None) or template_name}"
+            line = getattr(exc, "lineno", None)
+            raise InputError(f"template error: {exc.message or exc}", file=where,
+                             field=f"line {line}" if line else "") from exc
+        text = text.rstrip("\n") + "\n"
+        if data is not None:
+            problems += check_metadata(f"card:{kind}", text, data)
+        texts[kind] = text
+    if problems:
+        raise InputError(problems)
+    check_links(release, artifacts, {f"card:{k}": t for k, t in texts.items()})
+    return texts
+
+
+def render_cards(release: Release, artifacts: ArtifactRegistry, out_dir: Path, *, provenance: dict[str, Any],
+                 templates_dir: Path = TEMPLATES_DIR) -> list[Artifact]:
+    """Render, check and write every card to `out_dir/<kind>/README.md` (out_dir = dist/<name>/cards).
+
+    Returns the built `card:<kind>` artifacts (also added to `artifacts`). Raises InputError (template,
+    metadata) or CardLinkError before writing anything.
+    """
+    texts = render_card_texts(release, artifacts, provenance=provenance, templates_dir=templates_dir)
+    d = release.definition
+    built: list[Artifact] = []
+    for kind, text in texts.items():
+        path = out_dir / kind / "README.md"
+        atomic_write_text(path, text)
+        data = text.encode("utf-8")
+        planned = artifacts.get(f"card:{kind}")
+        if planned is not None and planned.destination is not None:
+            dest: Destination | None = planned.destination
+        elif kind != "ollama":
+            dest = Destination(kind="hub", repo=getattr(d, kind).repo, path_in_repo="")
+        else:
+            dest = None
+        a = Artifact(id=f"card:{kind}", kind="card", status="built", root=f"cards/{kind}",
+                     files=[FileEntry("README.md", len(data), sha256_bytes(data))],
+                     recipe={"template": f"{kind}.md.j2"}, destination=dest,
+                     facts={"push": kind != "ollama",
+                            **({"note": "paste on ollama.com (no push API)"} if kind == "ollama" else {})})
+        artifacts.add(a)
+        built.append(a)
+    return built
