@@ -122,6 +122,11 @@ def _tokenizer_json() -> dict:
     for tok, _ in sorted(learned["vocab"].items(), key=lambda kv: kv[1]):
         if tok not in vocab and len(vocab) < VOCAB_SIZE:
             vocab[tok] = len(vocab)
+    # Fill up to the embedding's row count, as Gemma's `<unusedN>` tokens do: llama.cpp's Gemma converter
+    # trims token_embd to len(vocab) + len(added_tokens), and llama.cpp refuses a file whose embedding has
+    # more rows than its vocabulary.
+    while len(vocab) < VOCAB_SIZE:
+        vocab[f"<unused{len(vocab)}>"] = len(vocab)
     merges = []
     for merge in learned["merges"]:
         a, b = merge if isinstance(merge, list) else merge.split(" ", 1)
