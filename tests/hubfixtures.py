@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from huggingface_hub import constants
+from huggingface_hub.utils import disable_progress_bars
 from safetensors.numpy import save_file
 
 from release.localhub import LocalHub
@@ -26,9 +27,9 @@ BF16_REPO = f"{NAMESPACE}/Tiny-MoE-98e"
 GGUF_REPO = f"{NAMESPACE}/Tiny-MoE-98e-GGUF"
 FAST = Backoff(attempts=5, base=0.05, max_wait=0.2)  # our own retries; the client's own still wait ~1 s
 
-LFS_BASIC_SIZE = 11 << 20  # > 10 MB: LFS by size, single PUT
-LFS_MULTI_SIZE = 13 << 20  # > multipart threshold: 3 parts of 5 MiB
-HUB_OPTIONS = {"multipart_threshold": 12 << 20, "chunk_size": 5 << 20}
+LFS_BASIC_SIZE = 2 << 20  # LFS through .gitattributes (*.gguf), single PUT
+LFS_MULTI_SIZE = 11 << 20  # > 10 MB: LFS by size; > multipart threshold: 3 parts of 4 MiB
+HUB_OPTIONS = {"multipart_threshold": 8 << 20, "chunk_size": 4 << 20}
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def hub_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Client settings for the stand-in: LFS not Xet, no token or endpoint from the environment."""
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    disable_progress_bars()
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
@@ -62,8 +63,13 @@ class FakeRelease:
         return self.dir / a.root / file
 
     def fresh_artifacts(self) -> list[Artifact]:
-        """The artifacts as a later run would read them back from the manifest."""
-        return [Artifact.from_json(json.loads(json.dumps(a.to_json()))) for a in self.artifacts]
+        """The artifacts as a later run's builders hand them over: no remote diff, hashes left to plan."""
+        out = [Artifact.from_json(json.loads(json.dumps(a.to_json()))) for a in self.artifacts]
+        for a in out:
+            a.remote = None
+            for f in a.files:
+                f.size = f.sha256 = None
+        return out
 
 
 def _random_bytes(n: int, seed: int) -> bytes:
@@ -71,7 +77,7 @@ def _random_bytes(n: int, seed: int) -> bytes:
 
 
 def build_release(root: Path, *, seed: int = 0) -> FakeRelease:
-    """BF16 repo: 2 safetensors shards, config, tokenizer, card. GGUF repo: an 11 MB and a 13 MB file, card."""
+    """BF16 repo: 2 safetensors shards, config, tokenizer, card. GGUF repo: a 2 MB and an 11 MB file, card."""
     rng = np.random.default_rng(seed)
     bf16 = root / "bf16"
     bf16.mkdir(parents=True)
