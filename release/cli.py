@@ -18,7 +18,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import InputError, ReleaseError
-from .pipeline import Context, Options, parse_only, run_build
+from .pipeline import Context, Options, build_matrix, parse_only, run_build
 from .spec.load import load_release
 
 err = Console(stderr=True, highlight=False)
@@ -93,15 +93,14 @@ def check(name: str, as_json: bool) -> None:
 @dist_option
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 @click.option("--matrix", is_flag=True, help="Print the independent build jobs as a GitHub Actions matrix.")
+@click.option("--only", "only", multiple=True, metavar="KIND[:ID]", help="Limit the matrix to these kinds.")
 @handle_errors
-def plan(name: str, dist: Path, as_json: bool, matrix: bool) -> None:
+def plan(name: str, dist: Path, as_json: bool, matrix: bool, only: tuple[str, ...]) -> None:
     """Write dist/NAME/manifest.json with every planned artifact and show a summary."""
-    release = load_release(name)
-    ctx = Context(release, Options(dist_root=dist), console=err)
+    release = load_release(name, tool_checks=not matrix)
+    ctx = Context(release, Options(dist_root=dist, only=parse_only(only)), console=err, estimates=not matrix)
     if matrix:
-        jobs = [{"artifact": a.id, "kind": a.kind} for a in ctx.artifacts if a.kind in ("gguf", "nvfp4", "bf16")
-                and not a.id.endswith((":imatrix", ":ollama-files"))]
-        out.print_json(json.dumps({"include": jobs}))
+        click.echo(json.dumps({"include": build_matrix(ctx)}, separators=(",", ":")))
         return
     path = ctx.write_manifest()
     if as_json:

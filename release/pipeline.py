@@ -118,12 +118,13 @@ def digest(*parts: Any) -> str:
 
 
 class Context:
-    def __init__(self, release: Release, options: Options, console: Console | None = None) -> None:
+    def __init__(self, release: Release, options: Options, console: Console | None = None, *,
+                 estimates: bool = True) -> None:
         self.release = release
         self.options = options
         self.console = console or Console(stderr=True)
         self.dist = options.dist_root / release.name
-        self.artifacts: ArtifactRegistry = plan_artifacts(release)
+        self.artifacts: ArtifactRegistry = plan_artifacts(release, estimates=estimates)
         self.state = State(self.dist / "state.json")
         self.hash_cache = HashCache(self.dist / "hashes.json")
         self.progress: Progress | None = None
@@ -289,3 +290,23 @@ def run_build(ctx: Context) -> list[str]:
         built = ensure(ctx, selected_ids(ctx))
     ctx.write_manifest()
     return built
+
+
+# Artifacts cheap enough to make where they are published (from the matrix jobs' outputs).
+PUBLISH_SIDE = ("gguf:ollama-files",)
+
+
+def build_matrix(ctx: Context) -> list[dict[str, str]]:
+    """Independent build jobs for a CI matrix: one per heavy artifact (bf16, each GGUF file, nvfp4).
+
+    Ollama tags and cards are derived from these and are made by the publish job.
+    """
+    jobs = []
+    for a in ctx.artifacts:
+        if a.kind not in ("bf16", "gguf", "nvfp4") or a.id in PUBLISH_SIDE:
+            continue
+        if not ctx.options.selects(a.kind, a.id):
+            continue
+        slot = a.id.replace(":", "-").lower()
+        jobs.append({"artifact": a.id, "kind": a.kind, "slot": slot})
+    return jobs

@@ -26,7 +26,8 @@ def gguf_recipe(release: Release, tier: str) -> dict:
             "overrides": [], "note": std.note}
 
 
-def plan_artifacts(release: Release) -> ArtifactRegistry:
+def plan_artifacts(release: Release, *, estimates: bool = True) -> ArtifactRegistry:
+    """Every artifact the definition asks for; `estimates=False` skips size estimates (fast path)."""
     d = release.definition
     reg = ArtifactRegistry()
     c = census(release)
@@ -67,7 +68,7 @@ def plan_artifacts(release: Release) -> ArtifactRegistry:
                          recipe={"format": d.nvfp4.format, "ignore": list(d.nvfp4.ignore),
                                  "quantize_attention": d.nvfp4.quantize_attention,
                                  "quantize_dense_mlp": d.nvfp4.quantize_dense_mlp},
-                         facts={"size": _nvfp4_estimate(release), "estimated": True}))
+                         facts={"size": _nvfp4_estimate(release) if estimates else None, "estimated": True}))
     if d.ollama:
         o = d.ollama
         for tag, tier in o.tags.items():

@@ -152,8 +152,11 @@ def load_definition(pipeline_dir: Path) -> ReleaseDefinition:
         raise InputError(pydantic_problems(exc, display)) from exc
 
 
-def load_release(name: str) -> Release:
-    """Resolve, parse and validate a release; raise InputError with every problem found."""
+def load_release(name: str, *, tool_checks: bool = True) -> Release:
+    """Resolve, parse and validate a release; raise InputError with every problem found.
+
+    `tool_checks=False` skips the builders' advisory warnings (fast path for `plan --matrix`).
+    """
     pipeline_dir = resolve_pipeline_dir(name)
     definition = load_definition(pipeline_dir)
     problems: list[Problem] = []
@@ -231,7 +234,8 @@ def load_release(name: str) -> Release:
         raise InputError(sorted(set(problems), key=problems.index))
     assert drop_map is not None and scores is not None and config is not None and family is not None
     release = Release(pipeline_dir, definition, drop_map, scores, config, family, warnings)
-    release.warnings += _tool_warnings(release)
+    if tool_checks:
+        release.warnings += _tool_warnings(release)
     return release
 
 
@@ -243,7 +247,7 @@ def _tool_warnings(release: Release) -> list[str]:
     except ImportError:
         return out
     if release.definition.ollama is not None:
-        out += check_warnings(release)
+        out += check_warnings(release.definition.ollama, family=release.family.family)
     return out
 
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import re
 
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
-
 # Ollama: types/model/name.go — each part 1–80 chars, first [A-Za-z0-9_], rest [A-Za-z0-9_.-];
 # no '.' in the namespace.
 _OLLAMA_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$")
@@ -15,17 +12,25 @@ _RELEASE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 
 
+# The Hub's repo-id rules, as huggingface_hub's validate_repo_id applies them (a test keeps the two in
+# agreement); written out so `check` doesn't pay for importing the client.
+_HUB_PART = re.compile(r"^\w(?:[\w.-]{0,94}\w)?$", re.ASCII)
+
+
 def hub_repo_problem(repo_id: str) -> str | None:
     """Why the Hub would refuse `repo_id` (namespace/name), or None."""
     if not isinstance(repo_id, str) or repo_id.count("/") != 1:
         return f"{repo_id!r} is not a repo id of the form namespace/name"
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as exc:
-        return str(exc).splitlines()[0]
     namespace, name = repo_id.split("/")
     if not namespace or not name:
         return f"{repo_id!r} has an empty namespace or name"
+    if "--" in repo_id or ".." in repo_id:
+        return f"cannot have -- or .. in repo_id: {repo_id!r}"
+    if repo_id.endswith(".git"):
+        return f"{repo_id!r} cannot end with .git"
+    if not (_HUB_PART.match(namespace) and _HUB_PART.match(name)):
+        return (f"{repo_id!r}: use letters, digits, '-', '_' or '.'; each part is 1–96 characters "
+                "and cannot start or end with '-' or '.'")
     return None
 
 

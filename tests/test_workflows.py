@@ -1,0 +1,47 @@
+"""The GitHub workflows lint clean with actionlint and zizmor (both from PyPI), and keep the
+properties the release process relies on."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name) or str(Path(__import__("sys").executable).parent / name)
+    if not Path(path).exists():
+        pytest.fail(f"{name} is not installed (it comes with the [test] extra)")
+    return path
+
+
+def test_actionlint() -> None:
+    proc = subprocess.run([_tool("actionlint"), *map(str, WORKFLOWS)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_zizmor() -> None:
+    proc = subprocess.run([_tool("zizmor"), "--offline", "--no-progress", ".github/workflows"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_release_workflow_contract() -> None:
+    wf = yaml.safe_load((ROOT / ".github/workflows/release.yml").read_text())
+    on = wf[True] if True in wf else wf["on"]  # YAML 1.1 reads the key `on` as True
+    assert on["pull_request"]["paths"][0] == "pipelines/**"
+    assert set(on["workflow_dispatch"]["inputs"]) == {"release", "targets", "dry_run"}
+    assert wf["concurrency"]["cancel-in-progress"] is False
+    assert wf["permissions"] == {"contents": "read"}
+    jobs = wf["jobs"]
+    assert "secrets." not in yaml.safe_dump(jobs["dry-run"]), "pull requests get no secrets"
+    assert jobs["publish"]["environment"] == "huggingface-release"
+    for job in jobs.values():
+        for step in job["steps"]:
+            assert "${{ inputs" not in step.get("run", ""), "inputs go through env:, never into run:"
