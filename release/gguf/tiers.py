@@ -99,3 +99,40 @@ def confusable_with(tier: str) -> str | None:
 
 def gguf_filename(prefix: str, tier: str) -> str:
     return f"{prefix}-{tier}.gguf"
+
+
+# Block widths (elements per quantization block along a row); a row width not divisible by a type's
+# block falls back (G4), see `fallback_type`.
+_BLOCK_256 = {"q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s",
+              "iq1_s", "iq1_m", "iq4_xs", "tq1_0", "tq2_0"}
+_FALLBACK = {"q2_k": "q4_0", "q3_k": "q4_0", "tq1_0": "q4_0", "tq2_0": "q4_0", "q4_k": "q5_0",
+             "q5_k": "q5_1", "q6_k": "q8_0", "iq1_s": "iq4_nl", "iq1_m": "iq4_nl", "iq2_xxs": "iq4_nl",
+             "iq2_xs": "iq4_nl", "iq2_s": "iq4_nl", "iq3_xxs": "iq4_nl", "iq3_s": "iq4_nl", "iq4_xs": "iq4_nl"}
+
+# The main tensor type of each ftype (what most weights get; the mixture bumps some, G7).
+FTYPE_MAIN_TYPE: dict[str, str] = {
+    "F32": "f32", "F16": "f16", "BF16": "bf16", "Q4_0": "q4_0", "Q4_1": "q4_1", "Q5_0": "q5_0", "Q5_1": "q5_1",
+    "Q8_0": "q8_0", "Q2_K": "q2_k", "Q2_K_S": "q2_k", "Q3_K_S": "q3_k", "Q3_K_M": "q3_k", "Q3_K_L": "q3_k",
+    "Q4_K_S": "q4_k", "Q4_K_M": "q4_k", "Q5_K_S": "q5_k", "Q5_K_M": "q5_k", "Q6_K": "q6_k",
+    "IQ2_XXS": "iq2_xxs", "IQ2_XS": "iq2_xs", "IQ2_S": "iq2_s", "IQ2_M": "iq2_s", "IQ3_XXS": "iq3_xxs",
+    "IQ3_XS": "iq3_xxs", "IQ3_S": "iq3_s", "IQ3_M": "iq3_s", "IQ1_S": "iq1_s", "IQ1_M": "iq1_m",
+    "IQ4_NL": "iq4_nl", "IQ4_XS": "iq4_xs", "TQ1_0": "tq1_0", "TQ2_0": "tq2_0", "MXFP4_MOE": "mxfp4",
+}
+
+# GGML_TYPE_* enum values (ggml/include/ggml.h, 0c1e570) for the quantizer's tensor-type fields.
+GGML_TYPE_IDS: dict[str, int] = {
+    "f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "q2_k": 10, "q3_k": 11,
+    "q4_k": 12, "q5_k": 13, "q6_k": 14, "iq2_xxs": 16, "iq2_xs": 17, "iq3_xxs": 18, "iq1_s": 19,
+    "iq4_nl": 20, "iq3_s": 21, "iq2_s": 22, "iq4_xs": 23, "iq1_m": 29, "bf16": 30, "tq1_0": 34, "tq2_0": 35,
+    "mxfp4": 39,
+}
+
+
+def fallback_type(ggml_type: str, ne0: int) -> str:
+    """The type llama.cpp actually writes when asked for `ggml_type` on rows `ne0` wide (G4)."""
+    t = ggml_type.lower()
+    if t in _BLOCK_256 and ne0 % 256 != 0:
+        t = _FALLBACK[t]
+    if t not in ("f32", "f16", "bf16") and ne0 % 32 != 0:
+        return "f16"
+    return t
