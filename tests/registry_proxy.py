@@ -62,7 +62,8 @@ class ProxyState:
     auth_keys: list[bytes] | None = None
     tokens: set[str] = field(default_factory=set)
     token_requests: int = 0
-    redirect_uploads: bool = False
+    redirect_uploads: bool | str = False  # True, or "early": answer 307 before reading the part
+    early_drained: int = 0
     pending: dict[str, tuple[str, str]] = field(default_factory=dict)  # storage id → (upstream URL, range)
     next_urls: dict[str, str] = field(default_factory=dict)  # next id → upstream upload URL
     storage_puts: int = 0
@@ -122,6 +123,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         st = self.server.state
         length = int(self.headers.get("Content-Length") or 0)
+        if (st.redirect_uploads == "early" and self.command == "PATCH"
+                and self.headers.get("X-Redirect-Uploads") == "1" and not self.path.startswith("/_storage/")):
+            self._early_redirect(st, length)
+            return
         action = st.take_fault(self.command, self.path)
         if action == "reset_mid_body":
             self.rfile.read(length // 2)
@@ -165,6 +170,33 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+    def _early_redirect(self, st: ProxyState, length: int) -> None:
+        """Answer 307 before reading the part, then drain it and close (as a Go server does)."""
+        host = self.headers.get("Host", "")
+        path = self.path
+        parts = urlsplit(path)
+        if parts.path.startswith("/_next/"):
+            path = st.next_urls[parts.path.split("/")[2]]
+        sid = secrets.token_hex(8)
+        st.pending[sid] = (path, self.headers.get("Content-Range", ""))
+        st.seen.append(Seen(self.command, path, 307, length))
+        self._reply(307, {"Location": f"http://{host}/_storage/{sid}",
+                          "Docker-Upload-Location": f"http://{host}/_next/{sid}", "Connection": "close"})
+        self.wfile.flush()
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(5)
+            left = length
+            while left > 0:
+                got = self.rfile.read1(min(left, 1 << 20))
+                if not got:
+                    break
+                left -= len(got)
+                st.early_drained += len(got)
+        except OSError:
+            pass
+        self.close_connection = True
 
     def _redirect(self, st: ProxyState, body: bytes) -> bool:
         """ollama.com-style part uploads; True when this request was handled here."""
@@ -253,7 +285,7 @@ class _Server(ThreadingHTTPServer):
 @contextmanager
 def fault_proxy(upstream_url: str, *, faults: list[Fault] | None = None,
                 auth_keys: list[bytes] | None = None,
-                redirect_uploads: bool = False) -> Iterator[tuple[str, ProxyState]]:
+                redirect_uploads: bool | str = False) -> Iterator[tuple[str, ProxyState]]:
     """Yield (proxy URL, state) for a proxy to `upstream_url` on a free 127.0.0.1 port."""
     state = ProxyState(upstream=urlsplit(upstream_url).netloc, faults=list(faults or []), auth_keys=auth_keys,
                        redirect_uploads=redirect_uploads)

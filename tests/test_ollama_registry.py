@@ -138,6 +138,20 @@ def test_ollama_com_style_redirected_parts(registry: Registry, built: list[TagBu
     assert verify_tags(client(registry.url), "redirect/model", built[:1], "Q4_K_M", deep=True) == []
 
 
+def test_early_307_before_the_part_is_read(registry: Registry, tmp_path: Path) -> None:
+    """A server that answers 307 without reading the part (then drains and closes) loses no answer."""
+    section, ggufs, pipeline = make_release(tmp_path, extra_bytes=6 << 20, model="redirect/early")
+    section.tags = {"Q4_K_M": "Q4_K_M"}
+    builds = build_tags(section, ggufs, tmp_path / "ollama", pipeline_dir=pipeline)
+    with fault_proxy(registry.url, redirect_uploads="early") as (url, st):
+        push_tags(RegistryClient(url, part_size=4 << 20, backoff=0.01), "redirect/early", builds, "Q4_K_M")
+        model = builds[0].layers[0]
+        assert st.storage_puts == 2 + (len(builds[0].blobs) - 1)  # two model parts, one per small blob
+        # The client stopped sending a part once the answer was there (the model did not go twice).
+        assert st.early_drained < model.size
+    assert verify_tags(client(registry.url), "redirect/early", builds, "Q4_K_M", deep=True) == []
+
+
 def test_plain_http_only_for_loopback() -> None:
     with pytest.raises(InputError, match="insecure"):
         RegistryClient("http://registry.example.org:5000")

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import random
+import select
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -169,8 +170,12 @@ class RegistryClient:
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         conn = self._conn(parts.scheme, parts.netloc)
         self.requests += 1
+        early = False
         try:
-            conn.request(method, target, body=body, headers=dict(headers))
+            if isinstance(body, _Slice):
+                early = self._send_streamed(conn, method, target, headers, body)
+            else:
+                conn.request(method, target, body=body, headers=dict(headers))
             resp = conn.getresponse()
             if sink is not None and resp.status == 200:
                 # Multi-GB blobs go to disk as they arrive, hashed on the way.
@@ -189,9 +194,30 @@ class RegistryClient:
         except _CONN_ERRORS as exc:
             self._drop(parts.scheme, parts.netloc)
             raise _Retryable(f"{method} {_path_only(url)}: {type(exc).__name__}: {exc}") from None
-        if resp.getheader("Connection", "").lower() == "close":
+        if early or resp.getheader("Connection", "").lower() == "close":
+            # After an early answer the request body was cut short: the connection cannot be reused.
             self._drop(parts.scheme, parts.netloc)
         return Response(resp.status, resp.headers, data, url)
+
+    @staticmethod
+    def _send_streamed(conn: http.client.HTTPConnection, method: str, target: str, headers: Mapping[str, str],
+                       body: _Slice) -> bool:
+        """Send a part, stopping early if the server already answered (True then).
+
+        ollama.com answers a part PATCH with 307 to storage without reading the part; http.client
+        would keep writing into a closing connection and lose that answer, so look before each block.
+        """
+        conn.putrequest(method, target, skip_accept_encoding=True)
+        for k, v in headers.items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        sock = conn.sock
+        while chunk := body.read(1 << 20):
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:
+                return True
+            sock.sendall(chunk)
+        return False
 
     def _sleep(self, attempt: int, resp: Response | None = None) -> None:
         delay = self.backoff * (2 ** attempt) * (0.75 + random.random() / 2)
@@ -386,10 +412,12 @@ class RegistryClient:
                     "Content-Type": "application/octet-stream", "Content-Length": str(end - offset + 1),
                     "Content-Range": f"{offset}-{end}", "X-Redirect-Uploads": "1"}, scope), body)
                 if resp.status == 307 and resp.header("Location"):
-                    self._put_redirected_part(urljoin(loc, resp.header("Location") or ""), path, offset, end)
+                    part_md5 = self._put_redirected_part(urljoin(loc, resp.header("Location") or ""), path,
+                                                         offset, end)
                     next_loc = urljoin(loc, resp.header("Docker-Upload-Location") or loc)
                 elif resp.status == 202:
                     next_loc = self._next_url(resp)
+                    part_md5 = body.md5.digest()
                 elif resp.status in RETRY_STATUS:
                     raise _Retryable(f"PATCH {_path_only(loc)}: HTTP {resp.status}")
                 else:
@@ -415,7 +443,7 @@ class RegistryClient:
                 raise _Retryable(f"upload session at an unexpected offset {new_offset}") from None
             finally:
                 body.close()
-            md5s.append(body.md5.digest())
+            md5s.append(part_md5)
             sent += end - offset + 1
             offset, loc, tries = end + 1, next_loc, 0
         etag = hashlib.md5(b"".join(md5s)).hexdigest() + f"-{len(md5s)}"
@@ -432,7 +460,7 @@ class RegistryClient:
         self._confirm(name, blob)
         return "uploaded", sent
 
-    def _put_redirected_part(self, url: str, path: Path, offset: int, end: int) -> None:
+    def _put_redirected_part(self, url: str, path: Path, offset: int, end: int) -> bytes:
         # Presigned storage URL: no registry token goes there.
         for attempt in range(self.retries + 1):
             body = _Slice(path, offset, end - offset + 1)
@@ -444,7 +472,7 @@ class RegistryClient:
             finally:
                 body.close()
             if resp is not None and 200 <= resp.status < 300:
-                return
+                return body.md5.digest()
             if resp is not None and resp.status not in RETRY_STATUS:
                 raise RemoteError(f"storage refused part {offset}-{end}: HTTP {resp.status}")
             self._sleep(attempt)
