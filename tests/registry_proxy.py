@@ -7,6 +7,7 @@ times:
   "reset_after"           forward the request, then reset instead of answering (the registry did it)
   "reset_mid_body"        read half the body, then reset
   "fake_201"              answer 201 without forwarding (a registry that lies about a commit)
+  "revoke_tokens"         forget every issued token first (expiry in the middle of an upload)
 With `redirect_uploads`, the proxy plays ollama.com's upload flow: a part PATCH carrying
 `X-Redirect-Uploads: 1` is answered 307 with `Location` = a storage URL (must be PUT without
 Authorization) and `Docker-Upload-Location` = the next upload URL; the proxy then writes the part
@@ -134,6 +135,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reset()
             return
         body = self.rfile.read(length) if length else b""
+        if action == "revoke_tokens":
+            st.tokens.clear()  # as if every token expired right now
         if st.auth_keys is not None and self._auth(st) is False:
             return
         if st.redirect_uploads and self._redirect(st, body):

@@ -189,6 +189,16 @@ def test_signed_auth_push(registry: Registry, built: list[TagBuild], tmp_path: P
     assert secret_line not in caplog.text
 
 
+def test_token_expiry_mid_upload(registry: Registry, built: list[TagBuild], tmp_path: Path) -> None:
+    key, pub = _keypair(tmp_path, "k")
+    faults = [Fault("PATCH", r"/blobs/uploads/", "pass", times=2), Fault("PATCH", r"/blobs/uploads/", "revoke_tokens"),
+              Fault("PUT", r"digest=", "revoke_tokens")]
+    with fault_proxy(registry.url, auth_keys=[pub], faults=faults) as (url, st):
+        push_tags(client(url, key_path=key), "signed/expiry", built[:1], "Q4_K_M")
+        assert st.token_requests >= 3 and all(f.fired == f.times for f in faults)
+    assert verify_tags(client(registry.url), "signed/expiry", built[:1], "Q4_K_M", deep=True) == []
+
+
 def test_signed_auth_wrong_key(registry: Registry, built: list[TagBuild], tmp_path: Path) -> None:
     _, good_pub = _keypair(tmp_path, "good")
     wrong, _ = _keypair(tmp_path, "wrong")

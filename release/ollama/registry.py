@@ -274,6 +274,16 @@ class RegistryClient:
                 continue
             return resp
 
+    def _reauth(self, resp: Response, scope: str) -> bool:
+        """A 401 in the middle of an upload (token expired during a long part): new token, True."""
+        if resp.status != 401:
+            return False
+        challenge = parse_challenge(resp.header("WWW-Authenticate") or "")
+        if challenge is None:
+            return False
+        self._tokens[scope] = self._fetch_token(challenge)
+        return True
+
     def _fetch_token(self, challenge: Challenge) -> str:
         realm_host = urlsplit(challenge.realm).hostname
         if realm_host != self.hostname:
@@ -418,7 +428,7 @@ class RegistryClient:
                 elif resp.status == 202:
                     next_loc = self._next_url(resp)
                     part_md5 = body.md5.digest()
-                elif resp.status in RETRY_STATUS:
+                elif resp.status in RETRY_STATUS or self._reauth(resp, scope):
                     raise _Retryable(f"PATCH {_path_only(loc)}: HTTP {resp.status}")
                 else:
                     raise RemoteError(f"{self.host}: upload part {offset}-{end} of {blob.digest[:19]}: "
@@ -452,7 +462,7 @@ class RegistryClient:
                                    self._authorized({"Content-Length": "0"}, scope), b"")
         except _Retryable:
             resp = None
-        if resp is None or resp.status in RETRY_STATUS:
+        if resp is None or resp.status in RETRY_STATUS or self._reauth(resp, scope):
             # The commit may have landed even though the answer did not; the outer loop HEADs first.
             raise _Retryable(f"final PUT of {blob.digest[:19]}: {'no answer' if resp is None else resp.status}")
         if resp.status not in (201, 204):
