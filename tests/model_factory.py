@@ -109,7 +109,7 @@ def _gpt_oss(**o: Any) -> tuple[str, Any]:
 
     cfg = {**_TEXT, "intermediate_size": 32, "num_hidden_layers": 2, "num_local_experts": 8,
            "num_experts_per_tok": 2, "layer_types": ["sliding_attention", "full_attention"],
-           "sliding_window": 16, **o}
+           "sliding_window": 16, "max_position_embeddings": 131072, **o}  # = YaRN factor × original context
     return "GptOssForCausalLM", GptOssConfig(**cfg)
 
 
