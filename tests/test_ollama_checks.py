@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ollama_helpers import Section, make_gguf
 
 from release.ollama import layers
-from release.ollama.checks import GIB, check_warnings, kv_cache_bytes
+from release.ollama.checks import GIB, check_warnings, kv_cache_bytes, kv_shape_from_hf_config
 
 
 def test_gemma4_custom_stop_list() -> None:
@@ -61,3 +62,22 @@ def test_misc_warnings() -> None:
     s = Section(parameters={"mirostat": 1}, vram_gb={"Q8_0": 30}, renderer="gemma4", template="t.tmpl")
     w = "\n".join(check_warnings(s))
     assert "mirostat: deprecated" in w and "ollama.vram_gb.Q8_0" in w and "renderer" in w
+
+
+def test_kv_estimate_from_config_before_build() -> None:
+    v4_config = Path(__file__).parent.parent / "pipelines" / "v4" / "base-config.json"
+    cfg = json.loads(v4_config.read_text()) if v4_config.exists() else None
+    gemma4 = {"text_config": {"num_hidden_layers": 30, "num_attention_heads": 16, "num_key_value_heads": 8,
+                              "head_dim": 256, "global_head_dim": 512, "num_global_key_value_heads": 2,
+                              "sliding_window": 1024,
+                              "layer_types": (["sliding_attention"] * 5 + ["full_attention"]) * 5}}
+    kv = kv_shape_from_hf_config(gemma4)
+    # 5 global layers × 2 heads × (512+512) × 256000 tokens + 25 SWA layers × 8 × (256+256) × 1024, f16.
+    assert kv_cache_bytes(256000, kv) == (5 * 2 * 1024 * 256000 + 25 * 8 * 512 * 1024) * 2
+    if cfg is not None:
+        assert kv_cache_bytes(256000, kv_shape_from_hf_config(cfg)) == kv_cache_bytes(256000, kv)
+    s = Section(parameters={"num_ctx": 256000}, vram_gb={"Q4_K_M": 14, "Q6_K": 17, "CD-Q3_K_M": 8})
+    w = [x for x in check_warnings(s, family="gemma4", hf_config=gemma4) if "num_ctx" in x]
+    assert len(w) == 3 and "≈5.1 GiB" in w[0]
+    s.parameters = {"num_ctx": 8192}
+    assert not [x for x in check_warnings(s, family="gemma4", hf_config=gemma4) if "num_ctx" in x]

@@ -36,15 +36,44 @@ def kv_cache_bytes(num_ctx: int, kv: L.KVShape, bytes_per_elem: int = 2) -> int:
     return total
 
 
+def kv_shape_from_hf_config(config: Mapping[str, Any]) -> L.KVShape | None:
+    """KV shape from a transformers config.json (text_config when nested), for checks before a build.
+
+    Understands per-layer `layer_types` ("sliding_attention" / "full_attention") and Gemma 4's separate
+    global-layer geometry (`global_head_dim`, `num_global_key_value_heads`).
+    """
+    c = config.get("text_config", config)
+    n = c.get("num_hidden_layers")
+    heads = c.get("num_attention_heads")
+    if not isinstance(n, int) or not isinstance(heads, int):
+        return None
+    kv_heads = c.get("num_key_value_heads") or heads
+    head_dim = c.get("head_dim") or (c["hidden_size"] // heads if c.get("hidden_size") else None)
+    if not head_dim:
+        return None
+    types = c.get("layer_types")
+    window = c.get("sliding_window")
+    swa = [t == "sliding_attention" for t in types] if isinstance(types, list) and len(types) == n else None
+    if swa is None or not window:
+        return L.KVShape(n_layers=n, n_kv_heads=[kv_heads] * n, key_length=head_dim, value_length=head_dim)
+    g_dim = c.get("global_head_dim") or head_dim
+    g_heads = c.get("num_global_key_value_heads") or kv_heads
+    return L.KVShape(n_layers=n, n_kv_heads=[kv_heads if s else g_heads for s in swa], key_length=g_dim,
+                     value_length=g_dim, sliding_window=window, swa_layers=swa, key_length_swa=head_dim,
+                     value_length_swa=head_dim)
+
+
 def _gib(n: float) -> str:
     return f"{n / GIB:.1f} GiB"
 
 
 def check_warnings(section: OllamaSectionLike, *, family: str | None = None,
-                   gguf_files: Mapping[str, Path] | None = None) -> list[str]:
+                   gguf_files: Mapping[str, Path] | None = None,
+                   hf_config: Mapping[str, Any] | None = None) -> list[str]:
     """Warnings for the section; `gguf_files` (tier → file) sharpen them when the GGUFs exist.
 
-    `family` is the model family ("gemma4") for when no GGUF has been built yet.
+    Before a build, `family` ("gemma4") and the model's `hf_config` (config.json as a dict) stand in:
+    the KV cache is then estimated from the config and compared with the VRAM the card names.
     """
     warnings: list[str] = []
     params: dict[str, Any] = dict(section.parameters or {})
@@ -84,6 +113,16 @@ def check_warnings(section: OllamaSectionLike, *, family: str | None = None,
             vram = (section.vram_gb or {}).get(tag)
             f = facts.get(tier)
             if vram is None:
+                continue
+            pre_kv = kv_shape_from_hf_config(hf_config) if hf_config and (f is None or f.kv is None) else None
+            if pre_kv is not None:
+                kv = kv_cache_bytes(num_ctx, pre_kv)
+                if kv > 0.25 * vram * GIB:
+                    warnings.append(
+                        f"ollama.parameters.num_ctx: {num_ctx} baked into {tag} needs an f16 KV cache of "
+                        f"≈{_gib(kv)} (from config.json) on top of the weights, on the {vram} GB the card names; "
+                        f"a baked num_ctx overrides ollama's VRAM-based default (4k <24 GiB, 32k <48 GiB, "
+                        f"else 256k): drop it, or bake a modest value and document `/set parameter num_ctx`")
                 continue
             if f is None or f.kv is None:
                 if num_ctx > 32768:
