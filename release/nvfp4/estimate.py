@@ -17,7 +17,7 @@ from .checkpoint import DEFAULT_MAX_SHARD, Source, layout_outputs, open_source
 from .layout import SrcTensor, make_plan
 from .qconfig import quantization_config
 
-_HEADER_BYTES_PER_TENSOR = 160  # safetensors JSON entry + index line, for config-only estimates
+_HEADER_BYTES_PER_TENSOR = 110  # dtype/shape/offsets JSON + index line, besides the name twice
 
 
 def estimate_size(src_dir: Path, *, fmt: str = "compressed-tensors", ignore: Sequence[str] = (),
@@ -52,9 +52,9 @@ def estimate_size_from_config(config: dict[str, Any], num_experts_kept: int, *,
                          quantize_dense_mlp=quantize_dense_mlp)
     except InputError as exc:
         raise ValueError(str(exc)) from exc
-    data = sum(t.nbytes for item in plan.work() for t in plan.outputs_of(item))
-    count = sum(len(plan.outputs_of(item)) for item in plan.work())
-    return data + count * _HEADER_BYTES_PER_TENSOR
+    outputs = [t for item in plan.work() for t in plan.outputs_of(item)]
+    # each tensor also costs its safetensors header entry and its index line (≈ name twice + ~110 B)
+    return sum(t.nbytes + 2 * len(t.name) + _HEADER_BYTES_PER_TENSOR for t in outputs)
 
 
 @functools.lru_cache(maxsize=8)
