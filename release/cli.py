@@ -162,19 +162,104 @@ def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, max_memory: f
 @cli.command()
 @click.argument("name")
 @dist_option
-@click.option("--dry-run", is_flag=True, help="Plan against the remotes and show the diff; change nothing.")
-@click.option("--only", "only", multiple=True, metavar="KIND[:ID]", help="Publish only these kinds.")
+@click.option("--dry-run", is_flag=True,
+              help="Build and verify, plan against the remotes, show the diff; change nothing.")
+@click.option("--only", "only", multiple=True, metavar="KIND[:ID]",
+              help="Publish only these (bf16, gguf, nvfp4, ollama, cards, hub). Repeatable.")
+@click.option("--local", is_flag=True,
+              help="Rehearse against a local Hub and registry on 127.0.0.1 (no account, no network).")
 @click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
 @click.option("--ollama-registry", default=None, help="Ollama registry URL (default: the definition's).")
+@click.option("--artifacts", "artifacts_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Adopt artifacts built elsewhere (CI matrix outputs), checked against the plan.")
+@click.option("--prune-remote", is_flag=True, help="Delete remote files that are not part of the release.")
+@click.option("--from", "from_kind", type=click.Choice(["bf16", "gguf", "nvfp4", "ollama", "cards"]), default=None,
+              help="Rebuild from this step on, even if its inputs are unchanged.")
+@click.option("--force", is_flag=True, help="Rebuild every selected artifact.")
+@click.option("--jobs", type=click.IntRange(1), default=2, show_default=True, help="Parallel build jobs.")
+@click.option("--max-memory", type=float, default=None, help="Memory budget for parallel jobs, in GB.")
+@click.option("--no-git-tag", is_flag=True, help="Don't tag release/NAME in the pipelines repo.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @handle_errors
-def publish(name: str, dist: Path, dry_run: bool, only: tuple[str, ...], hub_endpoint: str | None,
-            ollama_registry: str | None) -> None:
-    """Publish the release: Hub repos, Ollama tags, version tags. Idempotent."""
-    from .errors import NotAvailable
+def publish(name: str, dist: Path, dry_run: bool, only: tuple[str, ...], local: bool, hub_endpoint: str | None,
+            ollama_registry: str | None, artifacts_dir: Path | None, prune_remote: bool, from_kind: str | None,
+            force: bool, jobs: int, max_memory: float | None, no_git_tag: bool, as_json: bool) -> None:
+    """Run the whole release: build what changed, verify, publish to the Hub and the registry, tag.
 
-    load_release(name)
-    parse_only(only)
-    raise NotAvailable("publishing is not available in this version of moe-release (issues 5, 7, 9)")
+    Idempotent: a rerun with nothing changed sends nothing and makes no commit.
+    """
+    from .flow import import_artifacts, run_publish
+    from .local import local_targets
+
+    release = load_release(name)
+    for w in release.warnings:
+        err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+    options = Options(dist_root=dist, only=parse_only(only), dry_run=dry_run, hub_endpoint=hub_endpoint,
+                      ollama_registry=ollama_registry, prune_remote=prune_remote, force=force, jobs=jobs,
+                      max_memory=int(max_memory * 1e9) if max_memory else None)
+    ctx = Context(release, options, console=err)
+    if from_kind:
+        forget_from(ctx, from_kind)
+    if artifacts_dir is not None:
+        adopted = import_artifacts(ctx, artifacts_dir)
+        err.print(f"adopted {len(adopted)} artifacts from {artifacts_dir}")
+    if local:
+        with local_targets(ctx.dist / "local", release.definition.release.owner) as targets:
+            options.hub_endpoint, options.hub_token = targets.hub_url, targets.hub_token
+            if targets.registry_url:
+                options.ollama_registry = targets.registry_url
+            elif release.definition.ollama is not None:
+                options.only = options.only or ["bf16", "gguf", "nvfp4", "cards", "hub"]
+                err.print(f"no docker-registry installed: Ollama tags stay in the local store "
+                          f"(OLLAMA_MODELS={ctx.dist / 'ollama'})")
+            summary = run_publish(ctx, git_tag=not no_git_tag)
+            _print_summary(ctx, summary, as_json, local_hub=targets.hub_url)
+        return
+    summary = run_publish(ctx, git_tag=not no_git_tag)
+    _print_summary(ctx, summary, as_json)
+
+
+def forget_from(ctx: Context, kind: str) -> None:
+    """Forget recorded builds of `kind` and every later step, so they are rebuilt."""
+    from .pipeline import BUILD_KINDS
+
+    later = BUILD_KINDS[BUILD_KINDS.index(kind):]
+    for a in list(ctx.artifacts):
+        if ("cards" if a.kind == "card" else a.kind) in later:
+            ctx.state.forget(a.id)
+
+
+def _print_summary(ctx: Context, summary: Any, as_json: bool, local_hub: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(summary.to_json(), indent=2))
+        return
+    title = "dry run: nothing was changed" if summary.dry_run else f"release {ctx.release.name} published"
+    table = Table(title=title)
+    for col in ("destination", "sent", "bytes", "unchanged", "commits / manifest", "link"):
+        table.add_column(col)
+    for r in summary.repos:
+        sent = f"{r.sent_files} files" + (" (planned)" if summary.dry_run else "")
+        nbytes = r.planned_bytes if summary.dry_run else r.sent_bytes
+        table.add_row(r.repo, sent, _human(nbytes), str(r.unchanged_files), str(r.commits), r.url)
+    for t in summary.tags:
+        table.add_row(t.ref, f"{t.sent_blobs} blobs", _human(t.sent_bytes), f"{t.unchanged_blobs} blobs",
+                      t.manifest, t.digest[7:19] if t.digest else "")
+    out.print(table)
+    for note in summary.notes:
+        err.print(f"note: {note}", soft_wrap=True)
+    err.print(f"built: {', '.join(summary.built) or 'nothing (up to date)'}; commits: {summary.commits}; "
+              f"bytes sent: {_human(summary.bytes_sent)}" + (f"; git tag {summary.git_tag}" if summary.git_tag else ""))
+    if local_hub:
+        err.print(f"local Hub state: {ctx.dist / 'local' / 'hub'} (served at {local_hub} during the run)")
+    err.print(f"preview: {ctx.dist / 'preview' / 'index.html'}  manifest: {ctx.dist / 'manifest.json'}")
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
 
 
 @cli.command()

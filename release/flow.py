@@ -1,0 +1,275 @@
+"""`release publish NAME`: the whole flow, from the base model to tagged remotes.
+
+    check → fetch base → prune → build → cards → verify → plan → publish (hub, ollama) → tag
+
+Every stage is idempotent: built artifacts whose inputs are unchanged are restored from state.json,
+the Hub publisher sends only files whose remote copy differs, the registry client only blobs the
+registry lacks. A verify gate runs before the first remote write; if it fails nothing is published.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, RemoteError
+from .pipeline import BUILD_KINDS, Context, ensure, selected_ids
+from .publish.redact import Redactor
+
+
+@dataclass
+class RepoSummary:
+    repo: str
+    url: str
+    sent_files: int = 0
+    sent_bytes: int = 0
+    unchanged_files: int = 0
+    commits: int = 0
+    planned_bytes: int = 0
+
+
+@dataclass
+class TagSummary:
+    ref: str
+    digest: str = ""
+    sent_blobs: int = 0
+    sent_bytes: int = 0
+    unchanged_blobs: int = 0
+    manifest: str = ""  # put | unchanged | planned
+
+
+@dataclass
+class PublishSummary:
+    dry_run: bool
+    repos: list[RepoSummary] = field(default_factory=list)
+    tags: list[TagSummary] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    built: list[str] = field(default_factory=list)
+    git_tag: str | None = None
+
+    @property
+    def commits(self) -> int:
+        return sum(r.commits for r in self.repos)
+
+    @property
+    def bytes_sent(self) -> int:
+        return sum(r.sent_bytes for r in self.repos) + sum(t.sent_bytes for t in self.tags)
+
+    def to_json(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {**asdict(self), "commits": self.commits, "bytes_sent": self.bytes_sent}
+
+
+def publish_kinds(ctx: Context) -> tuple[set[str], bool, bool]:
+    """(build kinds, publish to the Hub?, push Ollama tags?) from --only."""
+    only = {sel.partition(":")[0] for sel in ctx.options.only}
+    if not only:
+        return set(BUILD_KINDS), True, bool(ctx.release.definition.ollama)
+    hub = bool(only & {"hub", "bf16", "gguf", "nvfp4", "cards"})
+    ollama = "ollama" in only
+    kinds = only & set(BUILD_KINDS)
+    if "hub" in only:
+        kinds |= {"bf16", "gguf", "nvfp4", "cards"}
+    return kinds, hub, ollama
+
+
+def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
+    from .verify import verify_release
+
+    opts = ctx.options
+    summary = PublishSummary(dry_run=opts.dry_run)
+    kinds, to_hub, to_ollama = publish_kinds(ctx)
+    ids = selected_ids(ctx, tuple(kinds))
+    if "cards" not in kinds and to_hub:
+        ids += [a.id for a in ctx.artifacts if a.kind == "card"]  # cards always follow what they describe
+    with ctx.live():
+        summary.built = ensure(ctx, ids)
+    ctx.write_manifest()
+    verify_release(ctx, [ctx.artifacts[i] for i in ids])
+
+    if to_hub:
+        _publish_hub(ctx, summary)
+    if to_ollama:
+        _publish_ollama(ctx, summary)
+    ctx.write_manifest()
+    if git_tag and not opts.dry_run and not opts.only:
+        summary.git_tag = tag_pipelines_repo(ctx, summary)
+    return summary
+
+
+def _hub_token(ctx: Context) -> str | None:
+    return ctx.options.hub_token or os.environ.get("HF_TOKEN") or None
+
+
+def _publish_hub(ctx: Context, summary: PublishSummary) -> None:
+    from .publish.hub import HubPublisher
+
+    hub_artifacts = [a for a in ctx.artifacts if a.destination is not None and a.destination.kind == "hub"
+                     and a.status == "built"]
+    if not hub_artifacts:
+        return
+    pub = HubPublisher(ctx.options.hub_endpoint, _hub_token(ctx), hash_cache=ctx.hash_cache, progress=ctx.say)
+    d = ctx.release.definition
+    plan = pub.plan(hub_artifacts, ctx.dist, prune_remote=ctx.options.prune_remote)
+    ctx.write_manifest()  # the remote diff, recorded before anything is written
+    result = None
+    if not ctx.options.dry_run:
+        result = pub.apply(plan, message=f"Release {ctx.release.name}")
+        repos = [r.repo for r in plan.repos]
+        tag = d.release.version_tag or ctx.release.name
+        result.tags = pub.tag(repos, tag)
+        result.collection = pub.ensure_collection(d.release.title, d.release.owner, repos, d.release.summary)
+    for rp in plan.repos:
+        rs = RepoSummary(repo=rp.repo, url=rp.url, planned_bytes=rp.bytes_to_send,
+                         unchanged_files=len(rp.of("unchanged")))
+        if result is not None:
+            rr = next((r for r in result.repos if r.repo == rp.repo), None)
+            if rr is not None:
+                rs.commits = len(rr.commits)
+                rs.sent_files = len(rp.uploads)
+                rs.sent_bytes = rr.bytes_sent
+        else:
+            rs.sent_files = len(rp.uploads)
+        summary.repos.append(rs)
+    if result is not None:
+        summary.notes.extend(result.notes)
+
+
+def _registry_client(ctx: Context):  # type: ignore[no-untyped-def]
+    from .ollama.registry import RegistryClient
+
+    o = ctx.release.definition.ollama
+    assert o is not None
+    url = ctx.options.ollama_registry or o.registry
+    key = os.environ.get("OLLAMA_KEY") or None
+    return RegistryClient(url, insecure=o.insecure, key_path=key)
+
+
+def _publish_ollama(ctx: Context, summary: PublishSummary) -> None:
+    from .ollama.build import load_builds
+    from .ollama.registry import plan_tags, push_tags
+
+    o = ctx.release.definition.ollama
+    if o is None:
+        return
+    _, latest, builds = load_builds(ctx.dist / "ollama")
+    client = _registry_client(ctx)
+    redact = Redactor([os.environ.get("OLLAMA_KEY")])
+    try:
+        if ctx.options.dry_run:
+            for entry in plan_tags(client, o.model, builds, latest):
+                if entry.kind == "manifest":
+                    summary.tags.append(TagSummary(ref=f"{o.model}:{entry.ref}", manifest=f"planned {entry.action}"))
+            return
+        result = push_tags(client, o.model, builds, latest, on_progress=ctx.say)
+    except (RemoteError, InputError):
+        raise
+    except OSError as exc:
+        raise RemoteError(redact(f"registry {client.host}: {exc}")) from exc
+    finally:
+        client.close()
+    for ref, dig in result.digests.items():
+        build = next((b for b in builds if b.tag == ref), None) or next(b for b in builds if b.tag == latest)
+        blobs = [b.digest for b in build.blobs]
+        summary.tags.append(TagSummary(
+            ref=f"{o.model}:{ref}", digest=dig,
+            sent_blobs=sum(1 for d in blobs if result.blobs.get(d) == "uploaded"),
+            sent_bytes=sum(result.bytes_sent.get(d, 0) for d in set(blobs)),
+            unchanged_blobs=sum(1 for d in blobs if result.blobs.get(d) == "exists"),
+            manifest="put" if ref in result.manifests_put else "unchanged"))
+    # Shared blobs are counted under every tag above; count each blob's bytes once overall.
+    seen: set[str] = set()
+    for t in summary.tags:
+        t.sent_bytes = 0
+    for b in builds:
+        for blob in b.blobs:
+            if blob.digest in seen:
+                continue
+            seen.add(blob.digest)
+            owner = next(t for t in summary.tags if t.ref.endswith(f":{b.tag}"))
+            owner.sent_bytes += result.bytes_sent.get(blob.digest, 0)
+
+
+def tag_pipelines_repo(ctx: Context, summary: PublishSummary) -> str | None:
+    """Annotated tag `release/<name>` in the pipelines repo; its message is the release record."""
+    import json
+
+    try:
+        import git
+    except ImportError:
+        return None
+    try:
+        repo = git.Repo(ctx.release.dir, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        ctx.say("not in a git repository: no release tag")
+        return None
+    if not repo.head.is_valid():
+        return None
+    name = f"release/{ctx.release.name}"
+    record = {"release": ctx.release.name, "commits": summary.commits, "bytes_sent": summary.bytes_sent,
+              "manifest": ctx.manifest().to_json()}
+    message = (f"Release {ctx.release.name}\n\n" + json.dumps(record, indent=1, sort_keys=True))
+    existing = next((t for t in repo.tags if t.name == name), None)
+    if existing is not None:
+        if existing.commit.hexsha == repo.head.commit.hexsha:
+            return name
+        ctx.say(f"git tag {name} exists on {existing.commit.hexsha[:12]}; not moved (HEAD is "
+                f"{repo.head.commit.hexsha[:12]})")
+        return name
+    repo.create_tag(name, message=message)
+    ctx.say(f"git tag {name} at {repo.head.commit.hexsha[:12]}")
+    return name
+
+
+def import_artifacts(ctx: Context, folder: Path) -> list[str]:
+    """Adopt artifacts built elsewhere (CI matrix jobs): each `<slot>/<name>/manifest.json` below
+    `folder` contributes the artifacts it built, after checking their files' sizes and sha256 and
+    that their recipe and destination match this plan. Returns the adopted ids."""
+    import shutil
+
+    from .fsutil import sha256_file
+    from .manifest import Manifest
+    from .pipeline import State
+
+    adopted: list[str] = []
+    problems: list[str] = []
+    for manifest_path in sorted(folder.glob(f"**/{ctx.release.name}/manifest.json")):
+        m = Manifest.read(manifest_path)
+        src_dist = manifest_path.parent
+        src_state = State(src_dist / "state.json")
+        for a in m.artifacts:
+            if a.status != "built" or a.id in adopted:
+                continue
+            planned = ctx.artifacts.get(a.id)
+            if planned is None:
+                problems.append(f"{manifest_path}: {a.id} is not in this release's plan")
+                continue
+            if planned.recipe != {k: v for k, v in a.recipe.items() if k in planned.recipe} or \
+                    planned.destination != a.destination:
+                problems.append(f"{manifest_path}: {a.id} was built from another recipe or destination")
+                continue
+            for f in a.files:
+                p = src_dist / a.root / f.path
+                if not p.is_file() or p.stat().st_size != f.size or sha256_file(p) != f.sha256:
+                    problems.append(f"{manifest_path}: {a.id}: {f.path} missing or its hash differs")
+                    break
+            else:
+                for f in a.files:
+                    dest = ctx.dist / a.root / f.path
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    if not dest.exists():
+                        try:
+                            os.link(src_dist / a.root / f.path, dest)
+                        except OSError:
+                            shutil.copy2(src_dist / a.root / f.path, dest)
+                ctx.artifacts.add(a)
+                rec = src_state.get(a.id)
+                if rec is not None:  # the job's input hash: a later local build sees it as up to date
+                    ctx.state.record(a, rec["inputs"])
+                adopted.append(a.id)
+    if problems:
+        raise InputError("\n".join(problems), file=str(folder))
+    return adopted

@@ -1,0 +1,82 @@
+"""The verify gate: every artifact about to be published is checked; one failure publishes nothing.
+
+- bf16:   every kept expert's bytes equal the base's (any size); see bf16.py
+- gguf:   opens with the gguf reader, expected expert count and types; Q8_0 runs a forward pass
+- nvfp4:  decompresses within the NVFP4 error bound; other tensors byte-identical
+- ollama: every manifest references blobs present with the right size and digest
+- card:   every link resolves to this release, its base, or a sibling
+
+Results are remembered per artifact content (state.json), so an unchanged artifact is not re-verified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import VerifyError
+from ..manifest import Artifact
+from ..pipeline import Context, digest
+
+Check = Callable[[Context, Artifact], list[str]]
+
+
+def _bf16(ctx: Context, a: Artifact) -> list[str]:
+    from ..fetch import ensure_base
+    from .bf16 import verify_bf16
+
+    base = ensure_base(ctx.release, endpoint=ctx.options.hub_endpoint, token=ctx.options.hub_token,
+                       hash_cache=ctx.hash_cache)
+    return verify_bf16(base, ctx.artifact_dir(a), ctx.release.drop_map)
+
+
+def _gguf(ctx: Context, a: Artifact) -> list[str]:
+    if a.id in ("gguf:ollama-files", "gguf:imatrix"):
+        return []
+    from ..gguf.verify import verify_gguf_artifact  # type: ignore[import-not-found]
+
+    return verify_gguf_artifact(ctx, a)
+
+
+def _nvfp4(ctx: Context, a: Artifact) -> list[str]:
+    from ..nvfp4 import verify_checkpoint
+
+    bf16 = ctx.require("bf16")
+    report = verify_checkpoint(ctx.artifact_dir(a), ctx.artifact_dir(bf16))
+    return list(report.problems)
+
+
+def _ollama(ctx: Context, a: Artifact) -> list[str]:
+    from .ollama import verify_store_tag
+
+    return verify_store_tag(ctx, a)
+
+
+def _card(ctx: Context, a: Artifact) -> list[str]:
+    from ..cards import check_card_links  # type: ignore[attr-defined]
+
+    return check_card_links(ctx, a)
+
+
+CHECKS: dict[str, Check] = {"bf16": _bf16, "gguf": _gguf, "nvfp4": _nvfp4, "ollama": _ollama, "card": _card}
+
+
+def verify_release(ctx: Context, artifacts: list[Artifact]) -> None:
+    """Run the gate on the built artifacts; raise VerifyError naming every failure."""
+    failures: list[str] = []
+    for a in artifacts:
+        if a.status != "built":
+            continue
+        key = f"verify:{a.id}"
+        content = digest(a.id, [(f.path, f.size, f.sha256) for f in a.files])
+        rec = ctx.state.data.setdefault("verified", {})
+        if rec.get(key) == content:
+            continue
+        problems = CHECKS[a.kind](ctx, a)
+        if problems:
+            failures += [f"{a.id}: {p}" for p in problems]
+        else:
+            rec[key] = content
+            ctx.state._save()
+    if failures:
+        raise VerifyError("verify gate failed; nothing was published:\n  " + "\n  ".join(failures))
+    ctx.say(f"verify: {sum(1 for a in artifacts if a.status == 'built')} artifacts passed")
