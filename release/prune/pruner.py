@@ -52,8 +52,14 @@ def prune_checkpoint(
     base_repo: str = "",
     base_revision: str = "",
     progress: Callable[[int, int], None] | None = None,
+    durable: bool = True,
 ) -> PruneResult:
-    """Write `out_dir`: `base_dir` with the experts of `drop_map` removed. InputError before any write."""
+    """Write `out_dir`: `base_dir` with the experts of `drop_map` removed. InputError before any write.
+
+    `progress(done, total)` is called with tensor bytes copied so far. With `durable` every file is
+    fsync'ed before the folder is renamed into place, so a crash never leaves a complete-looking folder
+    with empty files (the rename is only atomic for the name, not for the data).
+    """
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     info = inspect_checkpoint(base_dir)
     problems = check_against_config(drop_map, info.config, info.family, base_repo=base_repo or None)
@@ -83,13 +89,18 @@ def prune_checkpoint(
     copier = RangeCopier(on_bytes)
     with staging_dir(out_dir) as tmp:
         for plan in plans:
-            write_shard(plan, tmp / plan.name, copier)
-        (tmp / CONFIG).write_text(config_text, encoding="utf-8")
+            write_shard(plan, tmp / plan.name, copier, durable=durable)
+        small = {CONFIG: config_text, SIDECAR: sidecar}
         if index_text is not None:
-            (tmp / INDEX).write_text(index_text, encoding="utf-8")
+            small[INDEX] = index_text
+        for name, text in small.items():
+            (tmp / name).write_text(text, encoding="utf-8")
         for name in info.other_files:
             shutil.copyfile(base_dir / name, tmp / name)
-        (tmp / SIDECAR).write_text(sidecar, encoding="utf-8")
+        if durable:
+            for name in [*small, *info.other_files]:
+                _fsync_path(tmp / name)
+            _fsync_path(tmp)
     if progress is not None and copied == 0:
         progress(0, 0)
 
@@ -105,7 +116,15 @@ def prune_checkpoint(
     )
 
 
-def write_shard(plan: ShardPlan, path: Path, copier: RangeCopier) -> None:
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_shard(plan: ShardPlan, path: Path, copier: RangeCopier, *, durable: bool = True) -> None:
     src_fd = os.open(plan.source.path, os.O_RDONLY)
     try:
         dst_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -116,6 +135,8 @@ def write_shard(plan: ShardPlan, path: Path, copier: RangeCopier) -> None:
             if os.fstat(dst_fd).st_size != plan.size:
                 raise InputError(f"output size {os.fstat(dst_fd).st_size} != planned {plan.size}; did the "
                                  "source change while pruning?", file=plan.name)
+            if durable:
+                os.fsync(dst_fd)
         finally:
             os.close(dst_fd)
     finally:
