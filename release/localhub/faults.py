@@ -1,6 +1,7 @@
 """Fault injection for the stand-in Hub, configurable while it runs.
 
     fault = hub.faults.add("PUT", r"^/upload/", "reset", after_bytes=1 << 20)
+    hub.faults.add("POST", r"/commit/", "stall", skip=1)   # the second commit, not the first
     fault.hit.wait(5)            # the fault fired (useful with "stall")
     hub.faults.release()         # let stalled requests go on
 
@@ -11,6 +12,7 @@ Kinds:
   slow           wait `delay` seconds, then handle the request normally
   lost_response  handle the request (a commit lands), then reset the connection instead of answering
   stall          read `after_bytes` of the body, then block until `release()` (or `timeout`), then reset
+  late           read the body, reset the connection at once, handle the request `delay` s later
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("status", "rate_limit", "reset", "slow", "lost_response", "stall")
+KINDS = ("status", "rate_limit", "reset", "slow", "lost_response", "stall", "late")
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Fault:
     kind: str
     times: int | None = 1  # None = every matching request
     params: dict[str, Any] = field(default_factory=dict)
+    skip: int = 0  # let this many matching requests through first
+    seen: int = 0
     hits: int = 0
     hit: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -38,7 +42,7 @@ class Fault:
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "path_regex": self.path_regex, "kind": self.kind,
-                "times": self.times, "params": self.params, "hits": self.hits}
+                "times": self.times, "skip": self.skip, "params": self.params, "hits": self.hits}
 
 
 class FaultSet:
@@ -47,11 +51,12 @@ class FaultSet:
         self._faults: list[Fault] = []
         self._released = threading.Event()
 
-    def add(self, method: str, path_regex: str, kind: str, times: int | None = 1, **params: Any) -> Fault:
+    def add(self, method: str, path_regex: str, kind: str, times: int | None = 1, skip: int = 0,
+            **params: Any) -> Fault:
         if kind not in KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; one of {', '.join(KINDS)}")
         re.compile(path_regex)
-        fault = Fault(method.upper(), path_regex, kind, times, params)
+        fault = Fault(method.upper(), path_regex, kind, times, params, skip)
         with self._lock:
             self._faults.append(fault)
             self._released.clear()
@@ -64,6 +69,9 @@ class FaultSet:
                 if fault.times is not None and fault.hits >= fault.times:
                     continue
                 if fault.matches(method, path):
+                    fault.seen += 1
+                    if fault.seen <= fault.skip:
+                        continue
                     fault.hits += 1
                     fault.hit.set()
                     return fault

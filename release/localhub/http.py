@@ -6,10 +6,12 @@ Kept apart from the Hub semantics (routes.py) so a fault can cut a request at an
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import re
 import socket
 import struct
+import time
 import traceback
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -192,8 +194,6 @@ class Handler(BaseHTTPRequestHandler):
         hub = self.server.hub
         p = fault.params
         if fault.kind == "slow":
-            import time
-
             time.sleep(float(p.get("delay", 1.0)))
         elif fault.kind == "status":
             self.body.drain()
@@ -209,17 +209,30 @@ class Handler(BaseHTTPRequestHandler):
             self.reset()
         elif fault.kind == "lost_response":
             self.lose_response = True
+        elif fault.kind == "late":
+            # Like a commit that timed out but completes server-side: the client sees the connection
+            # drop at once, the request is applied `delay` seconds later.
+            data = self.body.read_all()
+            self.body = BodyReader(io.BytesIO(data), {"Content-Length": str(len(data))},
+                                   RequestRecord(-1, "", "", ""))
+            self._drop()
+            time.sleep(float(p.get("delay", 0.5)))
+            self.lose_response = True
 
     # ---- answers --------------------------------------------------------------------------------
 
+    def _drop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            # close() alone waits for rfile/wfile to let go of the fd; shutdown() cuts the line now.
+            self.connection.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self.connection.close()
+        self.close_connection = True
+
     def reset(self) -> None:
         """Drop the connection with a TCP reset, no answer."""
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
-        except OSError:
-            pass
-        self.close_connection = True
+        self._drop()
         raise Aborted("reset")
 
     def answer(self, status: int, body: Any = None, headers: dict[str, str] | None = None,

@@ -652,7 +652,7 @@ def admin_faults_add(h: Handler) -> None:
     body = h.body.json() or {}
     try:
         fault = _hub(h).faults.add(body["method"], body["path_regex"], body["kind"], body.get("times", 1),
-                                   **(body.get("params") or {}))
+                                   int(body.get("skip", 0)), **(body.get("params") or {}))
     except (KeyError, ValueError, re.error) as exc:
         raise HubError(400, f"bad fault: {exc}") from None
     h.answer(200, fault.to_json())
