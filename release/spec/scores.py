@@ -11,6 +11,7 @@ removed tiers. Cards compute every delta from these numbers; nobody types a delt
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -75,6 +76,7 @@ def semantic_problems(scores: Scores, file: str) -> list[Problem]:
             problems.append(Problem(file, f"benchmarks[{i}].name", f"duplicate benchmark {name!r}"))
     if not scores.benchmarks:
         problems.append(Problem(file, "benchmarks", "at least one benchmark row is needed"))
+    problems += _non_finite(scores, file)
     known = set(names)
     pq = scores.per_quant
     if pq is not None:
@@ -94,6 +96,21 @@ def semantic_problems(scores: Scores, file: str) -> list[Problem]:
                 problems.append(Problem(file, f"removed_tiers[{i}].scores.{b}",
                                         f"unknown benchmark {b!r} (not in 'benchmarks')"))
     return problems
+
+
+def _non_finite(scores: Scores, file: str) -> list[Problem]:
+    """JSON parsers accept NaN and Infinity; a card cannot show or subtract them."""
+    found: list[tuple[str, float | None]] = []
+    for i, b in enumerate(scores.benchmarks):
+        found += [(f"benchmarks[{i}].reference", b.reference), (f"benchmarks[{i}].variant", b.variant)]
+    if scores.per_quant is not None:
+        found += [(f"per_quant.scores.{t}.{b}", v)
+                  for t, row in scores.per_quant.scores.items() for b, v in row.items()]
+    for i, r in enumerate(scores.removed_tiers):
+        found += [(f"removed_tiers[{i}].size_gb", r.size_gb)]
+        found += [(f"removed_tiers[{i}].scores.{b}", v) for b, v in r.scores.items()]
+    return [Problem(file, where, f"not a finite number ({value!r})") for where, value in found
+            if value is not None and not math.isfinite(value)]
 
 
 def load_scores(path: Path, display: str) -> Scores:
