@@ -10,8 +10,9 @@ times:
   "revoke_tokens"         forget every issued token first (expiry in the middle of an upload)
 With `redirect_uploads`, the proxy plays ollama.com's upload flow: a part PATCH carrying
 `X-Redirect-Uploads: 1` is answered 307 with `Location` = a storage URL (must be PUT without
-Authorization) and `Docker-Upload-Location` = the next upload URL; the proxy then writes the part
-into the real registry session itself.
+Authorization) and `Docker-Upload-Location` = the next upload URL. Parts are kept as they arrive
+(in parallel, any order) and written in offset order into the real registry session at the commit.
+`redirect_uploads="early"` answers the 307 before reading the part, then drains it and closes.
 With `auth_keys` (SSH-wire ed25519 public keys), every /v2/ request needs a Bearer token from
 /v2/token, which verifies ollama's signature `GET,<url>,<base64(hex(sha256(body)))>` with those keys.
 Everything stays on 127.0.0.1; the server stops when the test leaves its context.
@@ -65,8 +66,8 @@ class ProxyState:
     token_requests: int = 0
     redirect_uploads: bool | str = False  # True, or "early": answer 307 before reading the part
     early_drained: int = 0
-    pending: dict[str, tuple[str, str]] = field(default_factory=dict)  # storage id → (upstream URL, range)
-    next_urls: dict[str, str] = field(default_factory=dict)  # next id → upstream upload URL
+    # multipart session → (real registry upload URL, {part offset: bytes})
+    sessions: dict[str, tuple[str, dict[int, bytes]]] = field(default_factory=dict)
     storage_puts: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -174,18 +175,26 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def _session_for(self, st: ProxyState) -> str:
+        """The multipart session a part PATCH belongs to (created on the first part)."""
+        parts = urlsplit(self.path)
+        if parts.path.startswith("/_next/"):
+            return parts.path.split("/")[2]
+        sid = secrets.token_hex(8)
+        st.sessions[sid] = (self.path, {})
+        return sid
+
+    def _answer_307(self, st: ProxyState, sid: str) -> None:
+        host = self.headers.get("Host", "")
+        start = int(self.headers.get("Content-Range", "0-0").split("-")[0])
+        part = f"{sid}.{start}"
+        st.seen.append(Seen(self.command, self.path, 307, int(self.headers.get("Content-Length") or 0)))
+        self._reply(307, {"Location": f"http://{host}/_storage/{part}",
+                          "Docker-Upload-Location": f"http://{host}/_next/{sid}", "Connection": "close"})
+
     def _early_redirect(self, st: ProxyState, length: int) -> None:
         """Answer 307 before reading the part, then drain it and close (as a Go server does)."""
-        host = self.headers.get("Host", "")
-        path = self.path
-        parts = urlsplit(path)
-        if parts.path.startswith("/_next/"):
-            path = st.next_urls[parts.path.split("/")[2]]
-        sid = secrets.token_hex(8)
-        st.pending[sid] = (path, self.headers.get("Content-Range", ""))
-        st.seen.append(Seen(self.command, path, 307, length))
-        self._reply(307, {"Location": f"http://{host}/_storage/{sid}",
-                          "Docker-Upload-Location": f"http://{host}/_next/{sid}", "Connection": "close"})
+        self._answer_307(st, self._session_for(st))
         self.wfile.flush()
         try:
             self.connection.shutdown(socket.SHUT_WR)
@@ -202,43 +211,44 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def _redirect(self, st: ProxyState, body: bytes) -> bool:
-        """ollama.com-style part uploads; True when this request was handled here."""
-        host = self.headers.get("Host", "")
+        """ollama.com-style multipart upload; True when this request was handled here.
+
+        Parts land in "storage" (here: memory) in any order and in parallel; the commit
+        (`PUT /_next/<session>?digest=…`) writes them in offset order into the real registry session.
+        """
         parts = urlsplit(self.path)
-        if parts.path.startswith("/_next/"):
-            # Map our next-URL onto the registry's real upload URL (plus the client's query, e.g. ?digest=).
-            real = st.next_urls[parts.path.split("/")[2]]
-            self.path = real + (("&" if "?" in real else "?") + parts.query if parts.query else "")
-            parts = urlsplit(self.path)
         if parts.path.startswith("/_storage/"):
             if "Authorization" in self.headers:
                 self._reply(400, {}, b"a presigned URL takes no Authorization")
                 return True
-            st.storage_puts += 1
-            sid = parts.path.split("/")[2]
-            upstream, rng = st.pending.pop(sid)
-            conn = http.client.HTTPConnection(st.upstream, timeout=30)
-            try:
-                conn.request("PATCH", upstream, body=body, headers={
-                    "Host": host, "Content-Type": "application/octet-stream", "Content-Range": rng,
-                    "Content-Length": str(len(body))})
-                resp = conn.getresponse()
-                resp.read()
-            finally:
-                conn.close()
-            if resp.status != 202:
-                self._reply(502, {}, b"registry refused the part")
-                return True
-            loc = urlsplit(resp.getheader("Location") or "")
-            st.next_urls[sid] = loc.path + (f"?{loc.query}" if loc.query else "")
+            sid, start = parts.path.split("/")[2].split(".")
+            with st.lock:
+                st.storage_puts += 1
+                st.sessions[sid][1][int(start)] = body
             self._reply(200)
             return True
         if self.command == "PATCH" and self.headers.get("X-Redirect-Uploads") == "1":
-            sid = secrets.token_hex(8)
-            st.pending[sid] = (self.path, self.headers.get("Content-Range", ""))
-            st.seen.append(Seen(self.command, self.path, 307, len(body)))
-            self._reply(307, {"Location": f"http://{host}/_storage/{sid}",
-                              "Docker-Upload-Location": f"http://{host}/_next/{sid}"})
+            self._answer_307(st, self._session_for(st))
+            return True
+        if self.command == "PUT" and parts.path.startswith("/_next/"):
+            upstream, stored = st.sessions.pop(parts.path.split("/")[2])
+            data = b"".join(stored[k] for k in sorted(stored))
+            conn = http.client.HTTPConnection(st.upstream, timeout=30)
+            host = self.headers.get("Host", "")
+            try:
+                conn.request("PATCH", upstream, body=data, headers={
+                    "Host": host, "Content-Type": "application/octet-stream", "Content-Length": str(len(data))})
+                resp = conn.getresponse()
+                resp.read()
+                loc = urlsplit(resp.getheader("Location") or "")
+                final = loc.path + "?" + (loc.query + "&" if loc.query else "") + parts.query
+                conn.request("PUT", final, body=b"", headers={"Host": host, "Content-Length": "0"})
+                resp = conn.getresponse()
+                out = resp.read()
+            finally:
+                conn.close()
+            st.seen.append(Seen("PUT", self.path, resp.status, 0))
+            self._reply(resp.status, {}, out)
             return True
         return False
 

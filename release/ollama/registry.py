@@ -29,6 +29,7 @@ import select
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -98,6 +99,16 @@ class _Slice:
         self._fh.close()
 
 
+def _part_md5(path: Path, offset: int, end: int) -> bytes:
+    s = _Slice(path, offset, end - offset + 1)
+    try:
+        while s.read(1 << 20):
+            pass
+    finally:
+        s.close()
+    return s.md5.digest()
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -121,7 +132,7 @@ class RegistryClient:
 
     def __init__(self, url: str, *, insecure: bool = False, key_path: Path | str | None = None,
                  part_size: int | None = None, retries: int = 6, backoff: float = 0.5,
-                 timeout: float = 120.0, signing_key: SigningKey | None = None) -> None:
+                 timeout: float = 120.0, signing_key: SigningKey | None = None, parallel: int = 8) -> None:
         if "://" not in url:
             url = ("http://" if insecure else "https://") + url
         parts = urlsplit(url)
@@ -134,6 +145,7 @@ class RegistryClient:
         self.host = parts.netloc
         self.hostname = parts.hostname
         self.part_size = part_size
+        self.parallel = parallel  # concurrent storage PUTs of redirected parts (ollama uses up to 16)
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
@@ -197,6 +209,22 @@ class RegistryClient:
         if early or resp.getheader("Connection", "").lower() == "close":
             # After an early answer the request body was cut short: the connection cannot be reused.
             self._drop(parts.scheme, parts.netloc)
+        return Response(resp.status, resp.headers, data, url)
+
+    def _send_fresh(self, method: str, url: str, headers: Mapping[str, str], body: _Slice) -> Response:
+        """A request on its own connection (thread-safe: the shared connections are not)."""
+        parts = urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = cls(parts.netloc, timeout=self.timeout, blocksize=1 << 20)
+        try:
+            self._send_streamed(conn, method, target, headers, body)
+            resp = conn.getresponse()
+            data = resp.read()
+        except _CONN_ERRORS as exc:
+            raise _Retryable(f"{method} {_path_only(url)}: {type(exc).__name__}: {exc}") from None
+        finally:
+            conn.close()
         return Response(resp.status, resp.headers, data, url)
 
     @staticmethod
@@ -413,7 +441,18 @@ class RegistryClient:
             return "mounted", 0
         assert loc is not None
         chunk = self.part_size or part_size(blob.size)
-        offset, sent, md5s, tries = 0, 0, [], 0
+        md5s: list[bytes | Future[bytes]] = []
+        # Redirected parts (ollama.com) go to storage in parallel, as ollama does; the PATCHes that hand
+        # out their URLs stay in order, since each answer carries the next upload URL.
+        pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="ollama-part")
+        try:
+            return self._upload_parts(name, blob, path, scope, loc, chunk, pool, md5s)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _upload_parts(self, name: str, blob: L.Blob, path: Path, scope: str, loc: str, chunk: int,
+                      pool: ThreadPoolExecutor, md5s: list[bytes | Future[bytes]]) -> tuple[str, int]:
+        offset, sent, tries = 0, 0, 0
         while offset < blob.size:
             end = min(offset + chunk, blob.size) - 1
             body = _Slice(path, offset, end - offset + 1)
@@ -421,9 +460,10 @@ class RegistryClient:
                 resp = self._send_once("PATCH", loc, self._authorized({
                     "Content-Type": "application/octet-stream", "Content-Length": str(end - offset + 1),
                     "Content-Range": f"{offset}-{end}", "X-Redirect-Uploads": "1"}, scope), body)
+                part_md5: bytes | Future[bytes]
                 if resp.status == 307 and resp.header("Location"):
-                    part_md5 = self._put_redirected_part(urljoin(loc, resp.header("Location") or ""), path,
-                                                         offset, end)
+                    part_md5 = pool.submit(self._put_redirected_part, urljoin(loc, resp.header("Location") or ""),
+                                           path, offset, end)
                     next_loc = urljoin(loc, resp.header("Docker-Upload-Location") or loc)
                 elif resp.status == 202:
                     next_loc = self._next_url(resp)
@@ -446,7 +486,7 @@ class RegistryClient:
                 if new_offset == offset:
                     continue
                 if new_offset == end + 1:  # the part landed; only the answer was lost
-                    md5s.append(body.md5.digest())
+                    md5s.append(_part_md5(path, offset, end))
                     sent += end - offset + 1
                     offset = new_offset
                     continue
@@ -456,7 +496,9 @@ class RegistryClient:
             md5s.append(part_md5)
             sent += end - offset + 1
             offset, loc, tries = end + 1, next_loc, 0
-        etag = hashlib.md5(b"".join(md5s)).hexdigest() + f"-{len(md5s)}"
+        # Every storage PUT must have landed before the commit; a failed one restarts the session.
+        digests = [m.result() if isinstance(m, Future) else m for m in md5s]
+        etag = hashlib.md5(b"".join(digests)).hexdigest() + f"-{len(digests)}"
         try:
             resp = self._send_once("PUT", _add_query(loc, f"digest={blob.digest}&etag={etag}"),
                                    self._authorized({"Content-Length": "0"}, scope), b"")
@@ -471,11 +513,11 @@ class RegistryClient:
         return "uploaded", sent
 
     def _put_redirected_part(self, url: str, path: Path, offset: int, end: int) -> bytes:
-        # Presigned storage URL: no registry token goes there.
+        """One part to a presigned storage URL (in a worker thread; no registry token goes there)."""
         for attempt in range(self.retries + 1):
             body = _Slice(path, offset, end - offset + 1)
             try:
-                resp = self._send_once("PUT", url, {"Content-Length": str(end - offset + 1),
+                resp = self._send_fresh("PUT", url, {"Content-Length": str(end - offset + 1),
                                                    "Content-Type": "application/octet-stream"}, body)
             except _Retryable:
                 resp = None
