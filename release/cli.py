@@ -114,7 +114,9 @@ def _fmt_size(size: int | None, estimated: bool) -> str:
     if not size:
         return "—"
     approx = "≈" if estimated else ""
-    return f"{approx}{size / 1e9:.2f} GB" if size >= 1e9 else f"{approx}{size / 1e6:.1f} MB"
+    if size >= 1e9:
+        return f"{approx}{size / 1e9:.2f} GB"
+    return f"{approx}{size / 1e6:.1f} MB" if size >= 1e5 else f"{approx}{size / 1e3:.1f} KB"
 
 
 def _print_plan(ctx: Context) -> None:
@@ -265,14 +267,66 @@ def _human(n: int) -> str:
 @cli.command()
 @click.argument("name")
 @dist_option
-@click.option("--push", is_flag=True, help="Commit only the READMEs to the Hub repos.")
+@click.option("--push", is_flag=True, help="Commit only the READMEs to the Hub repos (one commit per repo).")
+@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rendered cards (and push result) as JSON.")
 @handle_errors
-def cards(name: str, dist: Path, push: bool) -> None:
-    """Render every card into dist/NAME/cards/ (and optionally push only the READMEs)."""
-    from .errors import NotAvailable
+def cards(name: str, dist: Path, push: bool, hub_endpoint: str | None, as_json: bool) -> None:
+    """Render every card into dist/NAME/cards/ and the preview; with --push, push only the READMEs.
 
-    load_release(name)
-    raise NotAvailable("the card renderer is not available in this version of moe-release (issue 4)")
+    Cards use what is built (sizes, types, digests) and planned estimates for the rest.
+    """
+    release = load_release(name)
+    ctx = Context(release, Options(dist_root=dist, only=["cards"], force=True, hub_endpoint=hub_endpoint),
+                  console=err)
+    restore_built(ctx)
+    built = run_build(ctx)
+    result = None
+    if push:
+        from .publish.hub import HubPublisher
+
+        pub = HubPublisher(hub_endpoint, None, hash_cache=ctx.hash_cache, progress=err.print)
+        result = pub.push_readmes([ctx.artifacts[i] for i in built if ctx.artifacts[i].destination], ctx.dist,
+                                  message=f"Update model cards of {release.name}")
+    if as_json:
+        click.echo(json.dumps({"cards": {i: str(ctx.artifact_dir(ctx.artifacts[i]) / "README.md") for i in built},
+                               "commits": result.commits if result else 0}, indent=2))
+        return
+    for i in built:
+        out.print(f"[green]✓[/] {i}: {ctx.artifact_dir(ctx.artifacts[i]) / 'README.md'}")
+    if result is not None:
+        out.print(f"pushed READMEs: {result.commits} commits, {result.bytes_sent} bytes")
+    err.print(f"preview: {ctx.dist / 'preview' / 'index.html'}")
+
+
+@cli.command()
+@click.argument("name")
+@dist_option
+@handle_errors
+def preview(name: str, dist: Path) -> None:
+    """Write a static HTML preview of the whole release family to dist/NAME/preview/index.html."""
+    from .cards import build_preview
+
+    release = load_release(name)
+    ctx = Context(release, Options(dist_root=dist), console=err)
+    restore_built(ctx)
+    cards_dir = ctx.dist / "cards"
+    ctx.options.only = ["cards"]
+    run_build(ctx)
+    index = build_preview(release, ctx.artifacts, cards_dir, ctx.dist / "preview")
+    out.print(f"[green]✓[/] preview: {index}")
+
+
+def restore_built(ctx: Context) -> None:
+    """Put every artifact already built (state.json, files intact) into the registry, so cards and the
+    preview describe what exists."""
+    from .manifest import Artifact
+
+    for artifact_id, rec in ctx.state.data.get("artifacts", {}).items():
+        if artifact_id in ctx.artifacts and not artifact_id.startswith("card:"):
+            a = Artifact.from_json(rec["artifact"])
+            if ctx.intact(a):
+                ctx.artifacts.add(a)
 
 
 @cli.command()

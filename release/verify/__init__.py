@@ -52,9 +52,15 @@ def _ollama(ctx: Context, a: Artifact) -> list[str]:
 
 
 def _card(ctx: Context, a: Artifact) -> list[str]:
-    from ..cards import check_card_links  # type: ignore[attr-defined]
+    from ..cards import check_links
+    from ..errors import InputError
 
-    return check_card_links(ctx, a)
+    text = (ctx.artifact_dir(a) / "README.md").read_text(encoding="utf-8")
+    try:
+        check_links(ctx.release, ctx.artifacts, {a.id: text})
+    except InputError as exc:
+        return [str(p) for p in exc.problems]
+    return []
 
 
 CHECKS: dict[str, Check] = {"bf16": _bf16, "gguf": _gguf, "nvfp4": _nvfp4, "ollama": _ollama, "card": _card}
