@@ -83,6 +83,17 @@ class CheckpointInfo:
     def num_tensors(self) -> int:
         return sum(len(s.entries) for s in self.shards)
 
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready facts for `release check` and reports."""
+        return {
+            "family": self.family.family, "count_key": self.count_key, "num_experts": self.num_experts,
+            "top_k": self.top_k, "moe_layers": self.moe_layers, "layout": self.layout,
+            "shards": [s.file for s in self.shards], "tensors": self.num_tensors,
+            "expert_tensors": len(self.experts), "tensor_bytes": self.tensor_bytes,
+            "total_parameters": self.total_parameters, "other_files": self.other_files,
+            "skipped": [{"name": n, "why": why} for n, why in self.skipped],
+        }
+
 
 def _read_json(path: Path, file: str) -> tuple[str, Any]:
     try:

@@ -196,7 +196,8 @@ def sidecar_text(info: CheckpointInfo, drop_map: DropMap, plans: list[ShardPlan]
         "tool": "moe-release",
         "tool_version": _tool_version(),
         "base": {"repo": base_repo or drop_map.base, "revision": base_revision},
-        "drop_map": {"file": drop_map.file, "sha256": drop_map.sha256, "source": drop_map.source},
+        # Only the file's name: the sidecar is published, local paths are nobody's business.
+        "drop_map": {"file": Path(drop_map.file).name, "sha256": drop_map.sha256, "source": drop_map.source},
         "family": info.family.family,
         "layout": info.layout,
         "count_key": info.count_key,
