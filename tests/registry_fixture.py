@@ -41,6 +41,18 @@ class Registry:
 
 
 def start_registry(workdir: Path) -> Registry:
+    # The free port can be taken between our probe and the registry's bind (xdist workers start
+    # registries at the same time): try a few ports.
+    for attempt in range(3):
+        try:
+            return _start_registry(workdir / f"try{attempt}")
+        except RuntimeError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_registry(workdir: Path) -> Registry:
     exe = shutil.which(BINARY) or (f"/usr/bin/{BINARY}" if os.path.exists(f"/usr/bin/{BINARY}") else None)
     if exe is None:
         msg = f"{BINARY} not installed (apt-get install -y docker-registry)"

@@ -196,10 +196,12 @@ def build_tags(section: OllamaSectionLike, gguf_files: Mapping[str, Path], out_d
     latest = next(b for b in builds if b.tag == section.latest)
     store.write_manifest(out_dir, host, section.model, "latest",
                          L.manifest_disk_bytes(latest.config, latest.layers))
-    store.prune(out_dir, host, section.model, {*section.tags, "latest"})
+    # build.json first: an interruption before the prune leaves only extra files, never a
+    # build.json naming blobs that were already removed.
     atomic_write_text(out_dir / BUILD_JSON, json.dumps(
         {"model": section.model, "host": host, "latest": section.latest,
          "tags": [b.to_json() for b in builds]}, indent=2) + "\n")
+    store.prune(out_dir, host, section.model, {*section.tags, "latest"})
     if hash_cache:
         hash_cache.save()
     return builds
