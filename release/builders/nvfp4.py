@@ -1,9 +1,13 @@
-"""Placeholder until the nvfp4 builder is wired in."""
+"""NVFP4A16: weight-only FP4 in the compressed-tensors layout vLLM loads, streamed from the pruned
+BF16 checkpoint (release/nvfp4/)."""
 
 from __future__ import annotations
 
-from ..errors import NotAvailable
+import dataclasses
+
+from .. import __version__
 from ..manifest import Artifact
+from ..nvfp4 import quantize_checkpoint
 from ..pipeline import Context, digest
 
 
@@ -11,7 +15,22 @@ class Nvfp4Builder:
     kind = "nvfp4"
 
     def input_hash(self, ctx: Context, artifact: Artifact) -> str:
-        return digest("nvfp4", artifact.id)
+        bf16 = ctx.require("bf16")
+        n = ctx.release.definition.nvfp4
+        assert n is not None
+        return digest("nvfp4", __version__, n.model_dump(), [(f.path, f.sha256) for f in bf16.files])
 
     def build(self, ctx: Context, artifacts: list[Artifact]) -> list[Artifact]:
-        raise NotAvailable("the nvfp4 builder is not available in this version of moe-release")
+        (planned,) = artifacts
+        n = ctx.release.definition.nvfp4
+        assert n is not None
+        bf16 = ctx.require("bf16")
+        out = ctx.dist / planned.root
+        ctx.say(f"nvfp4: quantizing {ctx.artifact_dir(bf16)} ({n.format})")
+        result = quantize_checkpoint(ctx.artifact_dir(bf16), out, fmt=n.format, ignore=n.ignore,
+                                     quantize_attention=n.quantize_attention,
+                                     quantize_dense_mlp=n.quantize_dense_mlp, progress=ctx.task("nvfp4"))
+        built = dataclasses.replace(planned, status="built")
+        built.files = ctx.file_entries(out, [name for name, _ in result.files])
+        built.facts = {**result.facts(), "size": sum(f.size or 0 for f in built.files)}
+        return [built]
