@@ -43,6 +43,7 @@ def test_publish_downloads_back_identical_and_rerun_sends_nothing(
     assert {r.repo for r in plan.repos} == {BF16_REPO, GGUF_REPO}
     assert all(f.action == "upload" for r in plan.repos for f in r.files)
     assert result.commits == 2 and all(r.created for r in result.repos)
+    assert {a.status for a in rel.artifacts} == {"published"}
     for rp in plan.repos:
         assert len(local_hub.history(rp.repo)) == 2  # initial commit + ours
 
@@ -113,7 +114,9 @@ def test_card_only_push_ignores_other_changes(local_hub: LocalHub, fake_release:
     touch_content(rel.path("bf16", "config.json"), b'{"changed": true}')
     card = rel.path("card:gguf", "README.md")
     touch_content(card, card.read_bytes() + b"\nMore.\n")
-    result = publisher(local_hub).push_readmes(rel.fresh_artifacts(), rel.dir)
+    artifacts = rel.fresh_artifacts()
+    result = publisher(local_hub).push_readmes(artifacts, rel.dir)
+    assert {a.id for a in artifacts if a.status == "published"} == {"card:bf16", "card:gguf"}
     assert [len(r.commits) for r in result.repos] == [0, 1]  # only the GGUF card differed
     gguf = next(r for r in result.repos if r.repo == GGUF_REPO)
     assert changed_paths(local_hub, GGUF_REPO, gguf.commits[0]) == {"README.md"}

@@ -119,6 +119,10 @@ def test_history_refs_tags_and_stale_parent(local_hub: LocalHub, tmp_path: Path)
     api.create_tag(REPO, tag="v1", exist_ok=True)  # 409 swallowed, tag not moved
     assert {t.name: t.target_commit for t in api.list_repo_refs(REPO).tags} == {"v1": first}
     assert [f.path for f in api.list_repo_tree(REPO, revision="v1")] == [".gitattributes", "a.txt"]
+    assert api.model_info(REPO, revision="v1").sha == first
+    expanded = {f.path: f for f in api.list_repo_tree(REPO, revision=first, expand=True)}
+    assert expanded["a.txt"].last_commit.oid == first
+    assert expanded[".gitattributes"].last_commit.title == "initial commit"
 
 
 def test_tokens_are_checked_per_namespace(local_hub: LocalHub, tmp_path: Path) -> None:

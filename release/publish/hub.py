@@ -39,6 +39,7 @@ import contextlib
 import os
 import posixpath
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -235,7 +236,7 @@ class HubPublisher:
         """
         hub_artifacts = [a for a in artifacts if a.destination is not None and a.destination.kind == "hub"]
         local = self._local_files(hub_artifacts, Path(release_dir), select)
-        plan = HubPlan(endpoint=self.endpoint, prune_remote=prune_remote)
+        plan = HubPlan(endpoint=self.endpoint, prune_remote=prune_remote, artifacts=hub_artifacts)
         for repo, files in local.items():
             head = self._head(repo)
             rp = RepoPlan(repo=repo, url=self._url(repo), exists=head is not None, head=head)
@@ -341,6 +342,11 @@ class HubPublisher:
         result = HubResult()
         for rp in plan.repos:
             result.repos.append(self._apply_repo(rp, message))
+            covered = Counter(f.artifact for f in rp.files if f.artifact)
+            for a in plan.artifacts:
+                # Only artifacts planned whole: a card-only push does not publish the weights.
+                if a.destination is not None and a.destination.repo == rp.repo and covered[a.id] == len(a.files):
+                    a.status = "published"
         return result
 
     def _apply_repo(self, rp: RepoPlan, message: str) -> RepoResult:

@@ -102,6 +102,8 @@ class HubPlan:
     endpoint: str
     prune_remote: bool
     repos: list[RepoPlan] = field(default_factory=list)
+    # The planned artifacts themselves (not serialised): apply marks them published.
+    artifacts: list[Any] = field(default_factory=list, repr=False)
 
     @property
     def bytes_to_send(self) -> int:
