@@ -66,7 +66,7 @@ class FakeRelease:
         """The artifacts as a later run's builders hand them over: no remote diff, hashes left to plan."""
         out = [Artifact.from_json(json.loads(json.dumps(a.to_json()))) for a in self.artifacts]
         for a in out:
-            a.remote = None
+            a.remote, a.status = None, "built"
             for f in a.files:
                 f.size = f.sha256 = None
         return out
