@@ -202,3 +202,21 @@ def _masked_linear_forward(orig: Callable[..., tuple], bias: torch.Tensor) -> Ca
         finally:
             F.linear = real  # type: ignore[assignment]
     return forward
+
+
+@torch.no_grad()
+def test_bf16_pruned_logits_equal_kept_only_reference(tmp_path: Path) -> None:
+    """In BF16 top-k ties are common (notes §3); with the shared stable router the match is still exact."""
+    import transformers
+
+    base_dir = make_checkpoint("gemma4", tmp_path / "base", seed=8, dtype=torch.bfloat16, with_tokenizer=False)
+    out, kept = _prune(base_dir, tmp_path, 3)
+    cls = transformers.Gemma4ForConditionalGeneration
+    original = cls.from_pretrained(base_dir, dtype=torch.bfloat16).eval()
+    pruned = cls.from_pretrained(out, dtype=torch.bfloat16).eval()
+    layers = sorted(kept)
+    _route_over(original, "gemma4", [torch.tensor(kept[layer]) for layer in layers])
+    _route_over(pruned, "gemma4", [torch.arange(5)] * len(layers))
+    inputs = _inputs()
+    mask = inputs["attention_mask"].bool()
+    assert torch.equal(pruned(**inputs).logits[mask], original(**inputs).logits[mask])

@@ -315,3 +315,48 @@ def test_mtp_experts_are_refused(tmp_path: Path) -> None:
     assert inspect_checkpoint(tmp_path / "qwen3_next-saved").family.family == "qwen3_next"
     with pytest.raises(InputError, match="MTP"):
         inspect_checkpoint(base)
+
+
+def test_qwen3_moe_hub_config_key(tmp_path: Path) -> None:
+    """Hub Qwen3-MoE configs call the count `num_experts` (transformers 5.23 writes `num_local_experts`)."""
+    base = make_checkpoint("qwen3_moe", tmp_path / "base", with_tokenizer=False)
+    text = (base / "config.json").read_text()
+    (base / "config.json").write_text(text.replace('"num_local_experts": 8', '"num_experts": 8'))
+    assert inspect_checkpoint(base).count_key == "num_experts"
+    out, kept = prune_with(base, tmp_path, 3)
+    check_pruned(base, out, kept)
+    assert json.loads((out / "config.json").read_text())["num_experts"] == 5
+
+
+def test_hf_cache_snapshot_with_symlinks(tmp_path: Path) -> None:
+    """A Hub cache snapshot is a folder of symlinks into blobs/: followed for reading, never copied as links."""
+    real = make_checkpoint("mixtral", tmp_path / "blobs", seed=6)
+    snap = tmp_path / "snapshots" / ("ab" * 20)
+    snap.mkdir(parents=True)
+    for f in real.iterdir():
+        (snap / f.name).symlink_to(f)
+    out, kept = prune_with(snap, tmp_path, 3)
+    check_pruned(real, out, kept)
+    assert not any(p.is_symlink() for p in out.iterdir())
+
+
+def test_copy_falls_back_without_copy_file_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """File systems that refuse copy_file_range (EXDEV, EOPNOTSUPP …) get the pread/pwrite loop, same bytes."""
+    import errno
+    import os
+
+    base = make_checkpoint("olmoe", tmp_path / "base", seed=6, with_tokenizer=False)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    fast, _ = prune_with(base, tmp_path / "a", 3)
+    calls = []
+
+    def refuse(*args: object) -> int:
+        calls.append(args)
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", refuse)
+    slow, _ = prune_with(base, tmp_path / "b", 3)
+    assert len(calls) == 1  # refused once, then the loop takes over for the rest of the run
+    for f in sorted(fast.iterdir()):
+        assert (slow / f.name).read_bytes() == f.read_bytes(), f.name

@@ -112,7 +112,8 @@ def inspect_checkpoint(base_dir: Path) -> CheckpointInfo:
     """Validate a checkpoint folder without writing anything; raise InputError listing every problem."""
     base_dir = Path(base_dir)
     if not base_dir.is_dir():
-        raise InputError("not a folder (expected a Hugging Face checkpoint folder)", file=str(base_dir))
+        raise InputError("not a folder (expected a Hugging Face checkpoint folder)", file=str(base_dir),
+                         field="--base")
 
     config_text, config = _read_json(base_dir / CONFIG, CONFIG)
     if not isinstance(config, dict):
@@ -154,7 +155,8 @@ def inspect_checkpoint(base_dir: Path) -> CheckpointInfo:
         weight_map = None
         shard_names = [SINGLE]
     else:
-        raise InputError(f"no {INDEX} and no {SINGLE}: not a safetensors checkpoint", file=str(base_dir))
+        raise InputError(f"no {INDEX} and no {SINGLE}: not a safetensors checkpoint", file=str(base_dir),
+                         field="files")
     problems.raise_if_any()
 
     shards: list[ShardHeader] = []

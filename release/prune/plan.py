@@ -55,6 +55,8 @@ def plan_shard(info: CheckpointInfo, shard: ShardHeader, drop_map: DropMap) -> S
     pieces: list[tuple[int, int]] = []  # (src offset relative to data, length), in output order
     position = 0
     n_experts = info.num_experts
+    # old expert index → new index, per layer (per-expert layouts can have ~10^5 tensors)
+    renumber = {layer: {j: i for i, j in enumerate(keep)} for layer, keep in drop_map.kept.items()}
     for e in shard.entries:
         ref = info.experts.get(e.name)
         name, shape = e.name, e.shape
@@ -67,13 +69,12 @@ def plan_shard(info: CheckpointInfo, shard: ShardHeader, drop_map: DropMap) -> S
             shape = (len(kept), *e.shape[1:])
             plan.removed_elements += e.numel - e.numel // n_experts * len(kept)
         else:
-            kept = drop_map.kept[ref.layer]
             assert ref.expert is not None
-            if ref.expert not in kept:
+            new_index = renumber[ref.layer].get(ref.expert)
+            if new_index is None:
                 plan.dropped.append(e.name)
                 plan.removed_elements += e.numel
                 continue
-            new_index = kept.index(ref.expert)
             if new_index != ref.expert:
                 name = ref.renamed(e.name, new_index)
                 plan.renamed[e.name] = name
