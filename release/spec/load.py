@@ -230,10 +230,17 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
             problems.append(Problem(rel_file, "release.siblings", f"sibling {sib!r} is invalid: "
                                                                   f"{exc.problems[0]}"))
 
+    release: Release | None = None
+    if drop_map is not None and scores is not None and config is not None and family is not None:
+        release = Release(pipeline_dir, definition, drop_map, scores, config, family, warnings)
+        if definition.gguf is not None and not problems:
+            from ..gguf.checks import recipe_problems, recipe_warnings
+
+            problems += recipe_problems(release)
+            warnings += recipe_warnings(release)
     if problems:
         raise InputError(sorted(set(problems), key=problems.index))
-    assert drop_map is not None and scores is not None and config is not None and family is not None
-    release = Release(pipeline_dir, definition, drop_map, scores, config, family, warnings)
+    assert release is not None
     if tool_checks:
         release.warnings += _tool_warnings(release)
     return release
