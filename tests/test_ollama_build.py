@@ -185,3 +185,27 @@ def test_modelfile_quoting_limits() -> None:
     rendered = modelfile.render(from_="a b.gguf", parameters={"stop": [" lead", "<x>"]})
     mf = modelfile.parse(rendered)
     assert mf.from_ == "a b.gguf" and mf.params_texts()["stop"] == [" lead", "<x>"]
+
+
+def test_what_ollamas_modelfile_reader_would_change_is_refused_or_matched(tmp_path: Path) -> None:
+    # Non-printable runes vanish in ollama's reader: refuse rather than build a different tag.
+    with pytest.raises(modelfile.ModelfileError, match=r"U\+200B"):
+        modelfile.quote_block("zero\u200bwidth", "template")
+    with pytest.raises(modelfile.ModelfileError, match="carriage"):
+        modelfile.quote_block("a\r\nb", "template")
+    tabbed = modelfile.quote_block("tab\there", "system")
+    assert modelfile.parse(f"FROM x\nSYSTEM {tabbed}\n").system == "tab\there"
+    # Deprecated parameters are dropped from the params blob; REQUIRES loses its "v".
+    section, ggufs, pipeline = make_release(tmp_path, parameters={"temperature": 1, "mirostat": 2},
+                                            requires="v0.21.0")
+    q4 = build_tags(section, ggufs, tmp_path / "o", pipeline_dir=pipeline)[0]
+    params = next(b for b in q4.layers if b.media_type == layers.MT_PARAMS)
+    assert q4.blob_file(params).read_bytes() == b'{"stop":["\\u003cturn|\\u003e"],"temperature":1}\n'
+    assert json.loads(q4.blob_file(q4.config).read_bytes())["requires"] == "0.21.0"
+    section.requires = "latest"
+    with pytest.raises(InputError, match="semantic version"):
+        build_tags(section, ggufs, tmp_path / "o", pipeline_dir=pipeline)
+    section.requires = ""
+    (pipeline / "template.gotmpl").write_text("nbsp\u00a0here")
+    with pytest.raises(InputError, match=r"U\+00A0"):
+        build_tags(section, ggufs, tmp_path / "o", pipeline_dir=pipeline)

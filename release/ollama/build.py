@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +26,10 @@ from . import modelfile, store
 from .store import registry_host
 
 BUILD_JSON = "build.json"
+# golang.org/x/mod/semver, which ollama uses: vMAJOR[.MINOR[.PATCH[-pre][+build]]]
+_N = r"(0|[1-9][0-9]*)"
+_ID = r"[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*"
+_SEMVER = re.compile(rf"^v?{_N}(\.{_N}(\.{_N}(-{_ID})?(\+{_ID})?)?)?$")
 
 
 class OllamaSectionLike(Protocol):
@@ -126,16 +131,23 @@ def load_inputs(section: OllamaSectionLike, pipeline_dir: Path) -> TagInputs:
     params = dict(section.parameters or {})
     typed: dict[str, Any] = {}
     for k, v in params.items():
+        if k in L.DEPRECATED_PARAMS:
+            continue  # dropped by ollama's Modelfile reader too (check_warnings says so)
         try:
             typed[k] = L.type_param(k, L.param_text(v))
         except (ValueError, TypeError) as exc:
             problems.add("release.toml", f"ollama.parameters.{k}", str(exc))
     messages = [{"role": m["role"], "content": m["content"]} if isinstance(m, Mapping)
                 else {"role": m.role, "content": m.content} for m in (section.messages or [])]
+    requires = _opt(section.requires)
+    if requires is not None:
+        # ollama validates REQUIRES as semver and stores it without a leading "v".
+        if not _SEMVER.match(requires):
+            problems.add("release.toml", "ollama.requires", f"{requires!r} is not a semantic version (e.g. 0.21.0)")
+        requires = requires.removeprefix("v")
     inputs = TagInputs(template=texts["template"], system=texts["system"], license=texts["license"],
                        parameters=params, typed_params=typed, messages=messages,
-                       renderer=_opt(section.renderer), parser=_opt(section.parser),
-                       requires=_opt(section.requires))
+                       renderer=_opt(section.renderer), parser=_opt(section.parser), requires=requires)
     # A text that a Modelfile cannot carry would make the two build paths disagree.
     try:
         modelfile.render(from_="x.gguf", template=inputs.template, system=inputs.system,

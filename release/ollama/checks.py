@@ -98,8 +98,8 @@ def check_warnings(section: OllamaSectionLike, *, family: str | None = None,
 
     for name in params:
         if name in L.DEPRECATED_PARAMS:
-            warnings.append(f"ollama.parameters.{name}: deprecated in ollama (accepted with a warning, ignored "
-                            f"by the new engine)")
+            warnings.append(f"ollama.parameters.{name}: deprecated; `ollama create` drops it from the "
+                            f"tag's parameters (so does this build)")
 
     # num_ctx baked into params overrides ollama's VRAM-based default for everyone.
     num_ctx = params.get("num_ctx")

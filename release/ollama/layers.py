@@ -48,9 +48,11 @@ PARAM_KINDS: dict[str, str] = {
     "stop": "strings", "num_ctx": "int", "num_batch": "int", "num_gpu": "int", "main_gpu": "int",
     "use_mmap": "bool", "num_thread": "int",
     "mirostat": "int", "mirostat_tau": "float32", "mirostat_eta": "float32", "penalize_newline": "bool",
-    "use_mlock": "bool",
+    "use_mlock": "bool", "low_vram": "bool", "f16_kv": "bool", "logits_all": "bool", "vocab_only": "bool",
 }
-DEPRECATED_PARAMS = frozenset({"mirostat", "mirostat_tau", "mirostat_eta", "penalize_newline", "use_mlock"})
+# ollama's Modelfile reader warns about these and leaves them out of the params blob entirely.
+DEPRECATED_PARAMS = frozenset({"penalize_newline", "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mlock",
+                               "mirostat", "mirostat_tau", "mirostat_eta"})
 
 # Architectures for which `ollama create` fills in its built-in renderer/parser (server/create.go).
 DEFAULT_RENDERER = {"gemma4": "gemma4"}
@@ -136,6 +138,8 @@ def typed_params(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Spec parameters → the typed map ollama stores (ValueError naming the key on a bad value)."""
     out: dict[str, Any] = {}
     for name, value in parameters.items():
+        if name in DEPRECATED_PARAMS:
+            continue
         try:
             out[name] = type_param(name, param_text(value))
         except (ValueError, TypeError) as exc:

@@ -9,6 +9,7 @@ writing a file that ollama would read differently.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,8 +56,22 @@ def _unquote(s: str) -> tuple[str, bool]:
     return s, True
 
 
+def _check_printable(text: str, what: str) -> None:
+    # ollama's reader keeps only runes Go calls printable (letters, marks, numbers, punctuation,
+    # symbols, ASCII space) plus the spaces and line ends it steps on; anything else vanishes.
+    for ch in text:
+        if ch in " \t\n":
+            continue
+        if ch == "\r":
+            raise ModelfileError(f"{what}: carriage returns do not survive a Modelfile; use LF line ends")
+        if unicodedata.category(ch)[0] not in "LMNPS":
+            raise ModelfileError(f"{what}: character U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')}) would be "
+                                 f"silently dropped by ollama's Modelfile reader")
+
+
 def quote_block(text: str, what: str) -> str:
     """`text` as a triple-quoted value that ollama's parser reads back to exactly `text`."""
+    _check_printable(text, what)
     lines = text.split("\n")
     collected = '"""'
     for line in lines[:-1]:
@@ -65,8 +80,6 @@ def quote_block(text: str, what: str) -> str:
         if len(stripped) >= 6 and stripped.endswith('"""'):
             raise ModelfileError(f"{what}: a line ending in \"\"\" cannot be written in a Modelfile")
         collected += "\n"
-    if "\r" in text:
-        raise ModelfileError(f"{what}: carriage returns do not survive a Modelfile; use LF line ends")
     value = '"""' + text + '"""'
     if _unquote(value.strip())[0] != text:
         raise ModelfileError(f"{what}: leading or trailing text would be lost in a Modelfile")
@@ -77,6 +90,7 @@ def quote_inline(text: str, what: str) -> str:
     """A one-line value (parameter, name): bare when safe, else in double quotes."""
     if "\n" in text or "\r" in text:
         raise ModelfileError(f"{what}: a line break cannot be written in a one-line Modelfile value")
+    _check_printable(text, what)
     if text and text == text.strip() and not text.startswith('"'):
         return text
     quoted = f'"{text}"'
