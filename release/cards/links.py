@@ -17,8 +17,8 @@ from urllib.parse import unquote, urlparse
 from markdown_it import MarkdownIt
 
 from ..errors import InputError, Problem
-from ..manifest import ArtifactRegistry
-from ..plan import plan_artifacts
+from ..gguf.tiers import gguf_filename
+from ..manifest import Artifact, ArtifactRegistry, Destination, FileEntry
 from ..spec.load import Release
 from .context import HUB, OLLAMA
 
@@ -82,8 +82,25 @@ def link_index(release: Release, artifacts: ArtifactRegistry) -> LinkIndex:
     base = release.definition.base
     idx.hub.setdefault(base.repo, HubRepo(any_file=True)).revisions.add(base.revision)
     for sib in release.siblings:
-        idx.add_registry(sib, plan_artifacts(sib))
+        idx.add_registry(sib, _sibling_artifacts(sib))
     return idx
+
+
+def _sibling_artifacts(sib: Release) -> ArtifactRegistry:
+    """What a sibling publishes, from its definition alone: its repos, GGUF files and Ollama tags.
+    (Its full plan would also estimate sizes, which links do not need and which costs time.)"""
+    d = sib.definition
+    reg = ArtifactRegistry()
+    if d.gguf:
+        g = d.gguf
+        tiers = ([g.baseline] if g.publish_baseline else []) + list(g.tiers)
+        reg.add(Artifact(id="gguf", kind="gguf", destination=Destination(kind="hub", repo=g.repo),
+                         files=[FileEntry(gguf_filename(g.prefix, t)) for t in tiers]))
+    if d.ollama:
+        for tag in d.ollama.tags:
+            reg.add(Artifact(id=f"ollama:{tag}", kind="ollama", recipe={"aliases": ["latest"]},
+                             destination=Destination(kind="ollama", name=d.ollama.model, tag=tag)))
+    return reg
 
 
 _MD = MarkdownIt("commonmark", {"html": True}).enable("table")

@@ -7,6 +7,7 @@ all cards pass, each under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,10 @@ def _vram(gb: float | None) -> str:
     return "—" if gb is None else (f"{gb:.0f} GB" if float(gb).is_integer() else f"{gb:.1f} GB")
 
 
+@functools.lru_cache(maxsize=8)
 def environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
+    """One environment per templates folder: compiled templates are cached and recompiled when a
+    template file changes (auto_reload), so a long-lived process still sees edits."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
         undefined=jinja2.StrictUndefined,
