@@ -209,3 +209,13 @@ def test_what_ollamas_modelfile_reader_would_change_is_refused_or_matched(tmp_pa
     (pipeline / "template.gotmpl").write_text("nbsp\u00a0here")
     with pytest.raises(InputError, match=r"U\+00A0"):
         build_tags(section, ggufs, tmp_path / "o", pipeline_dir=pipeline)
+
+
+def test_empty_texts_give_no_layer_and_typical_p_is_refused(tmp_path: Path) -> None:
+    section, ggufs, pipeline = make_release(tmp_path, system="empty.txt")
+    (pipeline / "empty.txt").write_text("")
+    q4 = build_tags(section, ggufs, tmp_path / "o", pipeline_dir=pipeline)[0]
+    assert layers.MT_SYSTEM not in {b.media_type for b in q4.layers}
+    section.parameters = {"typical_p": 0.9}
+    with pytest.raises(InputError, match="typical_p"):
+        build_tags(section, ggufs, tmp_path / "o", pipeline_dir=pipeline)

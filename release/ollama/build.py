@@ -126,13 +126,18 @@ class TagInputs:
 def load_inputs(section: OllamaSectionLike, pipeline_dir: Path) -> TagInputs:
     """Read and validate the texts and parameters (InputError naming the field on any problem)."""
     problems = ProblemCollector()
-    texts = {k: _read_text(pipeline_dir, _opt(getattr(section, k)), k, problems)
+    # An empty file gives no layer, as in ollama (it skips empty TEMPLATE/SYSTEM/LICENSE values).
+    texts = {k: _read_text(pipeline_dir, _opt(getattr(section, k)), k, problems) or None
              for k in ("template", "system", "license")}
     params = dict(section.parameters or {})
     typed: dict[str, Any] = {}
     for k, v in params.items():
         if k in L.DEPRECATED_PARAMS:
             continue  # dropped by ollama's Modelfile reader too (check_warnings says so)
+        if k == "typical_p":
+            problems.add("release.toml", "ollama.parameters.typical_p",
+                         "ollama create refuses typical_p as a model parameter (request option only)")
+            continue
         try:
             typed[k] = L.type_param(k, L.param_text(v))
         except (ValueError, TypeError) as exc:

@@ -54,8 +54,9 @@ PARAM_KINDS: dict[str, str] = {
 DEPRECATED_PARAMS = frozenset({"penalize_newline", "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mlock",
                                "mirostat", "mirostat_tau", "mirostat_eta"})
 
-# Architectures for which `ollama create` fills in its built-in renderer/parser (server/create.go).
-DEFAULT_RENDERER = {"gemma4": "gemma4"}
+# Architectures for which `ollama create` fills in its built-in renderer and parser (server/create.go).
+DEFAULT_RENDERER = {"gemma4": "gemma4", "laguna": "laguna", "nemotron_h": "nemotron-3-nano",
+                    "nemotron_h_moe": "nemotron-3-nano", "nemotron_h_omni": "nemotron-3-nano"}
 DEFAULT_STOP = {"gemma4": ["<turn|>"]}
 
 
@@ -239,11 +240,19 @@ class GGUFFacts:
 
 
 def file_type_name(ftype: int) -> str | None:
-    """llama.cpp's name of general.file_type (also ollama's for every type it knows)."""
+    """llama.cpp's name of general.file_type.
+
+    Ollama names the types it knows the same way; for the ones an older ollama does not know (the
+    IQ* family shows as "unknown" there) we still write the real name, so the page never shows an
+    unknown file type. That is the one place the config may differ from `ollama create`'s.
+    """
     import gguf
 
+    ftype &= ~int(gguf.LlamaFileType.GUESSED)
+    if ftype == 4:
+        return "MXFP4"  # ollama's own id for MXFP4 (llama.cpp later gave MXFP4_MOE 38)
     try:
-        name = gguf.LlamaFileType(ftype & ~int(gguf.LlamaFileType.GUESSED)).name
+        name = gguf.LlamaFileType(ftype).name
     except ValueError:
         return None
     name = name.removeprefix("MOSTLY_").removeprefix("ALL_")
