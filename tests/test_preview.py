@@ -5,6 +5,7 @@ screenshot of the v4 index is kept under test-artifacts/ for review.
 
 from __future__ import annotations
 
+import html as html_lib
 import os
 import shutil
 import subprocess
@@ -110,7 +111,7 @@ def test_repo_page_shows_card_metadata_and_files(v4_preview):
     assert "quantized from <code>ManniX-ITA/gemma-4-A4B-98e-v4-it</code>" in html
     assert "<code>gemma-4-A4B-98e-v4-Q4_K_M.gguf</code></td><td>≈13.57 GB</td>" in html
     assert "Bits/weight</th>" in html  # the card's quant table rendered as HTML
-    tag = (v4_preview / "ollama-q6-k.html").read_text()
+    tag = html_lib.unescape((v4_preview / "ollama-q6-k.html").read_text())
     assert "gemma4 · ≈20.4B · Q6_K" in tag
     assert '"num_ctx": 256000' in tag and "tools" in tag
 
