@@ -81,3 +81,30 @@ def test_kv_estimate_from_config_before_build() -> None:
     assert len(w) == 3 and "≈5.1 GiB" in w[0]
     s.parameters = {"num_ctx": 8192}
     assert not [x for x in check_warnings(s, family="gemma4", hf_config=gemma4) if "num_ctx" in x]
+
+
+def test_kv_shape_from_gguf_with_sliding_window(tmp_path: Path) -> None:
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "swa.gguf"
+    w = gguf.GGUFWriter(str(path), "gemma4")
+    w.add_file_type(15)
+    w.add_context_length(262144)
+    w.add_block_count(6)
+    w.add_head_count(16)
+    w.add_head_count_kv([8, 8, 8, 8, 8, 2])
+    w.add_key_length(512)
+    w.add_value_length(512)
+    w.add_sliding_window(1024)
+    w.add_sliding_window_pattern([True] * 5 + [False])
+    w.add_key_length_swa(256)
+    w.add_value_length_swa(256)
+    w.add_tensor("a", np.zeros(4, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    kv = layers.read_gguf_facts(path).kv
+    assert kv is not None and kv.swa_layers == [True] * 5 + [False]
+    assert kv_cache_bytes(256000, kv) == (5 * 1024 * 8 * 512 + 256000 * 2 * 1024) * 2

@@ -603,7 +603,8 @@ def push_tags(client: RegistryClient, name: str, builds: list[TagBuild], latest:
         how, sent = client.upload_blob(name, blob, path, mount_from=mount_from)
         result.blobs[blob.digest] = how
         result.bytes_sent[blob.digest] = sent
-        say(f"{blob.media_type.rsplit('.', 1)[-1]} {blob.digest[7:19]}: {how} ({sent} bytes)")
+        kind = "config" if blob.media_type == L.MT_CONFIG else blob.media_type.rsplit(".", 1)[-1]
+        say(f"{kind} {blob.digest[7:19]}: {how} ({sent} bytes)")
     # A manifest naming a blob the registry lacks would be refused, or worse, accepted and unpullable.
     for blob, _ in _unique_blobs(builds):
         size = client.blob_size(name, blob.digest, push=True)
