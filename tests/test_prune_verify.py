@@ -13,7 +13,7 @@ import pytest
 from model_factory import drop_map_dict, make_checkpoint, write_drop_map
 
 from release.errors import VerifyError
-from release.prune import inspect_checkpoint, prune_checkpoint, verify_pruned
+from release.prune import check_prune, inspect_checkpoint, prune_checkpoint, verify_pruned
 from release.spec.dropmap import load_drop_map
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,3 +96,24 @@ def test_release_prune_command(pruned: tuple[Path, Path, Path], tmp_path: Path) 
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert shard.name in refused.stdout + refused.stderr and "truncated" in refused.stdout + refused.stderr
     assert not (tmp_path / "nope").exists()
+
+
+def test_check_prune_previews_the_output_exactly(pruned: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    base, out, dm = pruned
+    preview = check_prune(base, load_drop_map(dm))
+    assert preview.output_bytes == sum(f.stat().st_size for f in out.iterdir())
+    assert preview.tensor_bytes_out == json.loads((out / "model.safetensors.index.json").read_text())[
+        "metadata"]["total_size"]
+    assert not (tmp_path / "anything").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_pruning_a_pruned_model_keeps_the_earlier_record(pruned: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, out, _ = pruned
+    info = inspect_checkpoint(out)
+    dm = write_drop_map(tmp_path / "again.json", drop_map_dict(info.num_experts, info.moe_layers, 2, seed=4))
+    again = tmp_path / "again"
+    prune_checkpoint(out, load_drop_map(dm), again)
+    side = json.loads((again / "expert_pruning.json").read_text())
+    assert side["num_experts"] == {"source": 5, "pruned": 3}
+    assert side["previous"]["num_experts"] == {"source": 8, "pruned": 5}
+    verify_pruned(again, out, full=True)

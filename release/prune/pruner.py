@@ -44,6 +44,51 @@ class PruneResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # base files not carried over, and why
 
 
+@dataclass
+class PrunePreview:
+    """Everything pruning would write, computed from headers only (nothing read beyond them, nothing written)."""
+
+    info: CheckpointInfo
+    drop_map: DropMap
+    plans: list[ShardPlan]
+    config_text: str
+    index_text: str | None
+    sidecar_text: str
+
+    @property
+    def tensor_bytes_out(self) -> int:
+        return sum(p.data_len for p in self.plans)
+
+    @property
+    def total_parameters_after(self) -> int:
+        return self.info.total_parameters - sum(p.removed_elements for p in self.plans)
+
+    @property
+    def output_bytes(self) -> int:
+        """Size of the output folder: shards (headers included), JSON files and copied files."""
+        small = [self.config_text, self.sidecar_text, self.index_text or ""]
+        return (sum(p.size for p in self.plans) + sum(len(t.encode()) for t in small)
+                + sum((self.info.base_dir / f).stat().st_size for f in self.info.other_files))
+
+
+def check_prune(base_dir: Path, drop_map: DropMap, *, base_repo: str = "", base_revision: str = "") -> PrunePreview:
+    """Validate base checkpoint + drop map together and plan the output; InputError listing every problem.
+
+    `release check` / `release plan` can call this to report problems and the BF16 size without writing.
+    """
+    info = inspect_checkpoint(Path(base_dir))
+    problems = check_against_config(drop_map, info.config, info.family, base_repo=base_repo or None)
+    if problems:
+        raise InputError(problems)
+    plans = plan_checkpoint(info, drop_map)
+    return PrunePreview(
+        info=info, drop_map=drop_map, plans=plans,
+        config_text=edit_config(info, drop_map.kept_count),
+        index_text=edit_index(info, plans) if info.index_text is not None else None,
+        sidecar_text=sidecar_text(info, drop_map, plans, base_repo=base_repo, base_revision=base_revision),
+    )
+
+
 def prune_checkpoint(
     base_dir: Path,
     drop_map: DropMap,
@@ -61,23 +106,11 @@ def prune_checkpoint(
     with empty files (the rename is only atomic for the name, not for the data).
     """
     base_dir, out_dir = Path(base_dir), Path(out_dir)
-    info = inspect_checkpoint(base_dir)
-    problems = check_against_config(drop_map, info.config, info.family, base_repo=base_repo or None)
-    if problems:
-        raise InputError(problems)
+    preview = check_prune(base_dir, drop_map, base_repo=base_repo, base_revision=base_revision)
+    info, plans = preview.info, preview.plans
     _check_out_dir(base_dir, out_dir)
-
-    plans = plan_checkpoint(info, drop_map)
-    new_count = drop_map.kept_count
-    config_text = edit_config(info, new_count)
-    index_text = edit_index(info, plans) if info.index_text is not None else None
-    sidecar = sidecar_text(info, drop_map, plans, base_repo=base_repo, base_revision=base_revision)
-
-    copied = sum(p.data_len for p in plans)
-    need = (copied + sum(len(p.header) for p in plans)
-            + sum((base_dir / f).stat().st_size for f in info.other_files))
-    _check_free_space(out_dir, need)
-
+    _check_free_space(out_dir, preview.output_bytes)
+    copied = preview.tensor_bytes_out
     done = 0
 
     def on_bytes(n: int) -> None:
@@ -90,9 +123,9 @@ def prune_checkpoint(
     with staging_dir(out_dir) as tmp:
         for plan in plans:
             write_shard(plan, tmp / plan.name, copier, durable=durable)
-        small = {CONFIG: config_text, SIDECAR: sidecar}
-        if index_text is not None:
-            small[INDEX] = index_text
+        small = {CONFIG: preview.config_text, SIDECAR: preview.sidecar_text}
+        if preview.index_text is not None:
+            small[INDEX] = preview.index_text
         for name, text in small.items():
             (tmp / name).write_text(text, encoding="utf-8")
         for name in info.other_files:
@@ -109,9 +142,9 @@ def prune_checkpoint(
         out_dir=out_dir, files=files,
         tensor_bytes_in=info.tensor_bytes, tensor_bytes_out=copied,
         total_parameters_before=info.total_parameters,
-        total_parameters_after=info.total_parameters - sum(p.removed_elements for p in plans),
+        total_parameters_after=preview.total_parameters_after,
         family=info.family.family, count_key=info.count_key,
-        num_experts_before=info.num_experts, num_experts_after=new_count,
+        num_experts_before=info.num_experts, num_experts_after=drop_map.kept_count,
         kept=dict(drop_map.kept), layout=info.layout, skipped=list(info.skipped),
     )
 
@@ -206,6 +239,13 @@ def sidecar_text(info: CheckpointInfo, drop_map: DropMap, plans: list[ShardPlan]
         "parameters": {"source": info.total_parameters, "pruned": info.total_parameters - removed},
         "kept": {str(layer): list(kept) for layer, kept in sorted(drop_map.kept.items())},
     }
+    previous = info.base_dir / SIDECAR
+    if previous.is_file():
+        # Pruning an already pruned model: `kept` counts in the base's numbering, keep the earlier record.
+        try:
+            data["previous"] = json.loads(previous.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data["previous"] = {"unreadable": True}
     return json.dumps(data, indent=2) + "\n"
 
 
