@@ -71,6 +71,7 @@ def test_publish_downloads_back_identical_and_rerun_sends_nothing(
     assert plan2.bytes_to_send == 0 and not plan2.changed
     assert result2.commits == 0 and result2.bytes_sent == 0
     assert local_hub.log.writes() == [] and local_hub.log.upload_bytes() == 0
+    assert json.loads(json.dumps(result2.to_json()))["commits"] == 0
     assert {t.action for t in result2.tags} == {"unchanged"} and result2.collection.added == []
     assert len(local_hub.history(BF16_REPO)) == 2
 

@@ -232,7 +232,8 @@ class HubPublisher:
         """Diff local artifacts against their repos. Reads only. Sets `artifact.remote` on each artifact.
 
         `select(path_in_repo)` limits the plan to some paths (card-only pushes); unselected remote files
-        are ignored, never deleted.
+        are ignored, never deleted. With `prune_remote`, every remote file that no given artifact
+        provides is deleted (except .gitattributes): pass the whole release, not an `--only` subset.
         """
         hub_artifacts = [a for a in artifacts if a.destination is not None and a.destination.kind == "hub"]
         local = self._local_files(hub_artifacts, Path(release_dir), select)
@@ -579,7 +580,7 @@ class HubPublisher:
         if dry_run:
             return plan, None
         result = self.apply(plan, message=f"Release {release}")
-        repos = [r.repo for r in plan.repos]
+        repos = plan.repo_ids()
         result.tags = self.tag(repos, release)
         result.notes.extend(t.note for t in result.tags if t.note)
         if collection is not None:

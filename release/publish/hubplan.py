@@ -113,6 +113,9 @@ class HubPlan:
     def changed(self) -> bool:
         return any(r.changed for r in self.repos)
 
+    def repo_ids(self) -> list[str]:
+        return [r.repo for r in self.repos]
+
     def repo(self, repo_id: str) -> RepoPlan:
         for r in self.repos:
             if r.repo == repo_id:
@@ -178,3 +181,10 @@ class HubResult:
 
     def urls(self) -> dict[str, str]:
         return {r.repo: r.url for r in self.repos}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"commits": self.commits, "bytes_sent": self.bytes_sent,
+                "repos": [r.to_json() for r in self.repos],
+                "tags": [dict(t.__dict__) for t in self.tags],
+                "collection": dict(self.collection.__dict__) if self.collection else None,
+                "notes": list(self.notes)}
