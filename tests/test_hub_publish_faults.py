@@ -45,13 +45,13 @@ def assert_converged(hub: LocalHub, rel: FakeRelease, commits_per_repo: dict[str
         assert len(hub.log.commits(repo)) == n
 
 
-def test_5xx_on_commit_is_retried_after_checking_it_did_not_land(
+def test_5xx_and_429_on_commit_are_retried_after_checking_it_did_not_land(
         local_hub: LocalHub, fake_release: FakeRelease) -> None:
     local_hub.faults.add("POST", r"/commit/", "status", status=500)
-    local_hub.faults.add("POST", r"/commit/", "status", status=503, skip=1)
+    local_hub.faults.add("POST", r"/commit/", "rate_limit", retry_after=0.1, skip=1)
     result = publish(local_hub, fake_release)
     assert result.commits == 2
-    assert [r.status for r in local_hub.log.records("commit")] == [500, 200, 503, 200]
+    assert [r.status for r in local_hub.log.records("commit")] == [500, 200, 429, 200]
     assert_converged(local_hub, fake_release, {BF16_REPO: 1, GGUF_REPO: 1})
 
 

@@ -8,8 +8,9 @@ Interface (what `release publish` / `release cards --push` call):
     result = pub.apply(plan, message=f"Release {name}")           # commits only what differs
     pub.tag(plan.repo_ids(), name)                                 # release tag on every repo
     pub.ensure_collection(title, namespace, repo_ids, description) # the release family
-    # or all of the above at once:
-    result = pub.publish(artifacts, release_dir, release=name, collection=(title, namespace, description))
+    # or all of the above at once (result is None when dry_run):
+    plan, result = pub.publish(artifacts, release_dir, release=name, prune_remote=False, dry_run=False,
+                               collection=(title, namespace, description))
     # card-only push: one README.md commit per repo that needs it
     result = pub.push_readmes(artifacts, release_dir)
 
@@ -537,6 +538,10 @@ class HubPublisher:
                            lambda repo=repo: self._api.delete_tag(repo, tag=tag))
             self._call(f"tag {repo}", lambda repo=repo, head=head: self._api.create_tag(
                 repo, tag=tag, revision=head, tag_message=message, exist_ok=True))
+            refs = self._call(f"read refs of {repo}", lambda repo=repo: self._api.list_repo_refs(repo))
+            landed = {t.name: t.target_commit for t in refs.tags}.get(tag)
+            if landed != head:
+                raise RemoteError(f"{repo}: tag {tag} is on {short(landed)} after tagging {short(head)}")
             action = "moved" if at is not None else "created"
             self.say(f"{repo}: tag {tag} {action} at {short(head)}")
             out.append(TagResult(repo, tag, head, action))
@@ -559,8 +564,10 @@ class HubPublisher:
         for repo in repos:
             if repo in have:
                 continue
-            self._call(f"add {repo} to collection", lambda repo=repo: self._api.add_collection_item(
+            after = self._call(f"add {repo} to collection", lambda repo=repo: self._api.add_collection_item(
                 coll.slug, item_id=repo, item_type="model", exists_ok=True))
+            if repo not in {item.item_id for item in after.items}:
+                raise RemoteError(f"collection {coll.slug}: {repo} missing after adding it")
             res.added.append(repo)
         if created or res.added:
             self.say(f"collection {coll.slug}: {len(res.added)} added")
