@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from model_factory import drop_map_dict, make_checkpoint, write_drop_map
@@ -53,7 +55,7 @@ def _shards(base: Path) -> list[Path]:
     return sorted(base.glob("*.safetensors"))
 
 
-def _rewrite_header(shard: Path, edit) -> None:  # type: ignore[no-untyped-def]
+def _rewrite_header(shard: Path, edit: Callable[[dict[str, Any]], None]) -> None:
     raw = shard.read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8:8 + n])
@@ -100,7 +102,7 @@ def test_overlapping_offsets(base: Path, tmp_path: Path) -> None:
     shard = _shards(base)[0]
     victim = {}
 
-    def overlap(header: dict) -> None:
+    def overlap(header: dict[str, Any]) -> None:
         entries = sorted((v["data_offsets"][0], k) for k, v in header.items() if k != "__metadata__")
         _, name = entries[2]
         b, e = header[name]["data_offsets"]
@@ -117,7 +119,7 @@ def test_byte_length_disagrees_with_dtype_and_shape(base: Path, tmp_path: Path) 
     drop_map = _drop_map(base, tmp_path)
     shard = _shards(base)[0]
 
-    def wrong_shape(header: dict) -> None:
+    def wrong_shape(header: dict[str, Any]) -> None:
         name = next(k for k in header if k != "__metadata__")
         header[name]["shape"] = [d + 1 for d in header[name]["shape"]]
 

@@ -73,8 +73,11 @@ def _stable_topk(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     return values[..., :k], index[..., :k]
 
 
-def _gemma4_forward(keep: torch.Tensor) -> Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    def forward(self: torch.nn.Module, hidden_states: torch.Tensor):  # type: ignore[no-untyped-def]
+Routed = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (scores or probabilities, weights, expert indices)
+
+
+def _gemma4_forward(keep: torch.Tensor) -> Callable[..., Routed]:
+    def forward(self: torch.nn.Module, hidden_states: torch.Tensor) -> Routed:
         h = self.norm(hidden_states) * self.scale * self.scalar_root_size
         scores = _logits(h, self.proj.weight, keep)
         probs = F.softmax(scores, dim=-1, dtype=torch.float32)
@@ -85,8 +88,8 @@ def _gemma4_forward(keep: torch.Tensor) -> Callable[..., tuple[torch.Tensor, tor
     return forward
 
 
-def _qwen_like_forward(keep: torch.Tensor, renormalise: bool | None) -> Callable[..., tuple]:
-    def forward(self: torch.nn.Module, hidden_states: torch.Tensor):  # type: ignore[no-untyped-def]
+def _qwen_like_forward(keep: torch.Tensor, renormalise: bool | None) -> Callable[..., Routed]:
+    def forward(self: torch.nn.Module, hidden_states: torch.Tensor) -> Routed:
         h = hidden_states.reshape(-1, self.hidden_dim)
         logits = _logits(h, self.weight, keep)
         probs = F.softmax(logits.float(), dim=-1)
@@ -193,14 +196,15 @@ def test_pruned_model_matches_minus_inf_masking_with_stock_router(base: tuple[st
     torch.testing.assert_close(plain[mask], masked[mask], rtol=1e-4, atol=1e-4)
 
 
-def _masked_linear_forward(orig: Callable[..., tuple], bias: torch.Tensor) -> Callable[..., tuple]:
-    def forward(self: torch.nn.Module, hidden_states: torch.Tensor):  # type: ignore[no-untyped-def]
+def _masked_linear_forward(orig: Callable[..., Routed], bias: torch.Tensor) -> Callable[..., Routed]:
+    # The stock router calls F.linear for its logits; adding the −inf row there keeps its own code in charge.
+    def forward(self: torch.nn.Module, hidden_states: torch.Tensor) -> Routed:
         real = F.linear
         try:
-            F.linear = lambda x, w, b=None: real(x, w, b) + bias  # type: ignore[assignment]
+            F.linear = lambda x, w, b=None: real(x, w, b) + bias
             return orig(hidden_states)
         finally:
-            F.linear = real  # type: ignore[assignment]
+            F.linear = real
     return forward
 
 
