@@ -13,6 +13,10 @@ Clients must set `HF_HUB_DISABLE_XET=1` (the stand-in speaks LFS, not Xet).
 `hub.faults` injects faults at runtime (see faults.py); `hub.log` records every request (method,
 path, route, bytes received, status) so tests can assert what was — or was not — sent. State lives
 under `root` and survives a restart. Tokens map to the namespaces they may write to.
+
+Out of process, the same controls are HTTP endpoints on the API origin (loopback only, never faulted):
+`GET /_localhub/requests`, `GET|POST|DELETE /_localhub/faults` (POST {"method", "path_regex", "kind",
+"times", "skip", "params"}).
 """
 
 from __future__ import annotations
