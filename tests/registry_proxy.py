@@ -27,6 +27,7 @@ import json
 import re
 import secrets
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -34,6 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
@@ -66,6 +68,7 @@ class ProxyState:
     token_requests: int = 0
     redirect_uploads: bool | str = False  # True, or "early": answer 307 before reading the part
     early_drained: int = 0
+    forwarded_proto: str = "http"  # told to the registry, which builds Location URLs from it
     # multipart session → (real registry upload URL, {part offset: bytes})
     sessions: dict[str, tuple[str, dict[int, bytes]]] = field(default_factory=dict)
     storage_puts: int = 0
@@ -155,6 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(201)
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP and k.lower() != "authorization"}
+        headers["X-Forwarded-Proto"] = st.forwarded_proto
         conn = http.client.HTTPConnection(st.upstream, timeout=30)
         try:
             conn.request(self.command, self.path, body=body, headers=headers)
@@ -189,8 +193,9 @@ class _Handler(BaseHTTPRequestHandler):
         start = int(self.headers.get("Content-Range", "0-0").split("-")[0])
         part = f"{sid}.{start}"
         st.seen.append(Seen(self.command, self.path, 307, int(self.headers.get("Content-Length") or 0)))
-        self._reply(307, {"Location": f"http://{host}/_storage/{part}",
-                          "Docker-Upload-Location": f"http://{host}/_next/{sid}", "Connection": "close"})
+        self._reply(307, {"Location": f"{st.forwarded_proto}://{host}/_storage/{part}",
+                          "Docker-Upload-Location": f"{st.forwarded_proto}://{host}/_next/{sid}",
+                          "Connection": "close"})
 
     def _early_redirect(self, st: ProxyState, length: int) -> None:
         """Answer 307 before reading the part, then drain it and close (as a Go server does)."""
@@ -267,7 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 pub, sig = b"", b""
             body_hash = base64.b64encode(hashlib.sha256(b"").hexdigest().encode()).decode()
-            signed = f"GET,http://{host}{self.path},{body_hash}".encode()
+            signed = f"GET,{st.forwarded_proto}://{host}{self.path},{body_hash}".encode()
             fresh = abs(int(q.get("ts", ["0"])[0]) - time.time()) < 300
             if pub in st.auth_keys and fresh and _verify_signature(pub, sig, signed):
                 token = secrets.token_hex(16)
@@ -282,7 +287,8 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         m = re.match(r"/v2/(.+?)/(blobs|manifests|tags)/", path)
         scope = f'scope="repository:{m.group(1)}:pull,push"' if m else ""
-        self._reply(401, {"WWW-Authenticate": f'Bearer realm="http://{host}/v2/token",service="registry.test",{scope}',
+        realm = f"{st.forwarded_proto}://{host}/v2/token"
+        self._reply(401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="registry.test",{scope}',
                           "Content-Type": "application/json"},
                     b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}')
         return False
@@ -298,16 +304,27 @@ class _Server(ThreadingHTTPServer):
 @contextmanager
 def fault_proxy(upstream_url: str, *, faults: list[Fault] | None = None,
                 auth_keys: list[bytes] | None = None,
-                redirect_uploads: bool | str = False) -> Iterator[tuple[str, ProxyState]]:
-    """Yield (proxy URL, state) for a proxy to `upstream_url` on a free 127.0.0.1 port."""
+                redirect_uploads: bool | str = False,
+                tls: tuple[Path, Path] | None = None) -> Iterator[tuple[str, ProxyState]]:
+    """Yield (proxy URL, state) for a proxy to `upstream_url` on a free 127.0.0.1 port.
+
+    With `tls` = (certificate, key) the proxy speaks HTTPS, as ollama.com does.
+    """
     state = ProxyState(upstream=urlsplit(upstream_url).netloc, faults=list(faults or []), auth_keys=auth_keys,
                        redirect_uploads=redirect_uploads)
     server = _Server(("127.0.0.1", 0), _Handler)
     server.state = state
+    scheme = "http"
+    if tls is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        state.forwarded_proto = "https"
+        scheme = "https"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}", state
     finally:
         server.shutdown()
         server.server_close()

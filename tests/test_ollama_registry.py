@@ -5,8 +5,10 @@ endpoint (verifying the ed25519 signature with the public key)."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
+import ssl
 from pathlib import Path
 
 import pytest
@@ -150,6 +152,50 @@ def test_early_307_before_the_part_is_read(registry: Registry, tmp_path: Path) -
         # The client stopped sending a part once the answer was there (the model did not go twice).
         assert st.early_drained < model.size
     assert verify_tags(client(registry.url), "redirect/early", builds, "Q4_K_M", deep=True) == []
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("redirect", [False, "early"])
+def test_over_tls_with_signed_auth(registry: Registry, tmp_path: Path, redirect: bool | str) -> None:
+    """HTTPS + signed auth + (optionally) 307s answered before the part is read, as on ollama.com."""
+    cert, cert_key = _self_signed(tmp_path)
+    key, pub = _keypair(tmp_path, "k")
+    section, ggufs, pipeline = make_release(tmp_path, extra_bytes=3 << 20, model=f"tls/m{int(bool(redirect))}")
+    section.tags = {"Q4_K_M": "Q4_K_M"}
+    builds = build_tags(section, ggufs, tmp_path / "ollama", pipeline_dir=pipeline)
+    ctx = ssl.create_default_context(cafile=str(cert))
+    with fault_proxy(registry.url, tls=(cert, cert_key), auth_keys=[pub], redirect_uploads=redirect) as (url, st):
+        assert url.startswith("https://")
+        c = RegistryClient(url, part_size=1 << 20, backoff=0.01, key_path=key, ssl_context=ctx, timeout=20)
+        push_tags(c, section.model, builds, "Q4_K_M")
+        assert st.token_requests >= 1
+        assert verify_tags(c, section.model, builds, "Q4_K_M", deep=True) == []
+        if redirect:
+            assert st.storage_puts >= 4
 
 
 def test_plain_http_only_for_loopback() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import io
 import ipaddress
 import json
 import logging
@@ -27,6 +28,7 @@ import os
 import random
 import select
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -99,6 +101,55 @@ class _Slice:
         self._fh.close()
 
 
+class _PrefixedRaw(io.RawIOBase):
+    def __init__(self, prefix: bytes, raw: IO[bytes]) -> None:
+        self._prefix = prefix
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self._prefix:
+            n = min(len(b), len(self._prefix))
+            b[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        return self._raw.readinto(b)  # type: ignore[attr-defined]
+
+
+class _PrefixedSocket:
+    """What http.client.HTTPResponse needs of a socket: bytes already received, then the socket."""
+
+    def __init__(self, prefix: bytes, sock: socket.socket) -> None:
+        self._prefix = prefix
+        self._sock = sock
+
+    def makefile(self, mode: str, *args: Any, **kwargs: Any) -> IO[bytes]:
+        return io.BufferedReader(_PrefixedRaw(self._prefix, self._sock.makefile("rb", buffering=0)))
+
+
+def _answer_waiting(sock: socket.socket, timeout: float) -> bytes | None:
+    """Bytes of a response that already arrived, or None (nothing yet).
+
+    On TLS a readable socket may only hold session tickets or other records without data: read
+    without blocking and count only application bytes. Raises ConnectionError if the peer closed.
+    """
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return None
+    sock.setblocking(False)
+    try:
+        data = sock.recv(65536)
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+        return None
+    finally:
+        sock.settimeout(timeout)
+    if not data:
+        raise ConnectionResetError("server closed the connection while the part was being sent")
+    return data
+
+
 def _part_md5(path: Path, offset: int, end: int) -> bytes:
     s = _Slice(path, offset, end - offset + 1)
     try:
@@ -132,7 +183,8 @@ class RegistryClient:
 
     def __init__(self, url: str, *, insecure: bool = False, key_path: Path | str | None = None,
                  part_size: int | None = None, retries: int = 6, backoff: float = 0.5,
-                 timeout: float = 120.0, signing_key: SigningKey | None = None, parallel: int = 8) -> None:
+                 timeout: float = 120.0, signing_key: SigningKey | None = None, parallel: int = 8,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         if "://" not in url:
             url = ("http://" if insecure else "https://") + url
         parts = urlsplit(url)
@@ -146,6 +198,7 @@ class RegistryClient:
         self.hostname = parts.hostname
         self.part_size = part_size
         self.parallel = parallel  # concurrent storage PUTs of redirected parts (ollama uses up to 16)
+        self.ssl_context = ssl_context  # None: the system's trust store
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
@@ -161,11 +214,16 @@ class RegistryClient:
         key = (scheme, netloc)
         conn = self._conns.get(key)
         if conn is None:
-            cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-            # 1 MiB send blocks: http.client's 8 KiB default caps a multi-GB upload at a few MB/s of syscalls.
-            conn = cls(netloc, timeout=self.timeout, blocksize=1 << 20)
+            conn = self._new_conn(scheme, netloc)
             self._conns[key] = conn
         return conn
+
+    def _new_conn(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        # 1 MiB send blocks: http.client's 8 KiB default caps a multi-GB upload at a few MB/s of syscalls.
+        if scheme == "https":
+            return http.client.HTTPSConnection(netloc, timeout=self.timeout, blocksize=1 << 20,
+                                               context=self.ssl_context)
+        return http.client.HTTPConnection(netloc, timeout=self.timeout, blocksize=1 << 20)
 
     def _drop(self, scheme: str, netloc: str) -> None:
         conn = self._conns.pop((scheme, netloc), None)
@@ -182,13 +240,13 @@ class RegistryClient:
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         conn = self._conn(parts.scheme, parts.netloc)
         self.requests += 1
-        early = False
+        early: bytes | None = None
         try:
             if isinstance(body, _Slice):
                 early = self._send_streamed(conn, method, target, headers, body)
             else:
                 conn.request(method, target, body=body, headers=dict(headers))
-            resp = conn.getresponse()
+            resp = self._response(conn, method, early)
             if sink is not None and resp.status == 200:
                 # Multi-GB blobs go to disk as they arrive, hashed on the way.
                 h, n = hashlib.sha256(), 0
@@ -206,7 +264,7 @@ class RegistryClient:
         except _CONN_ERRORS as exc:
             self._drop(parts.scheme, parts.netloc)
             raise _Retryable(f"{method} {_path_only(url)}: {type(exc).__name__}: {exc}") from None
-        if early or resp.getheader("Connection", "").lower() == "close":
+        if early is not None or resp.getheader("Connection", "").lower() == "close":
             # After an early answer the request body was cut short: the connection cannot be reused.
             self._drop(parts.scheme, parts.netloc)
         return Response(resp.status, resp.headers, data, url)
@@ -215,11 +273,10 @@ class RegistryClient:
         """A request on its own connection (thread-safe: the shared connections are not)."""
         parts = urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        conn = cls(parts.netloc, timeout=self.timeout, blocksize=1 << 20)
+        conn = self._new_conn(parts.scheme, parts.netloc)
         try:
-            self._send_streamed(conn, method, target, headers, body)
-            resp = conn.getresponse()
+            early = self._send_streamed(conn, method, target, headers, body)
+            resp = self._response(conn, method, early)
             data = resp.read()
         except _CONN_ERRORS as exc:
             raise _Retryable(f"{method} {_path_only(url)}: {type(exc).__name__}: {exc}") from None
@@ -228,9 +285,18 @@ class RegistryClient:
         return Response(resp.status, resp.headers, data, url)
 
     @staticmethod
-    def _send_streamed(conn: http.client.HTTPConnection, method: str, target: str, headers: Mapping[str, str],
-                       body: _Slice) -> bool:
-        """Send a part, stopping early if the server already answered (True then).
+    def _response(conn: http.client.HTTPConnection, method: str,
+                  early: bytes | None) -> http.client.HTTPResponse:
+        if early is None:
+            return conn.getresponse()
+        # The answer started arriving before the body was sent: parse it from the bytes already read.
+        resp = http.client.HTTPResponse(_PrefixedSocket(early, conn.sock), method=method)  # type: ignore[arg-type]
+        resp.begin()
+        return resp
+
+    def _send_streamed(self, conn: http.client.HTTPConnection, method: str, target: str,
+                       headers: Mapping[str, str], body: _Slice) -> bytes | None:
+        """Send a part; if the server answers before it is all sent, stop and return the answer's first bytes.
 
         ollama.com answers a part PATCH with 307 to storage without reading the part; http.client
         would keep writing into a closing connection and lose that answer, so look before each block.
@@ -241,11 +307,11 @@ class RegistryClient:
         conn.endheaders()
         sock = conn.sock
         while chunk := body.read(1 << 20):
-            readable, _, _ = select.select([sock], [], [], 0)
-            if readable:
-                return True
+            early = _answer_waiting(sock, self.timeout)
+            if early is not None:
+                return early
             sock.sendall(chunk)
-        return False
+        return None
 
     def _sleep(self, attempt: int, resp: Response | None = None) -> None:
         delay = self.backoff * (2 ** attempt) * (0.75 + random.random() / 2)
@@ -267,6 +333,7 @@ class RegistryClient:
         url = urljoin(self.base + "/", url)
         attempt = 0
         authed = False
+        redirects = 0
         while True:
             hdrs = self._authorized(dict(headers or {}), scope)
             payload: Any = body() if callable(body) else body
@@ -294,6 +361,9 @@ class RegistryClient:
                 attempt += 1
                 continue
             if follow and resp.status in (301, 302, 303, 307, 308) and resp.header("Location"):
+                redirects += 1
+                if redirects > 10:
+                    raise RemoteError(f"{self.host}: too many redirects for {method} {_path_only(url)}")
                 target = urljoin(url, resp.header("Location") or "")
                 if urlsplit(target).netloc != urlsplit(url).netloc:
                     # Storage redirects are presigned: never carry the registry token to them.
