@@ -280,3 +280,8 @@ def test_plan_and_publish_from_build_dir(registry: Registry, tmp_path: Path) -> 
     assert result.manifests_put[-1] == "latest"
     after = plan_ollama(out, registry=registry.url)
     assert {f.action for files in after.values() for f in files} == {"unchanged"}
+    # A tag dropped from the definition stays on the registry and shows as "keep".
+    section.tags = {"Q4_K_M": "Q4_K_M", "Q6_K": "Q6_K"}
+    build_tags(section, ggufs, out, pipeline_dir=pipeline)
+    dropped = plan_ollama(out, registry=registry.url)
+    assert [f.action for f in dropped["ollama:CD-Q3_K_M"]] == ["keep"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..manifest import RemoteFile
 from .build import load_builds
 from .cli_path import CliResult, publish_via_cli
-from .registry import PushResult, RegistryClient, plan_tags, push_tags
+from .registry import PushResult, RegistryClient, plan_tags, push_tags, remote_tags
 
 
 def plan_ollama(out_dir: Path, *, registry: str, insecure: bool = False,
@@ -22,6 +22,7 @@ def plan_ollama(out_dir: Path, *, registry: str, insecure: bool = False,
     client = RegistryClient(registry, insecure=insecure, key_path=key_path)
     try:
         entries = plan_tags(client, model, builds, latest)
+        existing = remote_tags(client, model)
     finally:
         client.close()
     blob_action = {e.what: e for e in entries if e.ref == "blob"}
@@ -36,6 +37,11 @@ def plan_ollama(out_dir: Path, *, registry: str, insecure: bool = False,
                                  action=blob_action[b.digest].action, size=b.size)  # type: ignore[arg-type]
                       for b in build.blobs]
         out[f"ollama:{e.ref}"] = files
+    # Tags on the registry that this release no longer builds are left alone (never deleted by
+    # publish); they are listed so the plan shows them.
+    for tag in existing or []:
+        if f"ollama:{tag}" not in out:
+            out[f"ollama:{tag}"] = [RemoteFile(path=f"manifests/{tag}", action="keep", size=0)]
     return out
 
 

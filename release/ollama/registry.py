@@ -785,6 +785,20 @@ def plan_tags(client: RegistryClient, name: str, builds: list[TagBuild], latest:
     return plan
 
 
+def remote_tags(client: RegistryClient, name: str) -> list[str] | None:
+    """Tags the repository has (`tags/list`), or None where the registry does not list them (ollama.com)."""
+    resp = client.request("GET", f"/v2/{name}/tags/list", scope=client.scope(name))
+    if resp.status == 404:
+        return []
+    if resp.status != 200:
+        return None
+    try:
+        tags = json.loads(resp.body).get("tags") or []
+    except (ValueError, AttributeError):
+        return None
+    return [t for t in tags if isinstance(t, str)]
+
+
 def pull_tag(client: RegistryClient, name: str, ref: str, dest_store: Path) -> Path:
     """Pull one tag into an OLLAMA_MODELS folder as `ollama pull` does (manifest bytes verbatim)."""
     got = client.get_manifest(name, ref)
