@@ -14,6 +14,8 @@ from pathlib import Path
 from .fsutil import staging_dir
 
 SEED = 20260401
+# Bump when the generated files change, so an existing demo base is regenerated.
+GENERATOR_VERSION = 2
 NUM_EXPERTS = 8
 TOP_K = 2
 
@@ -182,7 +184,23 @@ def generate_tiny_gemma4(out_dir: Path, *, seed: int = SEED) -> Path:
         tc["global_head_dim"] = text_config()["global_head_dim"]
         tc["num_global_key_value_heads"] = text_config()["num_global_key_value_heads"]
         cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    # Beside the folder, not in it: everything in it is part of the checkpoint and gets published.
+    _stamp(out_dir).write_text(json.dumps({"generator": "tiny-gemma4", "version": GENERATOR_VERSION,
+                                           "seed": seed}) + "\n")
     return out_dir
+
+
+def _stamp(out_dir: Path) -> Path:
+    return out_dir.with_name(f".{out_dir.name}.demo.json")
+
+
+def is_current(out_dir: Path, *, seed: int = SEED) -> bool:
+    """Whether `out_dir` holds what this version of the generator writes."""
+    try:
+        stamp = json.loads(_stamp(out_dir).read_text())
+    except (OSError, ValueError):
+        return False
+    return stamp == {"generator": "tiny-gemma4", "version": GENERATOR_VERSION, "seed": seed}
 
 
 def _write_tokenizer(out: Path, ids: dict[str, int]) -> None:

@@ -34,8 +34,9 @@ def ensure_base(release: Release, *, endpoint: str | None = None, token: str | N
     local = release.base_path
     if base.generator:
         assert local is not None
-        if not (local / "config.json").is_file():
-            from .demo import generate_tiny_gemma4
+        from .demo import generate_tiny_gemma4, is_current
+
+        if not is_current(local):
 
             if progress:
                 progress(f"generating the demo base model into {local}")

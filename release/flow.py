@@ -111,6 +111,9 @@ def _publish_hub(ctx: Context, summary: PublishSummary) -> None:
                      and a.status == "built"]
     if not hub_artifacts:
         return
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()  # one progress display: ours
     pub = HubPublisher(ctx.options.hub_endpoint, _hub_token(ctx), hash_cache=ctx.hash_cache, progress=ctx.say)
     d = ctx.release.definition
     plan = pub.plan(hub_artifacts, ctx.dist, prune_remote=ctx.options.prune_remote)
@@ -171,26 +174,21 @@ def _publish_ollama(ctx: Context, summary: PublishSummary) -> None:
         raise RemoteError(redact(f"registry {client.host}: {exc}")) from exc
     finally:
         client.close()
+    # Each blob is counted once, under the first tag (in push order) that references it.
+    counted: set[str] = set()
     for ref, dig in result.digests.items():
-        build = next((b for b in builds if b.tag == ref), None) or next(b for b in builds if b.tag == latest)
-        blobs = [b.digest for b in build.blobs]
-        summary.tags.append(TagSummary(
-            ref=f"{o.model}:{ref}", digest=dig,
-            sent_blobs=sum(1 for d in blobs if result.blobs.get(d) == "uploaded"),
-            sent_bytes=sum(result.bytes_sent.get(d, 0) for d in set(blobs)),
-            unchanged_blobs=sum(1 for d in blobs if result.blobs.get(d) == "exists"),
-            manifest="put" if ref in result.manifests_put else "unchanged"))
-    # Shared blobs are counted under every tag above; count each blob's bytes once overall.
-    seen: set[str] = set()
-    for t in summary.tags:
-        t.sent_bytes = 0
-    for b in builds:
-        for blob in b.blobs:
-            if blob.digest in seen:
+        build = next((b for b in builds if b.tag == ref), None) if ref != "latest" else None
+        t = TagSummary(ref=f"{o.model}:{ref}", digest=dig,
+                       manifest="put" if ref in result.manifests_put else "unchanged")
+        for blob in build.blobs if build else []:
+            if blob.digest in counted:
                 continue
-            seen.add(blob.digest)
-            owner = next(t for t in summary.tags if t.ref.endswith(f":{b.tag}"))
-            owner.sent_bytes += result.bytes_sent.get(blob.digest, 0)
+            counted.add(blob.digest)
+            how = result.blobs.get(blob.digest)
+            t.sent_blobs += how == "uploaded"
+            t.unchanged_blobs += how in ("exists", "mounted")
+            t.sent_bytes += result.bytes_sent.get(blob.digest, 0)
+        summary.tags.append(t)
 
 
 def tag_pipelines_repo(ctx: Context, summary: PublishSummary) -> str | None:

@@ -123,7 +123,7 @@ class Context:
         self.release = release
         self.options = options
         self.console = console or Console(stderr=True)
-        self.dist = options.dist_root / release.name
+        self.dist = (options.dist_root / release.name).absolute()  # tools run in other directories
         self.artifacts: ArtifactRegistry = plan_artifacts(release, estimates=estimates)
         self.state = State(self.dist / "state.json")
         self.hash_cache = HashCache(self.dist / "hashes.json")

@@ -30,11 +30,9 @@ def _bf16(ctx: Context, a: Artifact) -> list[str]:
 
 
 def _gguf(ctx: Context, a: Artifact) -> list[str]:
-    if a.id in ("gguf:ollama-files", "gguf:imatrix"):
-        return []
-    from ..gguf.verify import verify_gguf_artifact  # type: ignore[import-not-found]
+    from .gguf import verify_gguf
 
-    return verify_gguf_artifact(ctx, a)
+    return verify_gguf(ctx, a)
 
 
 def _nvfp4(ctx: Context, a: Artifact) -> list[str]:
