@@ -124,13 +124,17 @@ def test_planned_sizes_are_marked_estimates(v4_artifacts, v4_cards):
     assert "Values marked ≈ are planned estimates" in v4_cards["gguf"]
 
 
+FALLBACK = "Q4_K_M: q4_k on blk.0.ffn_down_exps.weight (×30) became q5_0 (row width 704 not a multiple of 256)"
+
+
 def test_built_sizes_replace_estimates(v4):
     reg = plan_artifacts(v4)
     planned = reg["gguf:Q4_K_M"]
     reg.add(Artifact(id="gguf:Q4_K_M", kind="gguf", status="built", root="gguf",
                      files=[FileEntry(planned.files[0].path, 13_540_000_000, "0" * 64)],
-                     recipe=planned.recipe, destination=planned.destination,
-                     facts={"bpw": 5.297, "note": "default for most setups"}))
+                     recipe={**planned.recipe, "llama_cpp": "llama-cpp-python 0.3.36 (b1234)"},
+                     destination=planned.destination,
+                     facts={"bpw": 5.297, "note": "default for most setups", "warnings": [FALLBACK]}))
     reg.add(Artifact(id="ollama:Q4_K_M", kind="ollama", status="built", root="ollama",
                      files=[FileEntry("blobs/sha256-aa", 13_540_001_000, "a" * 64)],
                      destination=reg["ollama:Q4_K_M"].destination,
@@ -139,6 +143,8 @@ def test_built_sizes_replace_estimates(v4):
     cards = render_card_texts(v4, reg, provenance=PROVENANCE)
     row = _row(cards["gguf"], "Q4_K_M ★")
     assert row[3] == "13.54 GB" and row[4] == "5.30"
+    assert "Converted and quantized with llama-cpp-python 0.3.36 (b1234)." in cards["gguf"]
+    assert f"- {FALLBACK}\n" in cards["gguf"]  # silent type fallbacks are shown, not hidden
     assert _row(cards["ollama"], "[Q4_K_M](https://ollama.com/mannix/gemma4-98e-v4:Q4_K_M) (latest) ★")[2] == \
         "13.54 GB"
     ctx = build_context(v4, reg, PROVENANCE)

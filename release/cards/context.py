@@ -341,6 +341,11 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
             "quick_tier": gguf_tier,
             "quick_file": by_tier[gguf_tier].file if gguf_tier in by_tier else "",
             "split_size_gb": g.split_size_gb,
+            # Measured facts of built tiers: the quantizer used, and types llama.cpp silently swapped.
+            "llama_cpp": next((a.recipe["llama_cpp"] for a in artifacts.of_kind("gguf")
+                               if a.status != "planned" and a.recipe.get("llama_cpp")), ""),
+            "fallbacks": [{"tier": a.id.split(":", 1)[1], "warnings": list(a.facts["warnings"])}
+                          for a in artifacts.of_kind("gguf") if a.status != "planned" and a.facts.get("warnings")],
             "removed": list(g.removed),
         },
         "nvfp4": None if d.nvfp4 is None else {
