@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import math
+import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -492,60 +493,62 @@ def _parts_dir(h: Handler, oid: str) -> Path:
 
 
 def lfs_part(h: Handler, oid: str, n: str) -> None:
+    """Write the part in place at its offset of the object being assembled; its md5 is the ETag."""
     size = _check_sig(h, "part", oid)
     h.record.oid = oid
     hub = _hub(h)
-    if not 1 <= int(n) <= math.ceil(size / hub.chunk_size):
+    part = int(n)
+    if not 1 <= part <= math.ceil(size / hub.chunk_size):
         raise HubError(400, "part number out of range")
     d = _parts_dir(h, oid)
     d.mkdir(parents=True, exist_ok=True)
-    tmp = hub.store.tmp_file()
+    (d / f"{part:05d}.etag").unlink(missing_ok=True)  # a part is only done once its ETag is recorded
     md5 = hashlib.md5()
+    offset = (part - 1) * hub.chunk_size
+    fd = os.open(d / "data", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        with open(tmp, "wb") as fh:
-            for chunk in h.body.chunks():
-                md5.update(chunk)
-                fh.write(chunk)
-        tmp.replace(d / f"{int(n):05d}")
+        for chunk in h.body.chunks():
+            md5.update(chunk)
+            os.pwrite(fd, chunk, offset)
+            offset += len(chunk)
     finally:
-        tmp.unlink(missing_ok=True)
-    h.answer(200, {}, {"ETag": f'"{md5.hexdigest()}"'})
+        os.close(fd)
+    etag = md5.hexdigest()
+    tmp = hub.store.tmp_file()
+    tmp.write_text(etag)
+    tmp.replace(d / f"{part:05d}.etag")
+    h.answer(200, {}, {"ETag": f'"{etag}"'})
 
 
 def lfs_complete(h: Handler, oid: str) -> None:
     size = _check_sig(h, "complete", oid)
     h.record.oid = oid
-    store = _hub(h).store
+    hub = _hub(h)
+    store = hub.store
     body = h.body.json() or {}
     if store.has_lfs(oid, size):
         h.answer(200, {})
         return
     d = _parts_dir(h, oid)
-    tmp = store.tmp_file()
+    parts = sorted(body.get("parts", []), key=lambda x: x["partNumber"])
+    if [p["partNumber"] for p in parts] != list(range(1, math.ceil(size / hub.chunk_size) + 1)):
+        raise HubError(400, "parts missing from the completion request")
+    for p in parts:
+        etag_file = d / f"{int(p['partNumber']):05d}.etag"
+        if not etag_file.is_file():
+            raise HubError(400, f"part {p['partNumber']} was not uploaded")
+        if str(p.get("etag", "")).strip('"') != etag_file.read_text():
+            raise HubError(400, f"etag mismatch for part {p['partNumber']}")
+    data = d / "data"
     digest = hashlib.sha256()
-    n = 0
-    try:
-        with open(tmp, "wb") as out:
-            for part in sorted(body.get("parts", []), key=lambda x: x["partNumber"]):
-                pf = d / f"{int(part['partNumber']):05d}"
-                if not pf.is_file():
-                    raise HubError(400, f"part {part['partNumber']} was not uploaded")
-                data_md5 = hashlib.md5()
-                with open(pf, "rb") as fh:
-                    while chunk := fh.read(COPY_CHUNK):
-                        data_md5.update(chunk)
-                        digest.update(chunk)
-                        out.write(chunk)
-                        n += len(chunk)
-                if part.get("etag", "").strip('"') != data_md5.hexdigest():
-                    raise HubError(400, f"etag mismatch for part {part['partNumber']}")
-        if digest.hexdigest() != oid or n != size:
-            raise HubError(400, f"assembled content does not match oid {oid} / size {size}")
-        store.adopt_lfs(tmp, oid)
-        h.record.stored = True
-        shutil.rmtree(d, ignore_errors=True)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with open(data, "rb") as fh:
+        while chunk := fh.read(COPY_CHUNK):
+            digest.update(chunk)
+    if digest.hexdigest() != oid or data.stat().st_size != size:
+        raise HubError(400, f"assembled content does not match oid {oid} / size {size}")
+    store.adopt_lfs(data, oid)
+    h.record.stored = True
+    shutil.rmtree(d, ignore_errors=True)
     h.answer(200, {})
 
 
