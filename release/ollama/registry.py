@@ -566,6 +566,9 @@ class RegistryClient:
             md5s.append(part_md5)
             sent += end - offset + 1
             offset, loc, tries = end + 1, next_loc, 0
+            if blob.size > chunk:
+                # Multi-GB blobs take minutes; say how far they got (INFO: shown by `release -v`).
+                log.info("%s: %d of %d bytes sent", blob.digest[7:19], offset, blob.size)
         # Every storage PUT must have landed before the commit; a failed one restarts the session.
         digests = [m.result() if isinstance(m, Future) else m for m in md5s]
         etag = hashlib.md5(b"".join(digests)).hexdigest() + f"-{len(digests)}"
