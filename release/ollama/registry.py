@@ -567,7 +567,7 @@ class RegistryClient:
             sent += end - offset + 1
             offset, loc, tries = end + 1, next_loc, 0
             if blob.size > chunk:
-                # Multi-GB blobs take minutes; say how far they got (INFO: shown by `release -v`).
+                # Multi-GB blobs take minutes; say how far they got (at INFO level).
                 log.info("%s: %d of %d bytes sent", blob.digest[7:19], offset, blob.size)
         # Every storage PUT must have landed before the commit; a failed one restarts the session.
         digests = [m.result() if isinstance(m, Future) else m for m in md5s]
