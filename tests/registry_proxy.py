@@ -2,7 +2,7 @@
 
 Faults are rules matched in order against each request (method + path regex); each fires `times`
 times:
-  "500" / "503" / "429"   answer that status without forwarding
+  "500" / "503" / "429"   answer that status without forwarding ("400" too: a failure not retried)
   "reset"                 read the request, then reset the connection (the registry never saw it)
   "reset_after"           forward the request, then reset instead of answering (the registry did it)
   "reset_mid_body"        read half the body, then reset
@@ -145,7 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if st.redirect_uploads and self._redirect(st, body):
             return
-        if action in ("500", "503", "429"):
+        if action in ("500", "503", "429", "400"):
             st.seen.append(Seen(self.command, self.path, int(action), length))
             self._reply(int(action), {"Retry-After": "0"} if action == "429" else {}, b'{"errors":[]}')
             return

@@ -106,6 +106,24 @@ def test_faults_end_with_correct_tags(registry: Registry, built: list[TagBuild],
     assert verify_tags(client(registry.url), name, built[:2], "Q4_K_M", deep=True) == []
 
 
+def test_next_run_resumes_an_interrupted_upload(registry: Registry, built: list[TagBuild], tmp_path: Path) -> None:
+    name = "faults/resume"
+    state = tmp_path / "uploads.json"
+    model = built[0].layers[0]
+    faults = [Fault("PATCH", r"/blobs/uploads/", "pass", times=3), Fault("PATCH", r"/blobs/uploads/", "400")]
+    with fault_proxy(registry.url, faults=faults) as (url, st):
+        with pytest.raises(RemoteError, match="HTTP 400"):
+            push_tags(client(url, state_file=state), name, built[:1], "Q4_K_M")
+        assert "@" + model.digest in state.read_text()
+        before = len(st.requests("PATCH"))
+        second = push_tags(client(url, state_file=state), name, built[:1], "Q4_K_M")
+        # The three parts that landed in the first run are not sent again.
+        assert second.bytes_sent[model.digest] == model.size - 3 * PART
+        assert sum(s.length for s in st.requests("PATCH")[before:]) < sum(b.size for b in built[0].blobs)
+    assert model.digest not in state.read_text()
+    assert verify_tags(client(registry.url), name, built[:1], "Q4_K_M", deep=True) == []
+
+
 def test_persistent_failure_leaves_no_tag(registry: Registry, built: list[TagBuild]) -> None:
     name = "faults/persistent"
     with fault_proxy(registry.url, faults=[Fault("PATCH", r"/blobs/uploads/", "500", times=10_000)]) as (url, st):

@@ -14,6 +14,9 @@ from .build import load_builds
 from .cli_path import CliResult, publish_via_cli
 from .registry import PushResult, RegistryClient, plan_tags, push_tags, remote_tags
 
+# Unfinished upload sessions (registry upload URLs and offsets; no credentials) for the next run.
+UPLOADS_JSON = ".uploads.json"
+
 
 def plan_ollama(out_dir: Path, *, registry: str, insecure: bool = False,
                 key_path: Path | str | None = None) -> dict[str, list[RemoteFile]]:
@@ -50,7 +53,7 @@ def publish_ollama(out_dir: Path, *, registry: str, insecure: bool = False, key_
                    on_progress: Callable[[str], None] | None = None) -> PushResult | CliResult:
     """Push every built tag and :latest (or run the ollama CLI), then verify by reading back."""
     model, latest, builds = load_builds(out_dir)
-    client = RegistryClient(registry, insecure=insecure, key_path=key_path)
+    client = RegistryClient(registry, insecure=insecure, key_path=key_path, state_file=out_dir / UPLOADS_JSON)
     try:
         if via_cli:
             return publish_via_cli(builds, model=model, registry=registry, latest=latest, insecure=insecure,

@@ -38,6 +38,7 @@ from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import InputError, RemoteError
+from ..fsutil import atomic_write_text
 from . import layers as L
 from . import store
 from .auth import Challenge, SigningKey, load_key, parse_challenge, signed_data, token_url
@@ -184,7 +185,7 @@ class RegistryClient:
     def __init__(self, url: str, *, insecure: bool = False, key_path: Path | str | None = None,
                  part_size: int | None = None, retries: int = 6, backoff: float = 0.5,
                  timeout: float = 120.0, signing_key: SigningKey | None = None, parallel: int = 8,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, state_file: Path | None = None) -> None:
         if "://" not in url:
             url = ("http://" if insecure else "https://") + url
         parts = urlsplit(url)
@@ -199,6 +200,7 @@ class RegistryClient:
         self.part_size = part_size
         self.parallel = parallel  # concurrent storage PUTs of redirected parts (ollama uses up to 16)
         self.ssl_context = ssl_context  # None: the system's trust store
+        self.state_file = state_file  # unfinished upload sessions, for the next run to resume
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
@@ -505,24 +507,64 @@ class RegistryClient:
 
     def _upload_session(self, name: str, blob: L.Blob, path: Path, scope: str,
                         mount_from: list[str]) -> tuple[str, int]:
-        loc, mounted = self._start(name, blob, scope, mount_from)
-        if mounted:
-            self._confirm(name, blob)
-            return "mounted", 0
+        loc, offset, md5s = self._resume_saved(name, blob, scope)
+        if loc is None:
+            loc, mounted = self._start(name, blob, scope, mount_from)
+            if mounted:
+                self._confirm(name, blob)
+                return "mounted", 0
         assert loc is not None
         chunk = self.part_size or part_size(blob.size)
-        md5s: list[bytes | Future[bytes]] = []
         # Redirected parts (ollama.com) go to storage in parallel, as ollama does; the PATCHes that hand
         # out their URLs stay in order, since each answer carries the next upload URL.
         pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="ollama-part")
         try:
-            return self._upload_parts(name, blob, path, scope, loc, chunk, pool, md5s)
+            return self._upload_parts(name, blob, path, scope, loc, chunk, pool, md5s, offset)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
+    # An interrupted run leaves its upload session in `state_file` (plain registries only: ollama.com's
+    # parts live in storage we cannot query), so the next run continues where it stopped.
+
+    def _session_key(self, name: str, blob: L.Blob) -> str:
+        return f"{self.base}/{name}@{blob.digest}"
+
+    def _sessions(self) -> dict[str, Any]:
+        if self.state_file is None or not self.state_file.exists():
+            return {}
+        try:
+            data = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save_session(self, name: str, blob: L.Blob, entry: dict[str, Any] | None) -> None:
+        if self.state_file is None:
+            return
+        sessions = self._sessions()
+        key = self._session_key(name, blob)
+        if entry is None:
+            if key not in sessions:
+                return
+            sessions.pop(key)
+        else:
+            sessions[key] = entry
+        atomic_write_text(self.state_file, json.dumps(sessions, indent=1) + "\n")
+
+    def _resume_saved(self, name: str, blob: L.Blob, scope: str) -> tuple[str | None, int, list[Any]]:
+        saved = self._sessions().get(self._session_key(name, blob))
+        if not saved:
+            return None, 0, []
+        status = self._upload_status(saved["loc"], scope)
+        if status is None or status[0] != saved["offset"]:
+            self._save_session(name, blob, None)
+            return None, 0, []
+        log.info("%s: resuming an earlier upload at byte %d", blob.digest[7:19], status[0])
+        return status[1], status[0], [bytes.fromhex(h) for h in saved["md5s"]]
+
     def _upload_parts(self, name: str, blob: L.Blob, path: Path, scope: str, loc: str, chunk: int,
-                      pool: ThreadPoolExecutor, md5s: list[bytes | Future[bytes]]) -> tuple[str, int]:
-        offset, sent, tries = 0, 0, 0
+                      pool: ThreadPoolExecutor, md5s: list[bytes | Future[bytes]], offset: int) -> tuple[str, int]:
+        sent, tries = 0, 0
         while offset < blob.size:
             end = min(offset + chunk, blob.size) - 1
             body = _Slice(path, offset, end - offset + 1)
@@ -551,6 +593,7 @@ class RegistryClient:
                 self._sleep(tries - 1)
                 resumed = self._upload_status(loc, scope)
                 if resumed is None:
+                    self._save_session(name, blob, None)
                     raise _Retryable(f"upload session lost after: {exc}") from None
                 new_offset, loc = resumed
                 if new_offset == offset:
@@ -566,6 +609,9 @@ class RegistryClient:
             md5s.append(part_md5)
             sent += end - offset + 1
             offset, loc, tries = end + 1, next_loc, 0
+            if offset < blob.size and not any(isinstance(m, Future) for m in md5s):
+                self._save_session(name, blob, {"loc": loc, "offset": offset,
+                                                "md5s": [m.hex() for m in md5s if isinstance(m, bytes)]})
             if blob.size > chunk:
                 # Multi-GB blobs take minutes; say how far they got (at INFO level).
                 log.info("%s: %d of %d bytes sent", blob.digest[7:19], offset, blob.size)
@@ -582,6 +628,7 @@ class RegistryClient:
             raise _Retryable(f"final PUT of {blob.digest[:19]}: {'no answer' if resp is None else resp.status}")
         if resp.status not in (201, 204):
             raise RemoteError(f"{self.host}: commit of {blob.digest[:19]}: HTTP {resp.status} {resp.error_text()}")
+        self._save_session(name, blob, None)
         self._confirm(name, blob)
         return "uploaded", sent
 
