@@ -35,9 +35,10 @@ def test_every_family_file_is_well_formed() -> None:
             groups = set(rule.pattern.groupindex)
             assert "layer" in groups, (fam.family, rule.pattern.pattern)
             assert ("expert" in groups) == (rule.action == "renumber"), (fam.family, rule.pattern.pattern)
-        for item in fam.extra.get("unsupported", []):
-            re.compile(item["pattern"])
-            assert item["reason"]
+        if "mtp" in fam.extra:
+            mtp = fam.extra["mtp"]
+            pattern = re.compile(mtp["pattern"])
+            assert ("min_layer_key" in mtp) == ("layer" in pattern.groupindex), fam.family
 
 
 def _moe_layers_built(model: Any) -> list[int]:

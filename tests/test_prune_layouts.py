@@ -19,7 +19,7 @@ from model_factory import FAMILIES, drop_map_dict, make_checkpoint, write_drop_m
 from safetensors import safe_open
 
 from release.errors import InputError
-from release.prune import CheckpointInfo, inspect_checkpoint, prune_checkpoint
+from release.prune import CheckpointInfo, inspect_checkpoint, prune_checkpoint, verify_pruned
 from release.spec.dropmap import load_drop_map
 
 INDEX = "model.safetensors.index.json"
@@ -271,13 +271,34 @@ def _deepseek_fp8(tmp_path: Path, *, mtp: bool) -> Path:
             tensors[name + "_scale_inv"] = torch.rand(math.ceil(out_f / 128), math.ceil(in_f / 128)) + 0.5
         else:
             tensors[name] = t.to(torch.bfloat16)
-    if mtp:  # DeepSeek-V3's MTP block is stored as layer num_hidden_layers, with its own routed experts
-        n = config["num_hidden_layers"]
-        for name in [k for k in sd if k.startswith("model.layers.1.")]:
-            tensors[name.replace("model.layers.1.", f"model.layers.{n}.")] = tensors[name]
     config["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128],
                                      "activation_scheme": "dynamic"}
-    return write_safetensors_checkpoint(tmp_path / ("mtp" if mtp else "base"), config, tensors, shards=3)
+    base = write_safetensors_checkpoint(tmp_path / ("mtp" if mtp else "base"), config, tensors, shards=3)
+    if mtp:  # DeepSeek-V3's MTP block is layer num_hidden_layers, with its own routed experts, in its own shard
+        n = config["num_hidden_layers"]
+        block = {k.replace("model.layers.1.", f"model.layers.{n}."): t for k, t in tensors.items()
+                 if k.startswith("model.layers.1.")}
+        block[f"model.layers.{n}.eh_proj.weight"] = torch.randn(64, 128).to(torch.bfloat16)
+        _add_shard(base, "model-00004-of-00004.safetensors", block)
+        # and one MTP tensor in a shard shared with the main model
+        _add_shard(base, "model-00003-of-00003.safetensors",
+                   {f"model.layers.{n}.enorm.weight": torch.ones(64, dtype=torch.bfloat16)})
+    return base
+
+
+def _add_shard(base: Path, file: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Add tensors to a shard (new or existing) and to the index."""
+    from safetensors.torch import save_file
+
+    path = base / file
+    if path.exists():
+        tensors = {**{n: t for n, (f, t) in read_all(base).items() if f == file}, **tensors}
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    index = json.loads((base / INDEX).read_text())
+    index["weight_map"].update({n: file for n in tensors})
+    index["weight_map"] = dict(sorted(index["weight_map"].items()))
+    index["metadata"]["total_size"] = sum(t.numel() * t.element_size() for _, t in read_all(base).values())
+    (base / INDEX).write_text(json.dumps(index, indent=2) + "\n")
 
 
 def test_deepseek_v3_fp8_group_balanced(tmp_path: Path) -> None:
@@ -302,19 +323,43 @@ def test_deepseek_v3_unbalanced_groups_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_mtp_experts_are_refused(tmp_path: Path) -> None:
-    """MTP blocks carry their own routed experts that the drop map cannot cover: refused, not half-pruned."""
+def test_mtp_block_refused_unless_dropped(tmp_path: Path) -> None:
+    """MTP blocks carry routed experts no drop map covers: refused by default, left out with mtp='drop'."""
     base = _deepseek_fp8(tmp_path, mtp=True)
-    with pytest.raises(InputError, match="not a MoE layer") as exc:
-        inspect_checkpoint(base)
-    assert any("model.layers.3." in p.field for p in exc.value.problems)
+    info = inspect_checkpoint(base)
+    assert len(info.mtp_tensors) > 20 and all(n.startswith("model.layers.3.") for n in info.mtp_tensors)
+    assert not any(n.startswith("model.layers.3.") for n in info.experts)
+    data = drop_map_dict(8, info.moe_layers, 2, groups=2, seed=3)
+    drop_map = load_drop_map(write_drop_map(tmp_path / "dropmap.json", data))
+    with pytest.raises(InputError, match="multi-token-prediction") as exc:
+        prune_checkpoint(base, drop_map, tmp_path / "out")
+    [p] = exc.value.problems
+    assert p.field.startswith("model.layers.3.") and p.file.endswith(".safetensors") and "mtp='drop'" in p.message
+    assert not (tmp_path / "out").exists()
+
+    result = prune_checkpoint(base, drop_map, tmp_path / "out", mtp="drop")
+    out = tmp_path / "out"
+    assert not (out / "model-00004-of-00004.safetensors").exists()  # held only MTP tensors: not written
+    assert any(name == "model-00004-of-00004.safetensors" for name, _ in result.skipped)
+    tensors = read_all(out)
+    assert not any(n.startswith("model.layers.3.") for n in tensors)
+    index = json.loads((out / INDEX).read_text())
+    assert index["weight_map"] == {n: f for n, (f, _) in tensors.items()}
+    assert json.loads((out / "expert_pruning.json").read_text())["mtp"] == {
+        "policy": "drop", "tensors_removed": len(info.mtp_tensors)}
+    verify_pruned(out, base, full=True)
 
     config, sd = _state_dict("qwen3_next", tmp_path)
     sd["mtp.layers.0.mlp.experts.0.gate_proj.weight"] = torch.zeros(32, 64)
-    base = write_safetensors_checkpoint(tmp_path / "next", config, sd)
-    assert inspect_checkpoint(tmp_path / "qwen3_next-saved").family.family == "qwen3_next"
-    with pytest.raises(InputError, match="MTP"):
-        inspect_checkpoint(base)
+    sd["mtp.fc.weight"] = torch.zeros(64, 128)
+    nxt = write_safetensors_checkpoint(tmp_path / "next", config, sd)
+    mtp = sorted(inspect_checkpoint(nxt).mtp_tensors)
+    assert mtp == ["mtp.fc.weight", "mtp.layers.0.mlp.experts.0.gate_proj.weight"]
+    drop_map = load_drop_map(write_drop_map(tmp_path / "next.json", drop_map_dict(8, list(range(4)), 3)))
+    with pytest.raises(InputError, match="mtp"):
+        prune_checkpoint(nxt, drop_map, tmp_path / "next-out")
+    prune_checkpoint(nxt, drop_map, tmp_path / "next-out", mtp="drop")
+    assert not any(n.startswith("mtp.") for n in read_all(tmp_path / "next-out"))
 
 
 def test_qwen3_moe_hub_config_key(tmp_path: Path) -> None:

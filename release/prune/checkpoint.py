@@ -59,6 +59,8 @@ class CheckpointInfo:
     index: dict[str, Any] | None = None
     other_files: list[str] = field(default_factory=list)  # copied verbatim
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, why not copied)
+    # Multi-token-prediction tensors: their routed experts are outside every drop map (see prune's `mtp`).
+    mtp_tensors: list[str] = field(default_factory=list)
 
     @property
     def count_key(self) -> str:
@@ -92,6 +94,7 @@ class CheckpointInfo:
             "expert_tensors": len(self.experts), "tensor_bytes": self.tensor_bytes,
             "total_parameters": self.total_parameters, "other_files": self.other_files,
             "skipped": [{"name": n, "why": why} for n, why in self.skipped],
+            "mtp_tensors": len(self.mtp_tensors),
         }
 
 
@@ -175,7 +178,8 @@ def inspect_checkpoint(base_dir: Path) -> CheckpointInfo:
 
     if weight_map is not None:
         _check_index(weight_map, shards, problems)
-    experts = _classify(family, shards, num_experts, moe_layers, problems)
+    mtp = mtp_tensors(family, config, shards)
+    experts = _classify(family, shards, num_experts, moe_layers, problems, set(mtp))
     problems.raise_if_any()
 
     # Routers are sliced in both layouts; the layout is what the expert weights themselves look like.
@@ -186,7 +190,7 @@ def inspect_checkpoint(base_dir: Path) -> CheckpointInfo:
     return CheckpointInfo(
         base_dir=base_dir, family=family, config=config, config_text=config_text, count_keys=count_keys,
         num_experts=num_experts, top_k=top_k, moe_layers=moe_layers, shards=shards, experts=experts,
-        layout=layout, index_text=index_text, index=index, other_files=other, skipped=skipped,
+        layout=layout, index_text=index_text, index=index, other_files=other, skipped=skipped, mtp_tensors=mtp,
     )
 
 
@@ -209,21 +213,39 @@ def _check_index(weight_map: dict[str, str], shards: list[ShardHeader], problems
             problems.add(INDEX, "weight_map", f"tensor {tensor!r} of {file} is missing from the index")
 
 
+def mtp_tensors(family: Family, config: dict[str, Any], shards: list[ShardHeader]) -> list[str]:
+    """Tensors of the multi-token-prediction block, as the family's `mtp` rule finds them.
+
+    `mtp = { pattern = … }` matches by name (Qwen3-Next `mtp.*`); with `min_layer_key`, the pattern's
+    `layer` group must be ≥ that config value (DeepSeek-V3/GLM-4.5 store MTP as layer num_hidden_layers).
+    """
+    rule = family.extra.get("mtp")
+    if not rule:
+        return []
+    pattern = re.compile(rule["pattern"])
+    min_layer = None
+    if "min_layer_key" in rule:
+        min_layer = int(family.text_config(config).get(rule["min_layer_key"], 0) or 0)
+    found = []
+    for shard in shards:
+        for e in shard.entries:
+            m = pattern.search(e.name)
+            if m and (min_layer is None or int(m.group("layer")) >= min_layer):
+                found.append(e.name)
+    return found
+
+
 def _classify(family: Family, shards: list[ShardHeader], num_experts: int, moe_layers: list[int],
-              problems: ProblemCollector) -> dict[str, ExpertRef]:
+              problems: ProblemCollector, mtp: set[str]) -> dict[str, ExpertRef]:
     experts: dict[str, ExpertRef] = {}
     moe = set(moe_layers)
-    # Tensors a family knows it cannot prune consistently (e.g. MTP blocks with their own experts).
-    unsupported = [(re.compile(u["pattern"]), u["reason"]) for u in family.extra.get("unsupported", [])]
     seen_layers: set[int] = set()
     # (layer, name with the expert number blanked) → expert numbers present, for the completeness check
     groups: dict[tuple[int, str], set[int]] = {}
     group_file: dict[tuple[int, str], str] = {}
     for shard in shards:
         for e in shard.entries:
-            refused = next((why for pat, why in unsupported if pat.search(e.name)), None)
-            if refused:
-                problems.add(shard.file, e.name, f"cannot prune this checkpoint: {refused}")
+            if e.name in mtp:
                 continue
             hit = family.classify(e.name)
             if hit is None:

@@ -38,6 +38,11 @@ class ShardPlan:
     def size(self) -> int:
         return len(self.header) + self.data_len
 
+    @property
+    def written(self) -> bool:
+        """False for a shard whose every tensor was removed (an MTP-only shard): no empty file is written."""
+        return bool(self.entries) or not self.source.entries
+
 
 def kept_runs(kept: tuple[int, ...]) -> list[tuple[int, int]]:
     """Maximal runs [first, last+1) of consecutive expert indices (kept is ascending)."""
@@ -50,7 +55,9 @@ def kept_runs(kept: tuple[int, ...]) -> list[tuple[int, int]]:
     return runs
 
 
-def plan_shard(info: CheckpointInfo, shard: ShardHeader, drop_map: DropMap) -> ShardPlan:
+def plan_shard(info: CheckpointInfo, shard: ShardHeader, drop_map: DropMap,
+               remove: frozenset[str] = frozenset()) -> ShardPlan:
+    """The output of one shard; tensors named in `remove` are left out entirely (MTP block on request)."""
     plan = ShardPlan(shard)
     pieces: list[tuple[int, int]] = []  # (src offset relative to data, length), in output order
     position = 0
@@ -58,6 +65,10 @@ def plan_shard(info: CheckpointInfo, shard: ShardHeader, drop_map: DropMap) -> S
     # old expert index → new index, per layer (per-expert layouts can have ~10^5 tensors)
     renumber = {layer: {j: i for i, j in enumerate(keep)} for layer, keep in drop_map.kept.items()}
     for e in shard.entries:
+        if e.name in remove:
+            plan.dropped.append(e.name)
+            plan.removed_elements += e.numel
+            continue
         ref = info.experts.get(e.name)
         name, shape = e.name, e.shape
         if ref is None:
@@ -97,5 +108,5 @@ def plan_shard(info: CheckpointInfo, shard: ShardHeader, drop_map: DropMap) -> S
     return plan
 
 
-def plan_checkpoint(info: CheckpointInfo, drop_map: DropMap) -> list[ShardPlan]:
-    return [plan_shard(info, shard, drop_map) for shard in info.shards]
+def plan_checkpoint(info: CheckpointInfo, drop_map: DropMap, remove: frozenset[str] = frozenset()) -> list[ShardPlan]:
+    return [plan_shard(info, shard, drop_map, remove) for shard in info.shards]

@@ -23,6 +23,7 @@ from .jsontext import dump_object, object_style, replace_value
 from .plan import ShardPlan, plan_checkpoint
 
 SIDECAR_FORMAT = "moe-expert-pruning/1"
+MTP_POLICIES = ("refuse", "drop")
 # Room left on the disk beyond the output itself (metadata, other writers on a shared machine).
 FREE_SPACE_MARGIN = 64 << 20
 
@@ -67,26 +68,45 @@ class PrunePreview:
     def output_bytes(self) -> int:
         """Size of the output folder: shards (headers included), JSON files and copied files."""
         small = [self.config_text, self.sidecar_text, self.index_text or ""]
-        return (sum(p.size for p in self.plans) + sum(len(t.encode()) for t in small)
+        return (sum(p.size for p in self.plans if p.written) + sum(len(t.encode()) for t in small)
                 + sum((self.info.base_dir / f).stat().st_size for f in self.info.other_files))
 
 
-def check_prune(base_dir: Path, drop_map: DropMap, *, base_repo: str = "", base_revision: str = "") -> PrunePreview:
+def check_prune(base_dir: Path, drop_map: DropMap, *, base_repo: str = "", base_revision: str = "",
+                mtp: str = "refuse") -> PrunePreview:
     """Validate base checkpoint + drop map together and plan the output; InputError listing every problem.
 
     `release check` / `release plan` can call this to report problems and the BF16 size without writing.
+    `mtp`: what to do with a multi-token-prediction block (DeepSeek-V3/GLM-4.5 layer num_hidden_layers,
+    Qwen3-Next `mtp.*`), whose routed experts no drop map covers: "refuse" (default) or "drop" — leave it
+    out, as save_pretrained-based pruners do implicitly; the main model is unaffected, MTP speculative
+    decoding is no longer available.
     """
+    if mtp not in MTP_POLICIES:
+        raise InputError(f"must be one of {', '.join(MTP_POLICIES)}, got {mtp!r}", file="options", field="mtp")
     info = inspect_checkpoint(Path(base_dir))
     problems = check_against_config(drop_map, info.config, info.family, base_repo=base_repo or None)
+    if info.mtp_tensors and mtp == "refuse":
+        first = info.mtp_tensors[0]
+        problems.append(Problem(_shard_of(info, first), first,
+                                f"{len(info.mtp_tensors)} tensors of a multi-token-prediction block with its own "
+                                "routed experts, which the drop map does not cover; prune with mtp='drop' "
+                                "(CLI: --drop-mtp) to leave the MTP block out"))
     if problems:
         raise InputError(problems)
-    plans = plan_checkpoint(info, drop_map)
+    remove = frozenset(info.mtp_tensors) if mtp == "drop" else frozenset()
+    plans = plan_checkpoint(info, drop_map, remove)
     return PrunePreview(
         info=info, drop_map=drop_map, plans=plans,
         config_text=edit_config(info, drop_map.kept_count),
         index_text=edit_index(info, plans) if info.index_text is not None else None,
-        sidecar_text=sidecar_text(info, drop_map, plans, base_repo=base_repo, base_revision=base_revision),
+        sidecar_text=sidecar_text(info, drop_map, plans, base_repo=base_repo, base_revision=base_revision,
+                                  mtp_removed=len(remove)),
     )
+
+
+def _shard_of(info: CheckpointInfo, tensor: str) -> str:
+    return next(s.file for s in info.shards if any(e.name == tensor for e in s.entries))
 
 
 def prune_checkpoint(
@@ -98,6 +118,7 @@ def prune_checkpoint(
     base_revision: str = "",
     progress: Callable[[int, int], None] | None = None,
     durable: bool = True,
+    mtp: str = "refuse",
 ) -> PruneResult:
     """Write `out_dir`: `base_dir` with the experts of `drop_map` removed. InputError before any write.
 
@@ -106,7 +127,7 @@ def prune_checkpoint(
     with empty files (the rename is only atomic for the name, not for the data).
     """
     base_dir, out_dir = Path(base_dir), Path(out_dir)
-    preview = check_prune(base_dir, drop_map, base_repo=base_repo, base_revision=base_revision)
+    preview = check_prune(base_dir, drop_map, base_repo=base_repo, base_revision=base_revision, mtp=mtp)
     info, plans = preview.info, preview.plans
     _check_out_dir(base_dir, out_dir)
     _check_free_space(out_dir, preview.output_bytes)
@@ -122,7 +143,8 @@ def prune_checkpoint(
     copier = RangeCopier(on_bytes)
     with staging_dir(out_dir) as tmp:
         for plan in plans:
-            write_shard(plan, tmp / plan.name, copier, durable=durable)
+            if plan.written:
+                write_shard(plan, tmp / plan.name, copier, durable=durable)
         small = {CONFIG: preview.config_text, SIDECAR: preview.sidecar_text}
         if preview.index_text is not None:
             small[INDEX] = preview.index_text
@@ -138,6 +160,10 @@ def prune_checkpoint(
         progress(0, 0)
 
     files = sorted((p.name, p.stat().st_size) for p in out_dir.iterdir() if p.is_file())
+    skipped = list(info.skipped)
+    if mtp == "drop" and info.mtp_tensors:
+        skipped.append((f"{len(info.mtp_tensors)} MTP tensors", "multi-token-prediction block left out (mtp='drop')"))
+        skipped += [(p.name, "held only MTP tensors") for p in plans if not p.written]
     return PruneResult(
         out_dir=out_dir, files=files,
         tensor_bytes_in=info.tensor_bytes, tensor_bytes_out=copied,
@@ -145,7 +171,7 @@ def prune_checkpoint(
         total_parameters_after=preview.total_parameters_after,
         family=info.family.family, count_key=info.count_key,
         num_experts_before=info.num_experts, num_experts_after=drop_map.kept_count,
-        kept=dict(drop_map.kept), layout=info.layout, skipped=list(info.skipped),
+        kept=dict(drop_map.kept), layout=info.layout, skipped=skipped,
     )
 
 
@@ -222,7 +248,7 @@ def edit_index(info: CheckpointInfo, plans: list[ShardPlan]) -> str:
 
 
 def sidecar_text(info: CheckpointInfo, drop_map: DropMap, plans: list[ShardPlan], *, base_repo: str,
-                 base_revision: str) -> str:
+                 base_revision: str, mtp_removed: int = 0) -> str:
     removed = sum(p.removed_elements for p in plans)
     data = {
         "format": SIDECAR_FORMAT,
@@ -239,6 +265,8 @@ def sidecar_text(info: CheckpointInfo, drop_map: DropMap, plans: list[ShardPlan]
         "parameters": {"source": info.total_parameters, "pruned": info.total_parameters - removed},
         "kept": {str(layer): list(kept) for layer, kept in sorted(drop_map.kept.items())},
     }
+    if mtp_removed:
+        data["mtp"] = {"policy": "drop", "tensors_removed": mtp_removed}
     previous = info.base_dir / SIDECAR
     if previous.is_file():
         # Pruning an already pruned model: `kept` counts in the base's numbering, keep the earlier record.

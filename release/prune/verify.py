@@ -59,14 +59,23 @@ def _compare_with_base(base_dir: Path, out_dir: Path, kept: dict[int, tuple[int,
                        problems: list[str]) -> None:
     base = inspect_checkpoint(base_dir)
     drop_map = DropMap(file=SIDECAR, base="", num_experts=base.num_experts, kept=kept, sha256="")
+    sidecar = json.loads((out_dir / SIDECAR).read_text(encoding="utf-8"))
+    dropped_mtp = isinstance(sidecar.get("mtp"), dict) and sidecar["mtp"].get("policy") == "drop"
+    if base.mtp_tensors and not dropped_mtp:
+        problems.append(f"the base has {len(base.mtp_tensors)} MTP tensors, the sidecar does not record removing them")
+        return
     try:
-        plans = plan_checkpoint(base, drop_map)
+        plans = plan_checkpoint(base, drop_map, frozenset(base.mtp_tensors))
     except KeyError as exc:
         problems.append(f"{SIDECAR}: kept has no entry for MoE layer {exc} of the base")
         return
     n_kept = len(next(iter(kept.values())))
     for plan in plans:
         path = out_dir / plan.name
+        if not plan.written:
+            if path.exists():
+                problems.append(f"{plan.name}: present, but the base shard holds only removed MTP tensors")
+            continue
         size = path.stat().st_size if path.exists() else None
         if size != plan.size:
             problems.append(f"{plan.name}: {size} bytes, pruning the base gives {plan.size}")
