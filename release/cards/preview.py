@@ -28,17 +28,6 @@ _MD = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethr
 _HREF = re.compile(r'(<a\s+href=")([^"]*)(")')
 
 
-def _human(size: Size | None) -> str:
-    """Decimal units like the Hub's file list (small files are not "0.00 GB")."""
-    if size is None or size.bytes is None:
-        return "—"
-    mark = "≈" if size.estimated else ""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size.bytes >= scale:
-            return f"{mark}{size.bytes / scale:.2f} {unit}"
-    return f"{mark}{size.bytes} B"
-
-
 def hub_page(repo: str) -> str:
     return f"hf-{repo.replace('/', '--')}.html"
 
@@ -154,7 +143,6 @@ def build_preview(release: Release, artifacts: ArtifactRegistry, cards_dir: Path
                              undefined=jinja2.StrictUndefined, autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["gb"] = _gb
-    env.filters["human"] = _human
 
     cards: dict[str, dict[str, Any]] = {}
     for kind in card_kinds(release):

@@ -47,10 +47,15 @@ def _pct(value: float | None, digits: int = 1) -> str:
 
 
 def _gb(size: Size | None, digits: int = 2) -> str:
-    """Decimal gigabytes (10^9 bytes), marked ≈ when estimated."""
+    """Decimal units (1 GB = 10^9 bytes), marked ≈ when estimated."""
     if size is None or size.bytes is None:
         return "—"
-    return f"{'≈' if size.estimated else ''}{size.bytes / 1e9:.{digits}f} GB"
+    mark = "≈" if size.estimated else ""
+    # Below 0.1 GB (demo and test models) "0.00 GB" says nothing; switch to decimal MB / kB.
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size.bytes >= scale / 10 or unit == "kB":
+            return f"{mark}{size.bytes / scale:.{digits}f} {unit}"
+    raise AssertionError("unreachable")
 
 
 def _cell(text: Any) -> str:
