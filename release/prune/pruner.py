@@ -90,8 +90,8 @@ def check_prune(base_dir: Path, drop_map: DropMap, *, base_repo: str = "", base_
         first = info.mtp_tensors[0]
         problems.append(Problem(_shard_of(info, first), first,
                                 f"{len(info.mtp_tensors)} tensors of a multi-token-prediction block with its own "
-                                "routed experts, which the drop map does not cover; prune with mtp='drop' "
-                                "(CLI: --drop-mtp) to leave the MTP block out"))
+                                "routed experts, which the drop map does not cover; pruning with mtp='drop' "
+                                "leaves the MTP block out (the main model is unaffected)"))
     if problems:
         raise InputError(problems)
     remove = frozenset(info.mtp_tensors) if mtp == "drop" else frozenset()
