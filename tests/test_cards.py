@@ -350,3 +350,23 @@ def _copy_pipelines(tmp_path: Path) -> Path:
     for name in ("v4", "v3", "v5-coder"):
         shutil.copytree(src / name, dst / name, ignore=shutil.ignore_patterns("base"))
     return dst
+
+
+def test_broken_metadata_is_refused_before_writing(v4, v4_artifacts, tmp_path):
+    """A template edit that breaks the YAML header is caught by huggingface_hub's parser, not by the Hub."""
+    tdir = _templates_with(tmp_path, "gguf.md.j2", "{{ card_data }}", "{{ card_data }}\nlicense: [unclosed")
+    out = tmp_path / "cards-out"
+    with pytest.raises(InputError) as exc:
+        render_cards(v4, v4_artifacts, out, provenance=PROVENANCE, templates_dir=tdir)
+    assert exc.value.problems[0].file == "card:gguf"
+    assert exc.value.problems[0].field.startswith("metadata")
+    assert not out.exists()
+
+
+def test_wrong_relation_in_metadata_is_refused(v4, v4_artifacts, tmp_path):
+    tdir = _templates_with(tmp_path, "nvfp4.md.j2", "{{ card_data }}",
+                           "{{ card_data | replace('base_model_relation: quantized', 'base_model_relation: pruned') }}")
+    with pytest.raises(InputError) as exc:
+        render_card_texts(v4, v4_artifacts, provenance=PROVENANCE, templates_dir=tdir)
+    fields = {p.field for p in exc.value.problems if p.file == "card:nvfp4"}
+    assert "metadata.base_model_relation" in fields
