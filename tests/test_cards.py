@@ -370,3 +370,13 @@ def test_wrong_relation_in_metadata_is_refused(v4, v4_artifacts, tmp_path):
         render_card_texts(v4, v4_artifacts, provenance=PROVENANCE, templates_dir=tdir)
     fields = {p.field for p in exc.value.problems if p.file == "card:nvfp4"}
     assert "metadata.base_model_relation" in fields
+
+
+def test_removed_tier_without_scores_still_listed(tmp_path):
+    pipes = _copy_pipelines(tmp_path)
+    toml = pipes / "v3" / "release.toml"
+    text = toml.read_text().replace('recommended = ["Q4_K_M"]', 'recommended = ["Q4_K_M"]\nremoved = ["Q2_K"]')
+    toml.write_text(text)
+    r = load_release(str(pipes / "v3"))
+    gguf = render_card_texts(r, plan_artifacts(r), provenance=PROVENANCE)["gguf"]
+    assert _row(gguf, "`gemma-4-A4B-98e-v3-Q2_K.gguf`") == ["`gemma-4-A4B-98e-v3-Q2_K.gguf`", "—", "—"]

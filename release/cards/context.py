@@ -225,18 +225,17 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
 
     formats: list[dict[str, Any]] = []
     if d.bf16:
-        formats.append({"kind": "bf16", "label": "BF16", "repo": d.bf16.repo, "url": hub_url(d.bf16.repo),
-                        "size": artifact_size(artifacts.get("bf16")), "runtimes": "transformers, vLLM, SGLang"})
+        formats.append({"kind": "bf16", "repo": d.bf16.repo, "url": hub_url(d.bf16.repo),
+                        "size": artifact_size(artifacts.get("bf16"))})
     if g:
-        formats.append({"kind": "gguf", "label": "GGUF", "repo": g.repo, "url": hub_url(g.repo),
-                        "size": None, "runtimes": "llama.cpp, LM Studio, Ollama",
+        formats.append({"kind": "gguf", "repo": g.repo, "url": hub_url(g.repo), "size": None,
                         "tiers": len(g.tiers), "custom": [t for t in g.tiers if t in g.recipes]})
     if d.nvfp4:
-        formats.append({"kind": "nvfp4", "label": "NVFP4A16", "repo": d.nvfp4.repo, "url": hub_url(d.nvfp4.repo),
-                        "size": _nvfp4_size(release, artifacts), "runtimes": "vLLM"})
+        formats.append({"kind": "nvfp4", "repo": d.nvfp4.repo, "url": hub_url(d.nvfp4.repo),
+                        "size": _nvfp4_size(release, artifacts)})
     if o:
-        formats.append({"kind": "ollama", "label": "Ollama", "repo": o.model, "url": ollama_url(o.model),
-                        "size": None, "runtimes": "Ollama", "tags": list(o.tags)})
+        formats.append({"kind": "ollama", "repo": o.model, "url": ollama_url(o.model), "size": None,
+                        "tags": list(o.tags)})
 
     ollama_tags: list[dict[str, Any]] = []
     if o:
@@ -285,6 +284,11 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
                         "size": Size(int(r.size_gb * 1e9), False) if r.size_gb is not None else Size(None, True),
                         "scores": {b: r.scores.get(b) for b in (pq_benchmarks or list(r.scores))},
                         "reason": r.reason})
+    listed = {r["tier"] for r in removed}
+    for tier in (g.removed if g else []):
+        if tier not in listed:  # named in [gguf] removed, with no measurement in scores.json
+            removed.append({"tier": tier, "file": gguf_filename(g.prefix, tier), "size": Size(None, True),
+                            "scores": {b: None for b in pq_benchmarks}, "reason": ""})
     removed_benchmarks = pq_benchmarks or sorted({b for r in release.scores.removed_tiers for b in r.scores})
 
     siblings = []
