@@ -261,3 +261,24 @@ def test_progress_reports_bytes(base: Path, tmp_path: Path) -> None:
     result = prune_checkpoint(base, drop_map, tmp_path / "out", progress=lambda d, t: seen.append((d, t)))
     assert seen and seen[-1] == (result.tensor_bytes_out, result.tensor_bytes_out)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_write_failure_is_a_work_error(base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk mid-copy is a failure while working (exit 1), and still leaves no output."""
+    import errno
+    import os
+
+    from release.errors import WorkError
+
+    drop_map = _drop_map(base, tmp_path)
+
+    def full(*args: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "copy_file_range", full)
+    monkeypatch.setattr(os, "pwrite", full)
+    out = tmp_path / "out"
+    with pytest.raises(WorkError, match="No space left") as exc:
+        prune_checkpoint(base, drop_map, out)
+    assert exc.value.exit_code == 1
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]

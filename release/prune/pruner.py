@@ -18,7 +18,7 @@ from ..errors import InputError, Problem, WorkError
 from ..fsutil import staging_dir
 from ..spec.dropmap import DropMap, check_against_config
 from .checkpoint import CONFIG, INDEX, SIDECAR, CheckpointInfo, inspect_checkpoint
-from .copy import RangeCopier
+from .copy import RangeCopier, ShortRead
 from .jsontext import dump_object, object_style, replace_value
 from .plan import ShardPlan, plan_checkpoint
 
@@ -184,6 +184,16 @@ def _fsync_path(path: Path) -> None:
 
 
 def write_shard(plan: ShardPlan, path: Path, copier: RangeCopier, *, durable: bool = True) -> None:
+    try:
+        _write_shard(plan, path, copier, durable=durable)
+    except ShortRead as exc:
+        raise InputError(f"ended early while being copied ({exc.strerror}); did it change during the prune?",
+                         file=plan.name, field="data") from exc
+    except OSError as exc:  # disk full, I/O error …: a failure while working, not bad input
+        raise WorkError(f"writing {path.name} from {plan.source.path}: {exc.strerror or exc}") from exc
+
+
+def _write_shard(plan: ShardPlan, path: Path, copier: RangeCopier, *, durable: bool) -> None:
     src_fd = os.open(plan.source.path, os.O_RDONLY)
     try:
         dst_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
