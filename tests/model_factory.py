@@ -225,6 +225,26 @@ def make_checkpoint(
     return out_dir
 
 
+_SHARED: dict[str, Path] = {}
+
+
+def shared_checkpoint(family: str, **kwargs: Any) -> Path:
+    """`make_checkpoint(family, …, **kwargs)` built once per test process and shared: treat it as read-only.
+
+    Tests that modify a checkpoint copy it first (shutil.copytree). The folder is removed at exit.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    key = json.dumps([family, {k: str(v) for k, v in sorted(kwargs.items())}])
+    if key not in _SHARED or not _SHARED[key].exists():
+        root = Path(tempfile.mkdtemp(prefix=f"moe-{family}-"))
+        atexit.register(shutil.rmtree, root, True)
+        _SHARED[key] = make_checkpoint(family, root / "checkpoint", **kwargs)
+    return _SHARED[key]
+
+
 # -- tokenizer + chat template ----------------------------------------------------------------------
 
 CHAT_TEMPLATE = (
