@@ -149,3 +149,12 @@ def test_preview_in_headless_chromium(v4_preview, tmp_path):
                         (v4_preview / "index.html").as_uri())
     assert run.returncode == 0, run.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_preview_needs_rendered_cards(tmp_path):
+    from release.errors import InputError
+
+    release = load_release("v4")
+    with pytest.raises(InputError, match="not rendered yet"):
+        build_preview(release, plan_artifacts(release), tmp_path / "cards", tmp_path / "preview")
+    assert not (tmp_path / "preview").exists()

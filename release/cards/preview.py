@@ -18,6 +18,7 @@ import jinja2
 import yaml
 from markdown_it import MarkdownIt
 
+from ..errors import InputError
 from ..fsutil import staging_dir
 from ..manifest import ArtifactRegistry
 from ..spec.load import Release
@@ -146,7 +147,10 @@ def build_preview(release: Release, artifacts: ArtifactRegistry, cards_dir: Path
 
     cards: dict[str, dict[str, Any]] = {}
     for kind in card_kinds(release):
-        text = (cards_dir / kind / "README.md").read_text(encoding="utf-8")
+        path = cards_dir / kind / "README.md"
+        if not path.is_file():
+            raise InputError("card not rendered yet (run `release cards` first)", file=str(path))
+        text = path.read_text(encoding="utf-8")
         meta, body = split_front_matter(text)
         cards[kind] = {"meta": meta, "html": markdown_to_html(body, urls)}
 
