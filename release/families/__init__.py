@@ -10,6 +10,10 @@ Tensor actions:
                ones 0..n-1 in ascending original order.
 Tensors matching no rule are copied unchanged (dense MLPs, shared experts, attention, norms …).
 
+Optional `mtp = { pattern = …, min_layer_key = … }` names the multi-token-prediction block, whose own
+routed experts no drop map covers (the pruner refuses it or, on request, leaves it out). With
+`min_layer_key`, the pattern's `layer` group must be ≥ config[min_layer_key] (DeepSeek-V3 layer 61).
+
 moe_layers rules:
 - `all`            — every layer (optionally only if `enabled_key` is true when present)
 - `first_k_dense`  — layers ≥ config[`key`] (DeepSeek-V3, GLM-4.5)
