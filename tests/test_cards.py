@@ -380,3 +380,11 @@ def test_removed_tier_without_scores_still_listed(tmp_path):
     r = load_release(str(pipes / "v3"))
     gguf = render_card_texts(r, plan_artifacts(r), provenance=PROVENANCE)["gguf"]
     assert _row(gguf, "`gemma-4-A4B-98e-v3-Q2_K.gguf`") == ["`gemma-4-A4B-98e-v3-Q2_K.gguf`", "—", "—"]
+
+
+def test_nvfp4_parallel_sizes_from_config(v4, v4_artifacts, v4_cards):
+    nv = build_context(v4, v4_artifacts, PROVENANCE)["nvfp4"]
+    # widths 704 (experts) and 2112 (dense MLP): 704/8 = 88 is not a multiple of 16
+    assert nv["tp_sizes"] == [1, 2, 4]
+    assert nv["ep_sizes"] == [2, 7, 14]  # divisors of the 98 kept experts
+    assert "- Tensor parallelism: 1, 2, 4 GPUs (8 does not fit" in v4_cards["nvfp4"]

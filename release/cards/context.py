@@ -353,7 +353,8 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
             "removed": list(g.removed),
         },
         "nvfp4": None if d.nvfp4 is None else {
-            **d.nvfp4.model_dump(), "url": hub_url(d.nvfp4.repo), "size": _nvfp4_size(release, artifacts)},
+            **d.nvfp4.model_dump(), "url": hub_url(d.nvfp4.repo), "size": _nvfp4_size(release, artifacts),
+            **_parallel_sizes(release)},
         "bf16": None if d.bf16 is None else {
             "repo": d.bf16.repo, "url": hub_url(d.bf16.repo), "size": artifact_size(artifacts.get("bf16"))},
         "ollama": None if o is None else {
@@ -365,6 +366,20 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
         "extra": dict(d.cards.extra),
         "provenance": normalise_provenance(release, provenance),
     }
+
+
+NVFP4_GROUP = 16  # values sharing one FP8 scale
+
+
+def _parallel_sizes(release: Release) -> dict[str, list[int]]:
+    """Tensor-parallel sizes whose per-rank slices of every row-parallel input stay whole NVFP4 groups,
+    and expert-parallel sizes that divide the kept expert count (vLLM's EPLB requires it)."""
+    cfg = release.family.text_config(release.base_config)
+    widths = [int(cfg[k]) for k in ("moe_intermediate_size", "intermediate_size") if isinstance(cfg.get(k), int)]
+    tp = [n for n in (1, 2, 4, 8) if all(w % n == 0 and (w // n) % NVFP4_GROUP == 0 for w in widths)]
+    kept = release.drop_map.kept_count
+    ep = [n for n in range(2, 17) if kept % n == 0]
+    return {"tp_sizes": tp, "ep_sizes": ep}
 
 
 def _read(release: Release, rel: str) -> str:
