@@ -55,15 +55,19 @@ def kept_runs(kept: tuple[int, ...]) -> list[tuple[int, int]]:
     return runs
 
 
+def renumbering(drop_map: DropMap) -> dict[int, dict[int, int]]:
+    """layer → {old expert index: new index} (per-expert layouts can have ~10^5 tensors to look up)."""
+    return {layer: {j: i for i, j in enumerate(keep)} for layer, keep in drop_map.kept.items()}
+
+
 def plan_shard(info: CheckpointInfo, shard: ShardHeader, drop_map: DropMap,
-               remove: frozenset[str] = frozenset()) -> ShardPlan:
+               remove: frozenset[str] = frozenset(), renumber: dict[int, dict[int, int]] | None = None) -> ShardPlan:
     """The output of one shard; tensors named in `remove` are left out entirely (MTP block on request)."""
     plan = ShardPlan(shard)
     pieces: list[tuple[int, int]] = []  # (src offset relative to data, length), in output order
     position = 0
     n_experts = info.num_experts
-    # old expert index → new index, per layer (per-expert layouts can have ~10^5 tensors)
-    renumber = {layer: {j: i for i, j in enumerate(keep)} for layer, keep in drop_map.kept.items()}
+    renumber = renumber if renumber is not None else renumbering(drop_map)
     for e in shard.entries:
         if e.name in remove:
             plan.dropped.append(e.name)
@@ -109,4 +113,5 @@ def plan_shard(info: CheckpointInfo, shard: ShardHeader, drop_map: DropMap,
 
 
 def plan_checkpoint(info: CheckpointInfo, drop_map: DropMap, remove: frozenset[str] = frozenset()) -> list[ShardPlan]:
-    return [plan_shard(info, shard, drop_map, remove) for shard in info.shards]
+    renumber = renumbering(drop_map)
+    return [plan_shard(info, shard, drop_map, remove, renumber) for shard in info.shards]
