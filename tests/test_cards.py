@@ -388,3 +388,17 @@ def test_nvfp4_parallel_sizes_from_config(v4, v4_artifacts, v4_cards):
     assert nv["tp_sizes"] == [1, 2, 4]
     assert nv["ep_sizes"] == [2, 7, 14]  # divisors of the 98 kept experts
     assert "- Tensor parallelism: 1, 2, 4 GPUs (8 does not fit" in v4_cards["nvfp4"]
+
+
+def test_split_tier_links_folder_and_downloads_it(v4):
+    reg = plan_artifacts(v4)
+    planned = reg["gguf:Q4_K_M"]
+    shards = [f"gemma-4-A4B-98e-v4-Q4_K_M/gemma-4-A4B-98e-v4-Q4_K_M-0000{i}-of-00002.gguf" for i in (1, 2)]
+    reg.add(Artifact(id="gguf:Q4_K_M", kind="gguf", status="built", root="gguf",
+                     files=[FileEntry(p, 7_000_000_000, "2" * 64) for p in shards],
+                     recipe=planned.recipe, destination=planned.destination, facts={"bpw": 5.3}))
+    gguf = render_card_texts(v4, reg, provenance=PROVENANCE)["gguf"]  # link check passes: folder is known
+    url = "https://huggingface.co/ManniX-ITA/gemma-4-A4B-98e-v4-it-GGUF/tree/main/gemma-4-A4B-98e-v4-Q4_K_M"
+    assert _row(gguf, "Q4_K_M ★")[1] == f"[gemma-4-A4B-98e-v4-Q4_K_M]({url})"
+    assert _row(gguf, "Q4_K_M ★")[3] == "14.00 GB"
+    assert '--include "gemma-4-A4B-98e-v4-Q4_K_M/*"' in gguf

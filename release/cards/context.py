@@ -97,6 +97,7 @@ class QuantRow:
     recommended: bool
     baseline: bool
     custom: bool  # a CD-* recipe of this release
+    split: bool = False  # published as gguf-split shards in a folder named `file`
     ollama_tags: list[str] = field(default_factory=list)
     scores: dict[str, float | None] = field(default_factory=dict)
 
@@ -199,7 +200,7 @@ def quant_rows(release: Release, artifacts: ArtifactRegistry, params: int | None
             tier=tier, file=file, url=url, ftype=_gguf_ftype(a, tier), size=size,
             bpw=float(bpw) if bpw is not None else None, bpw_estimated=bpw_estimated or size.estimated,
             note=note, recommended=tier in g.recommended, baseline=baseline, custom=tier in g.recipes,
-            ollama_tags=tags_by_tier.get(tier, []), scores=dict(pq.get(tier, {}))))
+            ollama_tags=tags_by_tier.get(tier, []), scores=dict(pq.get(tier, {})), split=split))
     return rows
 
 
@@ -343,7 +344,8 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
             "ollama_files": [] if ollama_files is None else [
                 {"file": f.path, "url": hub_url(g.repo, f.path)} for f in ollama_files.files],
             "quick_tier": gguf_tier,
-            "quick_file": by_tier[gguf_tier].file if gguf_tier in by_tier else "",
+            "quick_file": (f"{by_tier[gguf_tier].file}/*" if by_tier[gguf_tier].split else by_tier[gguf_tier].file)
+            if gguf_tier in by_tier else "",
             "split_size_gb": g.split_size_gb,
             # Measured facts of built tiers: the quantizer used, and types llama.cpp silently swapped.
             "llama_cpp": next((a.recipe["llama_cpp"] for a in artifacts.of_kind("gguf")
