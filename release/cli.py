@@ -180,12 +180,15 @@ def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, max_memory: f
 @click.option("--force", is_flag=True, help="Rebuild every selected artifact.")
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True, help="Parallel build jobs.")
 @click.option("--max-memory", type=float, default=None, help="Memory budget for parallel jobs, in GB.")
+@click.option("--via-ollama-cli", is_flag=True,
+              help="Push Ollama tags with the installed `ollama` binary (create + push), then verify by reading back.")
 @click.option("--no-git-tag", is_flag=True, help="Don't tag release/NAME in the pipelines repo.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @handle_errors
 def publish(name: str, dist: Path, dry_run: bool, only: tuple[str, ...], local: bool, hub_endpoint: str | None,
             ollama_registry: str | None, artifacts_dir: Path | None, prune_remote: bool, from_kind: str | None,
-            force: bool, jobs: int, max_memory: float | None, no_git_tag: bool, as_json: bool) -> None:
+            force: bool, jobs: int, max_memory: float | None, via_ollama_cli: bool, no_git_tag: bool,
+            as_json: bool) -> None:
     """Run the whole release: build what changed, verify, publish to the Hub and the registry, tag.
 
     Idempotent: a rerun with nothing changed sends nothing and makes no commit.
@@ -193,11 +196,15 @@ def publish(name: str, dist: Path, dry_run: bool, only: tuple[str, ...], local: 
     from .flow import import_artifacts, run_publish
     from .local import local_targets
 
+    if prune_remote and only:
+        # Pruning deletes every remote file no given artifact provides: with a subset it would delete the rest.
+        raise InputError("--prune-remote needs the whole release; drop --only", file="--prune-remote")
     release = load_release(name)
     for w in release.warnings:
         err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     options = Options(dist_root=dist, only=parse_only(only), dry_run=dry_run, hub_endpoint=hub_endpoint,
                       ollama_registry=ollama_registry, prune_remote=prune_remote, force=force, jobs=jobs,
+                      via_ollama_cli=via_ollama_cli,
                       max_memory=int(max_memory * 1e9) if max_memory else None)
     ctx = Context(release, options, console=err)
     if from_kind:

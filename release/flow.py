@@ -108,7 +108,7 @@ def _publish_hub(ctx: Context, summary: PublishSummary) -> None:
     from .publish.hub import HubPublisher
 
     hub_artifacts = [a for a in ctx.artifacts if a.destination is not None and a.destination.kind == "hub"
-                     and a.status == "built"]
+                     and a.status in ("built", "published")]
     if not hub_artifacts:
         return
     from huggingface_hub.utils import disable_progress_bars
@@ -141,39 +141,43 @@ def _publish_hub(ctx: Context, summary: PublishSummary) -> None:
         summary.notes.extend(result.notes)
 
 
-def _registry_client(ctx: Context):  # type: ignore[no-untyped-def]
-    from .ollama.registry import RegistryClient
-
-    o = ctx.release.definition.ollama
-    assert o is not None
-    url = ctx.options.ollama_registry or o.registry
-    key = os.environ.get("OLLAMA_KEY") or None
-    return RegistryClient(url, insecure=o.insecure, key_path=key)
-
-
 def _publish_ollama(ctx: Context, summary: PublishSummary) -> None:
     from .ollama.build import load_builds
-    from .ollama.registry import plan_tags, push_tags
+    from .ollama.cli_path import CliResult
+    from .ollama.publish import plan_ollama, publish_ollama
 
     o = ctx.release.definition.ollama
     if o is None:
         return
-    _, latest, builds = load_builds(ctx.dist / "ollama")
-    client = _registry_client(ctx)
+    out_dir = ctx.dist / "ollama"
+    registry = ctx.options.ollama_registry or o.registry
     redact = Redactor([os.environ.get("OLLAMA_KEY")])
     try:
         if ctx.options.dry_run:
-            for entry in plan_tags(client, o.model, builds, latest):
-                if entry.kind == "manifest":
-                    summary.tags.append(TagSummary(ref=f"{o.model}:{entry.ref}", manifest=f"planned {entry.action}"))
+            for aid, files in plan_ollama(out_dir, registry=registry, insecure=o.insecure).items():
+                if aid in ctx.artifacts:
+                    ctx.artifacts[aid].remote = files
+                manifest = next((f.action for f in files if f.path.startswith("manifests/")), "")
+                blobs = [f for f in files if f.path.startswith("blobs/")]
+                summary.tags.append(TagSummary(
+                    ref=f"{o.model}:{aid.split(':', 1)[1]}", manifest=f"planned {manifest}",
+                    sent_blobs=sum(f.action == "upload" for f in blobs),
+                    sent_bytes=sum(f.size for f in blobs if f.action == "upload"),
+                    unchanged_blobs=sum(f.action == "unchanged" for f in blobs)))
             return
-        result = push_tags(client, o.model, builds, latest, on_progress=ctx.say)
+        result = publish_ollama(out_dir, registry=registry, insecure=o.insecure,
+                                via_cli=ctx.options.via_ollama_cli, on_progress=ctx.say)
     except (RemoteError, InputError):
         raise
     except OSError as exc:
-        raise RemoteError(redact(f"registry {client.host}: {exc}")) from exc
-    finally:
-        client.close()
+        raise RemoteError(redact(f"registry {registry}: {exc}")) from exc
+    _, _, builds = load_builds(out_dir)
+    if isinstance(result, CliResult):
+        summary.notes.append(f"pushed with the ollama CLI ({len(result.commands)} commands) and verified by "
+                             "reading the manifests back")
+        summary.tags += [TagSummary(ref=f"{o.model}:{b.tag}", digest=b.manifest_digest, manifest="put")
+                         for b in builds]
+        return
     # Each blob is counted once, under the first tag (in push order) that references it.
     counted: set[str] = set()
     for ref, dig in result.digests.items():

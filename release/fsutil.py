@@ -45,6 +45,9 @@ def staging_dir(final: Path) -> Iterator[Path]:
     On any exception the temporary folder is removed and `final` is left as it was.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
+    # A killed run (SIGKILL skips the cleanup below) leaves its partial folder; it is ours to remove.
+    for stale in final.parent.glob(f".{final.name}.*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     umask = os.umask(0)
     os.umask(umask)

@@ -54,6 +54,7 @@ class Options:
     ollama_registry: str | None = None
     dry_run: bool = False
     prune_remote: bool = False
+    via_ollama_cli: bool = False
     quiet: bool = False
 
     def selects(self, kind: str, artifact_id: str | None = None) -> bool:
