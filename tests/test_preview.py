@@ -158,3 +158,22 @@ def test_preview_needs_rendered_cards(tmp_path):
     with pytest.raises(InputError, match="not rendered yet"):
         build_preview(release, plan_artifacts(release), tmp_path / "cards", tmp_path / "preview")
     assert not (tmp_path / "preview").exists()
+
+
+def test_split_folder_links_resolve(tmp_path):
+    from release.manifest import Artifact, FileEntry
+
+    release = load_release("v4")
+    reg = plan_artifacts(release)
+    planned = reg["gguf:Q6_K"]
+    shards = [f"gemma-4-A4B-98e-v4-Q6_K/gemma-4-A4B-98e-v4-Q6_K-0000{i}-of-00002.gguf" for i in (1, 2)]
+    reg.add(Artifact(id="gguf:Q6_K", kind="gguf", status="built", root="gguf",
+                     files=[FileEntry(p, 9_000_000_000, "3" * 64) for p in shards],
+                     recipe=planned.recipe, destination=planned.destination, facts={"bpw": 7.0}))
+    render_cards(release, reg, tmp_path / "cards", provenance=PROVENANCE)
+    out = build_preview(release, reg, tmp_path / "cards", tmp_path / "preview").parent
+    pages = {p.name: parse(p.read_text()) for p in out.glob("*.html")}
+    assert internal_link_problems(pages) == []
+    gguf = pages["hf-ManniX-ITA--gemma-4-A4B-98e-v4-it-GGUF.html"]
+    assert "hf-ManniX-ITA--gemma-4-A4B-98e-v4-it-GGUF.html#file-gemma-4-a4b-98e-v4-q6-k" in gguf.hrefs
+    assert "file-gemma-4-a4b-98e-v4-q6-k" in gguf.ids
