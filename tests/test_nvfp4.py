@@ -334,3 +334,14 @@ def test_refuses_quantized_source_and_unknown_format(gemma4: tuple[Path, Path], 
     with pytest.raises(NotAvailable):
         quantize_checkpoint(gemma4[0], tmp_path / "x", fmt="modelopt")
     assert not (tmp_path / "again").exists() and not (tmp_path / "x").exists()
+
+
+def test_refuses_f16_weights_and_output_inside_source(tmp_path: Path) -> None:
+    src = make_checkpoint("qwen3_moe", tmp_path / "src", dtype=torch.float16, with_tokenizer=False)
+    with pytest.raises(InputError) as err:
+        quantize_checkpoint(src, tmp_path / "out")
+    assert "F16" in err.value.problems[0].message and err.value.problems[0].field.endswith(".weight")
+    for bad in (src, src / "nvfp4"):
+        with pytest.raises(InputError):
+            quantize_checkpoint(src, bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"] and not (src / "nvfp4").exists()

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from ..prune.checkpoint import CONFIG, INDEX, inspect_checkpoint
+from ..prune.checkpoint import CONFIG, INDEX, WEIGHT_SUFFIXES, inspect_checkpoint
 from ..prune.safetensors_header import TensorEntry, encode_header, read_header
 from .layout import DTYPE_BYTES, OutTensor, Plan, QuantGroup, SrcTensor
 
@@ -46,12 +46,13 @@ def open_source(src_dir: Path) -> Source:
             tensors.append(SrcTensor(e.name, e.dtype, e.shape, shard.file, shard.data_start + e.begin,
                                      len(tensors)))
     handled = {CONFIG, INDEX, *(s.file for s in info.shards)}
+    # other weight formats (.bin, .gguf …) would be stale next to the quantized shards
     others = sorted(p.name for p in info.base_dir.iterdir()
-                    if p.is_file() and p.name not in handled and not p.name.endswith(".safetensors"))
+                    if p.is_file() and p.name not in handled and not p.name.endswith(WEIGHT_SUFFIXES))
     return Source(info.base_dir, info.config, tensors, others)
 
 
-def read_2d(fd: int, offset: int, dtype: str, rows: int, cols: int) -> torch.Tensor:
+def read_2d(fd: int, offset: int, dtype: str, rows: int, cols: int, *, file: str = "") -> torch.Tensor:
     """rows × cols elements at `offset`, read with pread into a fresh tensor (no mmap: RSS stays the
     size of what we hold, not of what the page cache touched)."""
     buf = torch.empty(rows * cols * DTYPE_BYTES[dtype], dtype=torch.uint8)
@@ -60,7 +61,7 @@ def read_2d(fd: int, offset: int, dtype: str, rows: int, cols: int) -> torch.Ten
     while done < len(view):
         n = os.preadv(fd, [view[done:]], offset + done)
         if n == 0:
-            raise InputError(f"ends before byte {offset + len(view)} promised by its header", file=str(fd))
+            raise InputError(f"ends before byte {offset + len(view)} promised by its header", file=file)
         done += n
     return buf.view(TORCH_DTYPES[dtype]).reshape(rows, cols)
 
