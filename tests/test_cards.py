@@ -402,3 +402,18 @@ def test_split_tier_links_folder_and_downloads_it(v4):
     assert _row(gguf, "Q4_K_M ★")[1] == f"[gemma-4-A4B-98e-v4-Q4_K_M]({url})"
     assert _row(gguf, "Q4_K_M ★")[3] == "14.00 GB"
     assert '--include "gemma-4-A4B-98e-v4-Q4_K_M/*"' in gguf
+
+
+def test_measured_parameters_replace_estimates(v4):
+    reg = plan_artifacts(v4)
+    planned = reg["bf16"]
+    reg.add(Artifact(id="bf16", kind="bf16", status="built", root="bf16",
+                     files=[FileEntry("model-00001-of-00001.safetensors", 41_600_000_000, "4" * 64)],
+                     recipe=planned.recipe, destination=planned.destination,
+                     facts={"parameters_before": 26_220_000_000, "parameters": 20_820_000_000}))
+    cards = render_card_texts(v4, reg, provenance=PROVENANCE)
+    assert _row(cards["bf16"], "Total parameters")[1] == "26.2B"
+    assert _row(cards["bf16"], "Total parameters")[-1] == "20.8B"  # counted, so no "≈"
+    assert "Parameter counts are those of the checkpoint's tensors" in cards["bf16"]
+    assert cards["ollama"].splitlines()[2].startswith("20.8B parameters · 98 experts per MoE layer")
+    assert _row(cards["gguf"], "BF16")[-1] == "41.60 GB"

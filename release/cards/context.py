@@ -117,11 +117,20 @@ def _params_h(n: int | None) -> str:
     return f"{n / 1e3:.1f}K"
 
 
-def release_summary(release: Release) -> dict[str, Any]:
-    """The facts of a release needed on its own cards and on its siblings' cards."""
+def release_summary(release: Release, artifacts: ArtifactRegistry | None = None) -> dict[str, Any]:
+    """The facts of a release needed on its own cards and on its siblings' cards.
+
+    Parameter counts are estimates from the config until the BF16 checkpoint is built; then they are
+    the pruner's counts of the tensors it read and wrote.
+    """
     d = release.definition
     dm = release.drop_map
     c = census(release)
+    bf16 = artifacts.get("bf16") if artifacts is not None else None
+    measured = bf16 is not None and bf16.status != "planned" and bool(bf16.facts.get("parameters"))
+    params_before = int(bf16.facts.get("parameters_before") or c.base_total or 0) if measured else c.base_total
+    params_after = int(bf16.facts["parameters"]) if measured else c.pruned_total
+    params_removed = (params_before - params_after) if measured and params_before else c.removed
     experts_before = dm.num_experts
     kept = dm.kept_count
     dropped = experts_before - kept
@@ -146,13 +155,13 @@ def release_summary(release: Release) -> dict[str, Any]:
         "capacity_removed_pct": 100.0 * dropped / experts_before if experts_before else 0.0,
         "moe_layers": len(dm.kept),
         "top_k": top_k,
-        "params_before": c.base_total,
-        "params_after": c.pruned_total,
-        "params_before_h": _params_h(c.base_total),
-        "params_after_h": _params_h(c.pruned_total),
-        "params_removed": c.removed,
-        "params_removed_h": _params_h(c.removed),
-        "params_estimated": True,  # from the config and the declared base count, not counted tensors
+        "params_before": params_before,
+        "params_after": params_after,
+        "params_before_h": _params_h(params_before),
+        "params_after_h": _params_h(params_after),
+        "params_removed": params_removed,
+        "params_removed_h": _params_h(params_removed),
+        "params_estimated": not measured,
         "repos": repos,
         "home_url": hub_url(home) if home else "",
         "repo_urls": {k: hub_url(r) for k, r in repos.items()},
@@ -218,7 +227,7 @@ def _nvfp4_size(release: Release, artifacts: ArtifactRegistry) -> Size:
 def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dict[str, Any]) -> dict[str, Any]:
     """The context every card template is rendered with (the same for every card of a release)."""
     d = release.definition
-    me = release_summary(release)
+    me = release_summary(release, artifacts)
     g = d.gguf
     o = d.ollama
     quants = quant_rows(release, artifacts, me["params_after"])
