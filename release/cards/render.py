@@ -15,7 +15,7 @@ import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..errors import InputError, Problem
-from ..fsutil import atomic_write_text, sha256_bytes
+from ..fsutil import sha256_bytes, staging_dir
 from ..manifest import Artifact, ArtifactRegistry, Destination, FileEntry
 from ..spec.load import PROJECT_ROOT, Release
 from .context import CARD_KINDS, Size, build_context, slug
@@ -192,7 +192,8 @@ def render_card_texts(release: Release, artifacts: ArtifactRegistry, *, provenan
 
 def render_cards(release: Release, artifacts: ArtifactRegistry, out_dir: Path, *, provenance: dict[str, Any],
                  templates_dir: Path = TEMPLATES_DIR) -> list[Artifact]:
-    """Render, check and write every card to `out_dir/<kind>/README.md` (out_dir = dist/<name>/cards).
+    """Render, check and write every card to `out_dir/<kind>/README.md` (out_dir = dist/<name>/cards,
+    replaced as a whole when every card is written).
 
     Returns the built `card:<kind>` artifacts (also added to `artifacts`). Raises InputError (template,
     metadata) or CardLinkError before writing anything.
@@ -200,9 +201,12 @@ def render_cards(release: Release, artifacts: ArtifactRegistry, out_dir: Path, *
     texts = render_card_texts(release, artifacts, provenance=provenance, templates_dir=templates_dir)
     d = release.definition
     built: list[Artifact] = []
+    # All cards or none: they cross-link, so a half-updated set would disagree with itself.
+    with staging_dir(out_dir) as tmp:
+        for kind, text in texts.items():
+            (tmp / kind).mkdir()
+            (tmp / kind / "README.md").write_text(text, encoding="utf-8")
     for kind, text in texts.items():
-        path = out_dir / kind / "README.md"
-        atomic_write_text(path, text)
         data = text.encode("utf-8")
         planned = artifacts.get(f"card:{kind}")
         if planned is not None and planned.destination is not None:
