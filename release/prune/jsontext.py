@@ -20,15 +20,18 @@ def _skip_ws(text: str, i: int) -> int:
     return i
 
 
-def _object_members(text: str, i: int) -> list[tuple[str, int, int, int]]:
-    """Members of the object starting at text[i] == '{': (key, key_start, value_start, value_end)."""
+def _object_members(text: str, i: int, *, limit: int | None = None) -> list[tuple[str, int, int, int]]:
+    """Members of the object starting at text[i] == '{': (key, key_start, value_start, value_end).
+
+    `limit` stops after that many members (finding the first one of a 10^5-member object is cheap).
+    """
     if text[i] != "{":
         raise ValueError(f"expected an object at offset {i}")
     out: list[tuple[str, int, int, int]] = []
     i = _skip_ws(text, i + 1)
     if text[i] == "}":
         return out
-    while True:
+    while limit is None or len(out) < limit:
         key_start = i
         key, i = _decoder.raw_decode(text, i)
         i = _skip_ws(text, i)
@@ -43,18 +46,21 @@ def _object_members(text: str, i: int) -> list[tuple[str, int, int, int]]:
         if text[i] != ",":
             raise ValueError(f"expected ',' or '}}' at offset {i}")
         i = _skip_ws(text, i + 1)
+    return out
 
 
-def value_span(text: str, path: Sequence[str]) -> tuple[int, int]:
+def value_span(text: str, path: Sequence[str], *, first_member: bool = False) -> tuple[int, int]:
     """(start, end) of the value at `path` (object keys from the top); KeyError if absent.
 
-    With duplicate keys the last one wins, as in `json.loads`.
+    With duplicate keys the last one wins, as in `json.loads`. `first_member` looks only at the first
+    member of each object (safetensors headers put `__metadata__` first; scanning 10^5 entries for it
+    would dominate the header read).
     """
     start = _skip_ws(text, 0)
     end = len(text.rstrip(_WS))
     for key in path:
         found = None
-        for k, _ks, vs, ve in _object_members(text, start):
+        for k, _ks, vs, ve in _object_members(text, start, limit=1 if first_member else None):
             if k == key:
                 found = (vs, ve)
         if found is None:
@@ -74,16 +80,18 @@ def object_style(text: str, path: Sequence[str]) -> tuple[str, str, str]:
     Used to write a rebuilt object in the same style as the one it replaces (e.g. indent=2 index files).
     """
     start, end = value_span(text, path)
-    members = _object_members(text, start)
+    members = _object_members(text, start, limit=1)
     if not members:
         return "", ": ", ""
     key, ks, vs, _ve = members[0]
     lead = text[start + 1:ks]
     colon = text[ks + len(json.dumps(key, ensure_ascii=False)):vs]
-    if colon.strip() != ":":  # key spelled with escapes: fall back to measuring from the value side
+    if colon.strip() != ":":  # key spelled with escapes: fall back to the common spelling
         colon = ": "
-    close = text[members[-1][3]:end - 1]
-    return lead, colon, close
+    close_start = end - 1  # the whitespace between the last value and '}'
+    while close_start > start and text[close_start - 1] in _WS:
+        close_start -= 1
+    return lead, colon, text[close_start:end - 1]
 
 
 def dump_object(items: Sequence[tuple[str, object]], style: tuple[str, str, str], *,

@@ -110,7 +110,10 @@ def read_header(path: Path, file: str | None = None) -> ShardHeader:
         if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
             problems.add(file, "__metadata__", "must be an object of strings")
         else:
-            start, end = value_span(text, ("__metadata__",))
+            try:
+                start, end = value_span(text, ("__metadata__",), first_member=True)
+            except KeyError:  # not first (another writer): find it the slow way
+                start, end = value_span(text, ("__metadata__",))
             metadata_json = text[start:end]
 
     entries: list[TensorEntry] = []
@@ -180,9 +183,11 @@ def encode_header(entries: list[TensorEntry], metadata_json: str | None) -> byte
     if metadata_json is not None:
         parts.append('"__metadata__":' + metadata_json)
     for e in entries:
-        body = json.dumps({"dtype": e.dtype, "shape": list(e.shape), "data_offsets": [e.begin, e.end]},
-                          separators=(",", ":"), ensure_ascii=False)
-        parts.append(json.dumps(e.name, ensure_ascii=False) + ":" + body)
+        # Formatted by hand (dtype is one of DTYPE_BITS' plain names): json.dumps per entry dominated
+        # planning for checkpoints with 10^5 per-expert tensors. Same bytes as compact json.dumps.
+        shape = ",".join(str(d) for d in e.shape)
+        parts.append(f'{json.dumps(e.name, ensure_ascii=False)}:{{"dtype":"{e.dtype}","shape":[{shape}],'
+                     f'"data_offsets":[{e.begin},{e.end}]}}')
     raw = ("{" + ",".join(parts) + "}").encode("utf-8")
     # Pad so the data section starts 8-aligned, as the safetensors writer does.
     raw += b" " * (-len(raw) % 8)
