@@ -1,0 +1,13 @@
+"""GGUF repo of a release, made with llama.cpp's own converter and quantizer (llama-cpp-python 0.3.36).
+
+Public interface (modules are imported lazily: `release.spec` needs only `tiers`):
+  build.build_gguf(release, pruned_dir, out_dir, *, only, jobs, max_memory, work_dir, progress, log, root)
+      -> list[Artifact]                       the build step (gguf:<BASELINE>, gguf:<TIER>, gguf:imatrix,
+                                              gguf:ollama-files)
+  checks.recipe_problems(release) -> list[Problem]   check-time rules (InputError material)
+  checks.recipe_warnings(release) -> list[str]       type fallbacks a recipe will hit
+  inspect.file_facts(paths, ...) -> dict             histogram, bpw, fallbacks, metadata checks of a file
+  runtime.Runner(path)                               libllama forward pass (smoke tests, verify gate)
+  imatrix.compute_imatrix / load_imatrix             importance matrix in llama-imatrix's GGUF format
+  ../toolchain.py: doctor(), ensure_toolchain(), install()
+"""
