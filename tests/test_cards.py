@@ -417,3 +417,14 @@ def test_measured_parameters_replace_estimates(v4):
     assert "Parameter counts are those of the checkpoint's tensors" in cards["bf16"]
     assert cards["ollama"].splitlines()[2].startswith("20.8B parameters · 98 experts per MoE layer")
     assert _row(cards["gguf"], "BF16")[-1] == "41.60 GB"
+
+
+def test_license_other_needs_name_and_link(tmp_path):
+    pipes = _copy_pipelines(tmp_path)
+    toml = pipes / "v3" / "release.toml"
+    toml.write_text(toml.read_text().replace('license = "apache-2.0"', 'license = "other"'))
+    r = load_release(str(pipes / "v3"))
+    with pytest.raises(InputError) as exc:
+        render_card_texts(r, plan_artifacts(r), provenance=PROVENANCE)
+    assert {(p.file, p.field) for p in exc.value.problems} == {
+        ("card:bf16", "metadata.license"), ("card:gguf", "metadata.license")}

@@ -140,6 +140,10 @@ def check_metadata(card_name: str, text: str, expected: ModelCardData) -> list[P
     for key in ("license", "base_model", "base_model_relation", "pipeline_tag", "tags"):
         if got.get(key) != want.get(key):
             problems.append(Problem(card_name, f"metadata.{key}", f"{got.get(key)!r} != {want.get(key)!r}"))
+    if got.get("license") == "other" and not (got.get("license_name") and got.get("license_link")):
+        # The Hub shows "other" as an unnamed license unless both are given.
+        problems.append(Problem(card_name, "metadata.license",
+                                "license 'other' needs release.license_name and release.license_link"))
     if got.get("base_model_relation") not in RELATIONS:
         problems.append(Problem(card_name, "metadata.base_model_relation",
                                 f"must be one of {', '.join(RELATIONS)}"))
