@@ -145,9 +145,12 @@ def _print_plan(ctx: Context) -> None:
 @click.option("--max-memory", type=float, default=None, help="Memory budget for parallel jobs, in GB.")
 @click.option("--force", is_flag=True, help="Rebuild even when inputs are unchanged.")
 @click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL for downloading the base.")
+@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also copy just the selected artifacts (with their manifest) to EXPORT/NAME/, for a CI "
+                   "matrix job to upload and `release publish --artifacts` to adopt.")
 @handle_errors
 def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, max_memory: float | None, force: bool,
-          hub_endpoint: str | None) -> None:
+          hub_endpoint: str | None, export_dir: Path | None) -> None:
     """Prune, build the artifacts, render cards, and write the manifest.
 
     Finished artifacts whose inputs are unchanged are restored from dist/NAME/state.json, not rebuilt.
@@ -159,6 +162,11 @@ def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, max_memory: f
     built = run_build(ctx)
     _print_plan(ctx)
     err.print(f"built: {', '.join(built) or 'nothing (everything up to date)'}")
+    if export_dir is not None:
+        from .flow import export_artifacts
+
+        target = export_artifacts(ctx, export_dir)
+        err.print(f"exported to {target}")
 
 
 @cli.command()

@@ -275,3 +275,36 @@ def import_artifacts(ctx: Context, folder: Path) -> list[str]:
     if problems:
         raise InputError("\n".join(problems), file=str(folder))
     return adopted
+
+
+def export_artifacts(ctx: Context, folder: Path) -> Path:
+    """Copy the selected built artifacts, a manifest listing only them and their state records to
+    `folder/<name>/` (hard links where possible): what one CI matrix job uploads."""
+    import json
+    import shutil
+
+    from .manifest import ArtifactRegistry, Manifest
+    from .pipeline import State
+
+    target = folder / ctx.release.name
+    chosen = [a for a in ctx.artifacts if a.status == "built" and a.kind != "card"
+              and ctx.options.selects(a.kind, a.id)]
+    for a in chosen:
+        for f in a.files:
+            src, dest = ctx.artifact_dir(a) / f.path, target / a.root / f.path
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.unlink(missing_ok=True)
+            try:
+                os.link(src, dest)
+            except OSError:
+                shutil.copy2(src, dest)
+    m = ctx.manifest()
+    Manifest(m.release, m.tool_version, m.pipelines_git, m.inputs, ArtifactRegistry(chosen)).write(
+        target / "manifest.json")
+    state = State(target / "state.json")
+    for a in chosen:
+        rec = ctx.state.get(a.id)
+        if rec is not None:
+            state.record(a, rec["inputs"])
+    (target / "export.json").write_text(json.dumps({"artifacts": [a.id for a in chosen]}) + "\n")
+    return target

@@ -271,3 +271,32 @@ def test_killed_publish_resumes_to_the_same_state(pipelines_repo: Path, built_di
         assert again["commits"] == 0 and again["bytes_sent"] == 0
     finally:
         targets.close()
+
+
+def test_matrix_jobs_outputs_are_adopted_after_their_hashes_check(pipelines_repo: Path, built_dist: Path,
+                                                                  targets: Targets, tmp_path: Path) -> None:
+    """CI fan-out: each matrix job exports one artifact; the publish job adopts them (no rebuild)
+    only when every file's size and sha256 match the job's manifest."""
+    exported = tmp_path / "built"
+    job_dist = _copy_dist(built_dist, tmp_path / "job-dist")
+    for slot, artifact in (("bf16", "bf16"), ("gguf-q8_0", "gguf:Q8_0")):
+        _release("build", str(pipelines_repo), "--dist", str(job_dist), "--only", artifact,
+                 "--export", str(exported / slot))
+    assert (exported / "gguf-q8_0" / "demo" / "gguf" / "tiny-gemma4-6e-Q8_0.gguf").is_file()
+    assert not (exported / "gguf-q8_0" / "demo" / "bf16").exists(), "a job exports only its own artifact"
+
+    dist = tmp_path / "publish-dist"
+    summary = _publish(pipelines_repo, dist, targets, "--artifacts", str(exported), "--only", "gguf:Q8_0",
+                       "--dry-run")
+    assert "gguf:Q8_0" not in summary["built"] and "bf16" not in summary["built"]
+    assert summary["commits"] == 0 and not targets.hub.log.writes()
+
+    q8 = exported / "gguf-q8_0" / "demo" / "gguf" / "tiny-gemma4-6e-Q8_0.gguf"
+    data = bytearray(q8.read_bytes())
+    q8.unlink()
+    data[-10] ^= 1
+    q8.write_bytes(bytes(data))
+    proc = _release("publish", str(pipelines_repo), "--dist", str(tmp_path / "other-dist"), *targets.args(),
+                    "--artifacts", str(exported), "--dry-run", check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "gguf:Q8_0" in proc.stderr and "hash differs" in proc.stderr
