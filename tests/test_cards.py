@@ -8,6 +8,7 @@ and review the diff before committing it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -48,14 +49,33 @@ def v4_cards(v4):
 
 # ---- golden --------------------------------------------------------------------------------------
 
+PLANNED_SIZES = GOLDEN / "v4" / "planned-sizes.json"
+
+
+@pytest.fixture(scope="module")
+def golden_cards(v4):
+    """v4 cards with the planned size estimates pinned (tests/golden/v4/planned-sizes.json), so the
+    golden files change with the templates and the card logic, not with the estimators; the live
+    estimates are checked by test_planned_sizes_are_marked_estimates."""
+    reg = plan_artifacts(v4)
+    if os.environ.get("UPDATE_GOLDEN"):
+        PLANNED_SIZES.parent.mkdir(parents=True, exist_ok=True)
+        PLANNED_SIZES.write_text(json.dumps({a.id: a.facts["size"] for a in reg if "size" in a.facts},
+                                            indent=1) + "\n")
+    for artifact_id, size in json.loads(PLANNED_SIZES.read_text()).items():
+        if artifact_id in reg:
+            reg[artifact_id].facts["size"] = size
+    return render_card_texts(v4, reg, provenance=PROVENANCE)
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_golden_v4(v4_cards, kind):
+def test_golden_v4(golden_cards, kind):
     path = GOLDEN / "v4" / f"{kind}.md"
     if os.environ.get("UPDATE_GOLDEN"):
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(v4_cards[kind], encoding="utf-8")
+        path.write_text(golden_cards[kind], encoding="utf-8")
     assert path.is_file(), f"missing golden file {path}; run with UPDATE_GOLDEN=1 and review it"
-    assert v4_cards[kind] == path.read_text(encoding="utf-8"), (
+    assert golden_cards[kind] == path.read_text(encoding="utf-8"), (
         f"card:{kind} differs from {path.relative_to(GOLDEN.parent)}; if the change is intended, "
         "regenerate with UPDATE_GOLDEN=1 and review the diff")
 
@@ -315,11 +335,12 @@ def test_verify_cards_catches_hand_edited_readme(v4, v4_artifacts, tmp_path):
 
 def test_render_cards_writes_and_returns_artifacts(v4, v4_artifacts, tmp_path):
     out = tmp_path / "dist" / "v4" / "cards"
+    expected = render_card_texts(v4, v4_artifacts, provenance=PROVENANCE)
     built = render_cards(v4, v4_artifacts, out, provenance=PROVENANCE)
     assert [a.id for a in built] == ["card:bf16", "card:gguf", "card:nvfp4", "card:ollama"]
     for a in built:
         path = out / a.id.split(":")[1] / "README.md"
-        assert path.read_bytes().decode() == (GOLDEN / "v4" / f"{a.id.split(':')[1]}.md").read_text()
+        assert path.read_bytes().decode() == expected[a.id.split(":")[1]]
         assert a.files[0].size == path.stat().st_size and a.status == "built"
         assert a.root == f"cards/{a.id.split(':')[1]}"
     assert built[1].destination.repo == "ManniX-ITA/gemma-4-A4B-98e-v4-it-GGUF"
