@@ -23,21 +23,22 @@ from model_factory import VOCAB, drop_map_dict, make_checkpoint, write_drop_map
 from release.prune import inspect_checkpoint, prune_checkpoint
 from release.spec.dropmap import load_drop_map
 
-FAMILIES = {
-    # family: (config overrides, experts dropped per layer)
-    "gemma4": ({}, 3),
-    "qwen3_moe": ({}, 3),
-    "mixtral": ({}, 3),
-    "olmoe": ({}, 3),  # norm_topk_prob = False: pruning rescales every token's weights
+CASES = {
+    # case: (family, config overrides, experts dropped per layer)
+    "gemma4": ("gemma4", {}, 3),
+    # the real model's ratio: 128 experts, top-8, 30 dropped in every layer
+    "gemma4-128e": ("gemma4", {"num_experts": 128, "top_k_experts": 8, "moe_intermediate_size": 8}, 30),
+    "qwen3_moe": ("qwen3_moe", {}, 3),
+    "mixtral": ("mixtral", {}, 3),
+    "olmoe": ("olmoe", {}, 3),  # norm_topk_prob = False: pruning rescales every token's weights
 }
 
 
-@pytest.fixture(scope="module", params=sorted(FAMILIES))
-def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    family = request.param
-    overrides, _ = FAMILIES[family]
-    path = make_checkpoint(family, tmp_path_factory.mktemp(family) / "base", seed=7, **overrides)
-    return family, path
+@pytest.fixture(scope="module", params=sorted(CASES))
+def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, int]:
+    family, overrides, n_drop = CASES[request.param]
+    path = make_checkpoint(family, tmp_path_factory.mktemp(request.param) / "base", seed=7, **overrides)
+    return family, path, n_drop
 
 
 def _prune(base_dir: Path, tmp: Path, n_drop: int, seed: int = 3) -> tuple[Path, dict[int, tuple[int, ...]]]:
@@ -50,8 +51,8 @@ def _prune(base_dir: Path, tmp: Path, n_drop: int, seed: int = 3) -> tuple[Path,
     return out, drop_map.kept
 
 
-def test_identity_prune_is_byte_identical(base: tuple[str, Path], tmp_path: Path) -> None:
-    _family, base_dir = base
+def test_identity_prune_is_byte_identical(base: tuple[str, Path, int], tmp_path: Path) -> None:
+    _family, base_dir, _ = base
     out, kept = _prune(base_dir, tmp_path, 0)
     assert all(len(v) == inspect_checkpoint(base_dir).num_experts for v in kept.values())
     for src in sorted(base_dir.iterdir()):
@@ -141,9 +142,8 @@ def _inputs() -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def test_pruned_logits_equal_kept_only_reference(base: tuple[str, Path], tmp_path: Path) -> None:
-    family, base_dir = base
-    _, n_drop = FAMILIES[family]
+def test_pruned_logits_equal_kept_only_reference(base: tuple[str, Path, int], tmp_path: Path) -> None:
+    family, base_dir, n_drop = base
     out, kept = _prune(base_dir, tmp_path, n_drop)
     n_kept = len(next(iter(kept.values())))
     assert len({tuple(v) for v in kept.values()}) > 1, "drop sets should differ between layers"
@@ -169,10 +169,10 @@ def test_pruned_logits_equal_kept_only_reference(base: tuple[str, Path], tmp_pat
 
 
 @torch.no_grad()
-def test_pruned_model_matches_minus_inf_masking_with_stock_router(base: tuple[str, Path], tmp_path: Path) -> None:
+def test_pruned_model_matches_minus_inf_masking_with_stock_router(base: tuple[str, Path, int],
+                                                                  tmp_path: Path) -> None:
     """The pruned model with its stock transformers router ≈ the original with −inf on dropped logits."""
-    family, base_dir = base
-    _, n_drop = FAMILIES[family]
+    family, base_dir, n_drop = base
     out, kept = _prune(base_dir, tmp_path, n_drop)
     original, pruned = _load(base_dir), _load(out)
     inputs = _inputs()
