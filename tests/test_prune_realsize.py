@@ -9,6 +9,7 @@ Nothing is copied (copying holes would write zeros), only `check_prune` runs.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -35,6 +36,7 @@ SHARD_BYTES = 5 << 30  # the Hub's usual 5 GB shards
 PER_EXPERT = 3 * 704 * 2816  # gate, up, down rows of one expert (notes §2: 5,947,392)
 
 
+@functools.cache  # shared by the tests of this file; treated as read-only
 def _meta_state(num_experts: int) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     import transformers
 
