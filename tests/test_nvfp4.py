@@ -345,3 +345,13 @@ def test_refuses_f16_weights_and_output_inside_source(tmp_path: Path) -> None:
         with pytest.raises(InputError):
             quantize_checkpoint(src, bad)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"] and not (src / "nvfp4").exists()
+
+
+def test_output_independent_of_worker_count(gemma4: tuple[Path, Path], tmp_path: Path) -> None:
+    quantize_checkpoint(gemma4[0], tmp_path / "one", workers=1, max_shard_size=200_000)
+    quantize_checkpoint(gemma4[0], tmp_path / "three", workers=3, max_shard_size=200_000)
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == sorted(p.name for p in gemma4[1].iterdir())
+    for n in names:
+        assert (tmp_path / "one" / n).read_bytes() == (tmp_path / "three" / n).read_bytes() \
+            == (gemma4[1] / n).read_bytes(), n

@@ -7,14 +7,11 @@ byte for byte, in the kernel). Only one fusion group's weights are in memory at 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from ..prune.copy import RangeCopier
 from . import numerics
 from .checkpoint import DEFAULT_MAX_SHARD, OutputLayout, Source, layout_outputs, open_source, read_2d
 from .layout import Plan, QuantGroup, SrcTensor, make_plan
+from .parallel import default_workers, ordered_map
 from .qconfig import quantization_config
 
 FORMATS = ("compressed-tensors", "modelopt")
@@ -127,41 +125,15 @@ def _write_shards(src: Source, plan: Plan, layout: OutputLayout, tmp: Path,
                 return item.nbytes
             return _quantize_group(item, src_fds, layout, out_fds)
 
-        # Parallel over fusion groups with Python threads (torch ops release the GIL), each running
-        # torch single-threaded: torch's own OpenMP threads spin-wait at every op boundary and, on a
-        # box shared with other jobs, ran 8× slower than one thread. In-flight work is bounded so
-        # memory stays a few groups' worth.
-        with _single_threaded_torch(), ThreadPoolExecutor(max_workers=workers) as pool:
-            pending: deque[Future[int]] = deque()
-            for item in plan.work():
-                pending.append(pool.submit(task, item))
-                while len(pending) > 2 * workers or (pending and pending[0].done()):
-                    done += pending.popleft().result()
-                    if progress is not None:
-                        progress(done, total)
-            while pending:
-                done += pending.popleft().result()
-                if progress is not None:
-                    progress(done, total)
+        for nbytes in ordered_map(task, plan.work(), workers):
+            done += nbytes
+            if progress is not None:
+                progress(done, total)
         for fd in out_fds:
             os.fsync(fd)
     finally:
         for fd in (*src_fds.values(), *out_fds):
             os.close(fd)
-
-
-@contextlib.contextmanager
-def _single_threaded_torch() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def default_workers() -> int:
-    return max(1, min(8, len(os.sched_getaffinity(0))))
 
 
 def _quantize_group(group: QuantGroup, src_fds: dict[str, int], layout: OutputLayout,

@@ -32,6 +32,7 @@ from ..prune.checkpoint import CONFIG
 from . import numerics
 from .checkpoint import open_source, read_2d, read_quant_shard_headers
 from .layout import _EMBEDDING_LEAVES, SrcTensor, fusion_key
+from .parallel import default_workers, ordered_map
 from .qconfig import quantization_config
 
 DEFAULT_MAX_REL_ERROR = 0.2
@@ -77,7 +78,7 @@ class VerifyReport:
 
 
 def verify_checkpoint(quant_dir: Path, src_dir: Path, *, max_rel_error: float = DEFAULT_MAX_REL_ERROR,
-                      dequantizer: str = "auto") -> VerifyReport:
+                      dequantizer: str = "auto", workers: int | None = None) -> VerifyReport:
     """dequantizer: "auto" (compressed-tensors if importable), "compressed-tensors" or "own"."""
     quant_dir = Path(quant_dir)
     dequant, label = _dequantizer(dequantizer)
@@ -97,11 +98,12 @@ def verify_checkpoint(quant_dir: Path, src_dir: Path, *, max_rel_error: float = 
             sources[m] = located
     consumed = {s[0].name for s in sources.values()}
 
+    # opened up front: the group checks below run on several threads
     fds: dict[Path, int] = {}
+    for path in {src.root / t.file for t in src.tensors} | {quant_dir / f for f, _, _ in out.values()}:
+        fds[path] = os.open(path, os.O_RDONLY)
 
     def fd(path: Path) -> int:
-        if path not in fds:
-            fds[path] = os.open(path, os.O_RDONLY)
         return fds[path]
 
     def src_weight(m: str) -> torch.Tensor:
@@ -120,7 +122,9 @@ def verify_checkpoint(quant_dir: Path, src_dir: Path, *, max_rel_error: float = 
         groups: dict[str, list[str]] = {}
         for m in sources:
             groups.setdefault(fusion_key(m), []).append(m)
-        for members in groups.values():
+        def check_group(members: list[str]) -> tuple[list[ModuleCheck], list[str]]:
+            checks: list[ModuleCheck] = []
+            problems: list[str] = []
             weights = {m: src_weight(m) for m in members}
             amax = max(numerics.amax(w).item() for w in weights.values())
             dtype = next(iter(weights.values())).dtype
@@ -129,29 +133,34 @@ def verify_checkpoint(quant_dir: Path, src_dir: Path, *, max_rel_error: float = 
                 missing = [s for s in ("weight_packed", "weight_scale", "weight_global_scale")
                            if f"{m}.{s}" not in out]
                 if missing:
-                    report.problems.append(f"{m}: missing {', '.join(missing)}")
+                    problems.append(f"{m}: missing {', '.join(missing)}")
                     continue
                 packed = out_tensor(f"{m}.weight_packed")
                 scale = out_tensor(f"{m}.weight_scale")
                 gs = out_tensor(f"{m}.weight_global_scale").reshape(1)
                 w = weights[m]
                 if packed.shape != (w.shape[0], w.shape[1] // 2) or scale.shape != (w.shape[0], w.shape[1] // 16):
-                    report.problems.append(f"{m}: packed {list(packed.shape)} / scale {list(scale.shape)} do "
-                                           f"not fit the source weight {list(w.shape)}")
+                    problems.append(f"{m}: packed {list(packed.shape)} / scale {list(scale.shape)} do "
+                                    f"not fit the source weight {list(w.shape)}")
                     continue
                 if not torch.equal(gs, want_gs):
-                    report.problems.append(f"{m}: global scale {gs.item()} ≠ {want_gs.item()} expected from "
-                                           f"the amax of its fusion group ({', '.join(members)})")
+                    problems.append(f"{m}: global scale {gs.item()} ≠ {want_gs.item()} expected from "
+                                    f"the amax of its fusion group ({', '.join(members)})")
                 deq = dequant(packed, scale.view(torch.float8_e4m3fn), gs)
                 ref = w.to(torch.float32)
                 norm = ref.norm().item()
                 err = (deq.to(torch.float32) - ref).norm().item()
                 rel = err / norm if norm > 0 else (0.0 if err == 0 else math.inf)
                 ok = rel <= max_rel_error
-                report.modules.append(ModuleCheck(m, _label(sources[m]), rel, ok))
+                checks.append(ModuleCheck(m, _label(sources[m]), rel, ok))
                 if not ok:
-                    report.problems.append(f"{m}: relative error {rel:.4f} > {max_rel_error} "
-                                           f"(source {_label(sources[m])})")
+                    problems.append(f"{m}: relative error {rel:.4f} > {max_rel_error} "
+                                    f"(source {_label(sources[m])})")
+            return checks, problems
+
+        for checks, problems in ordered_map(check_group, groups.values(), workers or default_workers()):
+            report.modules.extend(checks)
+            report.problems.extend(problems)
 
         quant_names = {f"{m}.{s}" for m in modules for s in ("weight_packed", "weight_scale", "weight_global_scale")}
         for t in src.tensors:
