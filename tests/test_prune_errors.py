@@ -282,3 +282,13 @@ def test_write_failure_is_a_work_error(base: Path, tmp_path: Path, monkeypatch: 
         prune_checkpoint(base, drop_map, out)
     assert exc.value.exit_code == 1
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def test_many_problems_are_capped(base: Path, tmp_path: Path) -> None:
+    """A wrong expert count touches every expert tensor; the report stays readable."""
+    cfg = (base / "config.json").read_text().replace('"num_local_experts": 8', '"num_local_experts": 4')
+    (base / "config.json").write_text(cfg)
+    drop_map = load_drop_map(write_drop_map(tmp_path / "dropmap.json", drop_map_dict(4, [0, 1, 2], 1)))
+    problems = _refused(base, drop_map, tmp_path / "out").problems
+    assert len(problems) == 31 and problems[-1].field == "(more)" and "more problems" in problems[-1].message
+    assert "out of range" in str(problems)

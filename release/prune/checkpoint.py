@@ -180,6 +180,7 @@ def inspect_checkpoint(base_dir: Path) -> CheckpointInfo:
         _check_index(weight_map, shards, problems)
     mtp = mtp_tensors(family, config, shards)
     experts = _classify(family, shards, num_experts, moe_layers, problems, set(mtp))
+    _cap(problems)
     problems.raise_if_any()
 
     # Routers are sliced in both layouts; the layout is what the expert weights themselves look like.
@@ -290,6 +291,18 @@ def _classify(family: Family, shards: list[ShardHeader], num_experts: int, moe_l
         problems.add(CONFIG, "num_hidden_layers", f"MoE layer {layer} has no routed-expert tensors in the "
                                                   f"checkpoint (family {family.family})")
     return experts
+
+
+MAX_PROBLEMS = 30
+
+
+def _cap(problems: ProblemCollector) -> None:
+    """Keep a readable report: a wrong expert count would otherwise list every expert tensor (10^5)."""
+    extra = len(problems.problems) - MAX_PROBLEMS
+    if extra > 0:
+        last = problems.problems[MAX_PROBLEMS - 1]
+        del problems.problems[MAX_PROBLEMS:]
+        problems.add(last.file, "(more)", f"… and {extra} more problems of the kinds above")
 
 
 def _other_files(base_dir: Path, handled: set[str]) -> tuple[list[str], list[tuple[str, str]]]:
