@@ -351,9 +351,12 @@ def restore_built(ctx: Context) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--base-repo", default="", help="Base repo id recorded in the sidecar.")
 @click.option("--base-revision", default="", help="Base revision recorded in the sidecar.")
+@click.option("--drop-mtp", is_flag=True,
+              help="Leave out a multi-token-prediction block (its experts are not covered by drop maps).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @handle_errors
-def prune(base: Path, drop_map: Path, out_dir: Path, base_repo: str, base_revision: str, as_json: bool) -> None:
+def prune(base: Path, drop_map: Path, out_dir: Path, base_repo: str, base_revision: str, drop_mtp: bool,
+          as_json: bool) -> None:
     """Prune experts from a checkpoint by rewriting safetensors byte ranges (never loads the model)."""
     from .spec.dropmap import load_drop_map
 
@@ -365,7 +368,8 @@ def prune(base: Path, drop_map: Path, out_dir: Path, base_repo: str, base_revisi
 
         raise NotAvailable("the streaming pruner is not available in this version of moe-release "
                            "(issue 3)") from exc
-    result = prune_checkpoint(base, dm, out_dir, base_repo=base_repo, base_revision=base_revision)
+    result = prune_checkpoint(base, dm, out_dir, base_repo=base_repo, base_revision=base_revision,
+                              mtp="drop" if drop_mtp else "refuse")
     if as_json:
         out.print_json(json.dumps(_jsonable(result)))
     else:

@@ -1,6 +1,6 @@
 """The verify gate: every artifact about to be published is checked; one failure publishes nothing.
 
-- bf16:   every kept expert's bytes equal the base's (any size); see bf16.py
+- bf16:   config, index and every copied byte range equal what pruning the base gives (any size)
 - gguf:   opens with the gguf reader, expected expert count and types; Q8_0 runs a forward pass
 - nvfp4:  decompresses within the NVFP4 error bound; other tensors byte-identical
 - ollama: every manifest references blobs present with the right size and digest
@@ -22,11 +22,16 @@ Check = Callable[[Context, Artifact], list[str]]
 
 def _bf16(ctx: Context, a: Artifact) -> list[str]:
     from ..fetch import ensure_base
-    from .bf16 import verify_bf16
+    from ..prune import verify_pruned
 
     base = ensure_base(ctx.release, endpoint=ctx.options.hub_endpoint, token=ctx.options.hub_token,
                        hash_cache=ctx.hash_cache)
-    return verify_bf16(base, ctx.artifact_dir(a), ctx.release.drop_map)
+    try:
+        # full: every copied byte range is compared with the base, not just headers and sizes
+        verify_pruned(ctx.artifact_dir(a), base, full=True)
+    except VerifyError as exc:
+        return str(exc).splitlines()[1:] or [str(exc)]
+    return []
 
 
 def _gguf(ctx: Context, a: Artifact) -> list[str]:
