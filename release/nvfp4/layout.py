@@ -251,9 +251,16 @@ def make_plan(tensors: Sequence[SrcTensor], config: dict[str, Any], *, ignore: S
 
 def _add_fused(t: SrcTensor, container: str, kind: str, by_name: dict[str, SrcTensor], hidden: int | None,
                units: dict[str, _Unit], config_file: str) -> None:
-    # transformers v5 stores Gemma-4 experts as nn.Linear-oriented stacks: gate_up_proj [E, 2I, H]
-    # (gate = first I rows), down_proj [E, H, I]. Other orientations (gpt-oss [E, H, 2I], interleaved)
-    # would quantize along the wrong axis, so they are refused rather than guessed.
+    # Input: transformers v5 stores Gemma-4 experts as nn.Linear-oriented stacks: gate_up_proj
+    # [E, 2I, H] (gate = first I rows), down_proj [E, H, I]. Other orientations (gpt-oss [E, H, 2I],
+    # interleaved) would quantize along the wrong axis, so they are refused rather than guessed.
+    # Output: one module per expert, `experts.{e}.gate_proj|up_proj|down_proj.weight_packed/_scale/
+    # _global_scale` — the per-expert names vLLM's compressed-tensors MoE loader maps into its
+    # w13/w2 stacks (fused_moe expert params mapping), the layout llm-compressor's oneshot writes for
+    # Gemma 4 (byte-identical on tiny models, notes §8) and every quantized Gemma-4 checkpoint in the
+    # wild uses. vLLM also accepts fused 3-D names, but no compressed-tensors tool writes packed
+    # 3-D experts, so that path is the less travelled one; per-expert scales also give each expert's
+    # gate/up the shared global scale vLLM assumes (it keeps w1's for w3).
     e_count, rows, cols = t.shape
     ok = hidden is None or (cols == hidden if kind == "gate_up_proj" else rows == hidden)
     if kind == "gate_up_proj":
