@@ -265,6 +265,8 @@ def ensure(ctx: Context, ids: list[str]) -> list[str]:
             todo.append((a, inputs))
         if not todo:
             continue
+        for root in {ctx.dist / a.root for a, _ in todo}:
+            remove_partials(root)
         hashes = {a.id: h for a, h in todo}
         for built in builder.build(ctx, [a for a, _ in todo]):
             built.status = "built"
@@ -274,6 +276,20 @@ def ensure(ctx: Context, ids: list[str]) -> list[str]:
                 built_now.append(built.id)
         ctx.write_manifest()
     return built_now
+
+
+def remove_partials(folder: Path) -> None:
+    """Remove what a killed run left half-written in `folder` (`.<name>.partial` files and folders):
+    SIGKILL skips every cleanup handler, so the next run of the same builder does it."""
+    import shutil
+
+    if not folder.is_dir():
+        return
+    for p in folder.glob(".*.partial"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def selected_ids(ctx: Context, kinds: tuple[str, ...] = BUILD_KINDS) -> list[str]:
