@@ -285,7 +285,9 @@ def remove_partials(folder: Path) -> None:
 
     if not folder.is_dir():
         return
-    for p in folder.glob(".*.partial"):
+    for p in [*folder.glob(".*.partial"), folder / ".partial"]:
+        if not p.exists():
+            continue
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         else:
