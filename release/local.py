@@ -39,6 +39,10 @@ class LocalRegistry:
     root: Path
     proc: subprocess.Popen[bytes]
 
+    @property
+    def host(self) -> str:
+        return self.url.split("://", 1)[1]
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -53,8 +57,22 @@ def registry_binary() -> str | None:
                                              if os.path.exists(f"/usr/bin/{REGISTRY_BINARY}") else None)
 
 
-def start_registry(workdir: Path, *, port: int = 0) -> LocalRegistry:
-    """Start `docker-registry serve` on 127.0.0.1 (anonymous push/pull, deletes enabled)."""
+def start_registry(workdir: Path, *, port: int = 0, attempts: int = 3) -> LocalRegistry:
+    """Start `docker-registry serve` on 127.0.0.1 (anonymous push/pull, deletes enabled).
+
+    A free port can be taken between our probe and the registry's bind (parallel test workers start
+    registries at once), so a failed start is retried on another port.
+    """
+    for attempt in range(attempts):
+        try:
+            return _start_registry(workdir, port=port if attempt == 0 else 0)
+        except WorkError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_registry(workdir: Path, *, port: int) -> LocalRegistry:
     exe = registry_binary()
     if exe is None:
         raise WorkError(f"{REGISTRY_BINARY} is not installed (apt-get install docker-registry)")
