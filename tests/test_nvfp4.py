@@ -378,3 +378,30 @@ def test_compressed_tensors_checkpoint_dequantizer_reads_the_artifact(gemma4: tu
         assert ((deq[f"{m}.weight"].float() - w).norm() / w.norm()).item() < 0.13, m
     for n in (n for n in out if not n.endswith(SUFFIXES)):
         assert torch.equal(deq[n].view(torch.uint8), src[n].view(torch.uint8)), n
+
+
+def test_ordered_map_keeps_order_and_memory_budget() -> None:
+    import threading
+    import time
+
+    from release.nvfp4.parallel import ordered_map
+
+    lock = threading.Lock()
+    live = {"bytes": 0, "peak": 0}
+
+    def work(item: tuple[int, int]) -> int:
+        with lock:
+            live["bytes"] += item[1]
+            live["peak"] = max(live["peak"], live["bytes"])
+        time.sleep(0.002 * (item[0] % 3))
+        with lock:
+            live["bytes"] -= item[1]
+        if item[0] == 99:
+            raise InputError("boom")
+        return item[0]
+
+    items = [(i, 300 if i % 4 == 0 else 100) for i in range(40)]
+    assert list(ordered_map(work, items, 4, cost=lambda it: it[1], budget=500)) == list(range(40))
+    assert live["peak"] <= 500 and torch.get_num_threads() >= 1
+    with pytest.raises(InputError):
+        list(ordered_map(work, [(1, 1), (99, 1), (2, 1)], 2))

@@ -29,6 +29,8 @@ from .parallel import default_workers, ordered_map
 from .qconfig import quantization_config
 
 FORMATS = ("compressed-tensors", "modelopt")
+# source bytes of fusion groups being quantized at once; each costs ≈1.5× that in buffers
+IN_FLIGHT_BYTES = 512 << 20
 
 
 @dataclass
@@ -125,7 +127,10 @@ def _write_shards(src: Source, plan: Plan, layout: OutputLayout, tmp: Path,
                 return item.nbytes
             return _quantize_group(item, src_fds, layout, out_fds)
 
-        for nbytes in ordered_map(task, plan.work(), workers):
+        def cost(item: QuantGroup | SrcTensor) -> int:  # copies go through the kernel, not our memory
+            return 0 if isinstance(item, SrcTensor) else sum(m.nbytes for m in item.members)
+
+        for nbytes in ordered_map(task, plan.work(), workers, cost, IN_FLIGHT_BYTES):
             done += nbytes
             if progress is not None:
                 progress(done, total)

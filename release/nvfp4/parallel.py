@@ -34,18 +34,28 @@ def single_threaded_torch() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
-    """fn over items on `workers` threads, results in input order, at most 2·workers in flight
-    (so memory stays a few items' worth). The first exception propagates after running tasks end."""
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
+                cost: Callable[[T], int] | None = None, budget: int = 0) -> Iterator[R]:
+    """fn over items on `workers` threads, results in input order. In flight: at most 2·workers
+    items and, if `cost` is given, at most `budget` bytes of them (one item always runs), so memory
+    stays a few fusion groups' worth whatever the model. The first exception propagates once the
+    running tasks end."""
     with single_threaded_torch(), ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: deque[Future[R]] = deque()
+        pending: deque[tuple[Future[R], int]] = deque()
+        held = 0
         try:
             for item in items:
-                pending.append(pool.submit(fn, item))
-                while len(pending) > 2 * workers or (pending and pending[0].done()):
-                    yield pending.popleft().result()
+                c = cost(item) if cost is not None else 0
+                while pending and (len(pending) >= 2 * workers or (budget and held + c > budget)
+                                   or pending[0][0].done()):
+                    future, done_cost = pending.popleft()
+                    held -= done_cost
+                    yield future.result()
+                pending.append((pool.submit(fn, item), c))
+                held += c
             while pending:
-                yield pending.popleft().result()
+                future, _ = pending.popleft()
+                yield future.result()
         finally:
-            for f in pending:
-                f.cancel()
+            for future, _ in pending:
+                future.cancel()
