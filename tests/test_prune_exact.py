@@ -20,8 +20,12 @@ import torch
 import torch.nn.functional as F
 from model_factory import VOCAB, drop_map_dict, make_checkpoint, write_drop_map
 
+from release.families import all_families
 from release.prune import inspect_checkpoint, prune_checkpoint
+from release.prune.exactness import Routed, load_model, route_over, routers
 from release.spec.dropmap import load_drop_map
+
+FAMILY = {f.family: f for f in all_families()}
 
 CASES = {
     # case: (family, config overrides, experts dropped per layer)
@@ -61,74 +65,16 @@ def test_identity_prune_is_byte_identical(base: tuple[str, Path, int], tmp_path:
     assert (out / "expert_pruning.json").exists()
 
 
-# -- routers that route over a keep list, with stable top-k -------------------------------------------
-
-def _logits(h: torch.Tensor, weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    # One single-row product per expert: a [E, H] matmul may round differently from a [k, H] one
-    # (BLAS picks kernels by shape), which is arithmetic noise, not a pruning error.
-    return torch.cat([F.linear(h, weight[j:j + 1]) for j in keep.tolist()], dim=-1)
-
-
-def _stable_topk(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    values, index = torch.sort(probs, dim=-1, descending=True, stable=True)
-    return values[..., :k], index[..., :k]
-
-
-Routed = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (scores or probabilities, weights, expert indices)
-
-
-def _gemma4_forward(keep: torch.Tensor) -> Callable[..., Routed]:
-    def forward(self: torch.nn.Module, hidden_states: torch.Tensor) -> Routed:
-        h = self.norm(hidden_states) * self.scale * self.scalar_root_size
-        scores = _logits(h, self.proj.weight, keep)
-        probs = F.softmax(scores, dim=-1, dtype=torch.float32)
-        w, idx = _stable_topk(probs, self.config.top_k_experts)
-        w = w / w.sum(dim=-1, keepdim=True)
-        expert = keep[idx]
-        return probs, w * self.per_expert_scale[expert], expert
-    return forward
-
-
-def _qwen_like_forward(keep: torch.Tensor, renormalise: bool | None) -> Callable[..., Routed]:
-    def forward(self: torch.nn.Module, hidden_states: torch.Tensor) -> Routed:
-        h = hidden_states.reshape(-1, self.hidden_dim)
-        logits = _logits(h, self.weight, keep)
-        probs = F.softmax(logits.float(), dim=-1)
-        w, idx = _stable_topk(probs, self.top_k)
-        if renormalise if renormalise is not None else self.norm_topk_prob:
-            w = w / w.sum(dim=-1, keepdim=True)
-        return logits, w.to(logits.dtype), keep[idx]
-    return forward
+def _route_over(model: torch.nn.Module, family: str, keep_per_layer: list[torch.Tensor]) -> None:
+    route_over(model, FAMILY[family], keep_per_layer)
 
 
 def _routers(model: torch.nn.Module, family: str) -> list[torch.nn.Module]:
-    suffix = {"gemma4": ".router", "qwen3_moe": ".mlp.gate", "mixtral": ".mlp.gate", "olmoe": ".mlp.gate"}[family]
-    found = [m for n, m in model.named_modules() if n.endswith(suffix) and "layers." in n]
-    assert found, f"no routers found in {type(model).__name__}"
-    return found
-
-
-def _route_over(model: torch.nn.Module, family: str, keep_per_layer: list[torch.Tensor]) -> None:
-    routers = _routers(model, family)
-    assert len(routers) == len(keep_per_layer)
-    for router, keep in zip(routers, keep_per_layer, strict=True):
-        if family == "gemma4":
-            fwd = _gemma4_forward(keep)
-        else:
-            fwd = _qwen_like_forward(keep, True if family == "mixtral" else None)
-        router.forward = types.MethodType(fwd, router)
+    return routers(model, FAMILY[family])
 
 
 def _load(path: Path) -> torch.nn.Module:
-    import transformers
-
-    cfg = transformers.AutoConfig.from_pretrained(path)
-    cls = getattr(transformers, cfg.architectures[0])
-    model, info = cls.from_pretrained(path, dtype=torch.float32, output_loading_info=True)
-    # A wrongly shaped or misnamed tensor is silently re-initialised; the load report is the only trace.
-    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
-    assert not info["error_msgs"], info
-    return model.eval()
+    return load_model(path, torch.float32)
 
 
 def _inputs() -> dict[str, torch.Tensor]:

@@ -117,3 +117,22 @@ def test_pruning_a_pruned_model_keeps_the_earlier_record(pruned: tuple[Path, Pat
     assert side["num_experts"] == {"source": 5, "pruned": 3}
     assert side["previous"]["num_experts"] == {"source": 8, "pruned": 5}
     verify_pruned(again, out, full=True)
+
+
+def test_compare_logits_is_exact_and_not_vacuous(tmp_path: Path) -> None:
+    """The verify gate's model-level check: exact for a true prune, and it notices a wrong keep-set."""
+    from release.families import all_families
+    from release.prune.exactness import compare_logits
+
+    gemma4 = next(f for f in all_families() if f.family == "gemma4")
+    base = make_checkpoint("gemma4", tmp_path / "base", seed=5, with_tokenizer=False)
+    info = inspect_checkpoint(base)
+    dm = load_drop_map(write_drop_map(tmp_path / "dm.json", drop_map_dict(info.num_experts, info.moe_layers, 3,
+                                                                            seed=1)))
+    out = tmp_path / "pruned"
+    prune_checkpoint(base, dm, out)
+    report = compare_logits(base, out, dm.kept, gemma4)
+    assert report.exact and report.mask_effect > 1e-2
+    wrong = {layer: tuple(sorted(set(range(info.num_experts)) - set(keep)))[:len(keep)] or keep
+             for layer, keep in dm.kept.items()}
+    assert not compare_logits(base, out, wrong, gemma4).exact

@@ -1,6 +1,7 @@
 """The verify gate: every artifact about to be published is checked; one failure publishes nothing.
 
-- bf16:   config, index and every copied byte range equal what pruning the base gives (any size)
+- bf16:   config, index and every copied byte range equal what pruning the base gives (any size); on
+          small models, fp32 logits equal the base's with the dropped experts' router logits at −inf
 - gguf:   opens with the gguf reader, expected expert count and types; Q8_0 runs a forward pass
 - nvfp4:  decompresses within the NVFP4 error bound; other tensors byte-identical
 - ollama: every manifest references blobs present with the right size and digest
@@ -31,6 +32,23 @@ def _bf16(ctx: Context, a: Artifact) -> list[str]:
         verify_pruned(ctx.artifact_dir(a), base, full=True)
     except VerifyError as exc:
         return str(exc).splitlines()[1:] or [str(exc)]
+    return _bf16_logits(ctx, a, base)
+
+
+# Below this size both models fit in memory at fp32 and the logits check takes seconds. Above it the
+# byte comparison carries the result of the tiny-model exactness tests to the full-size checkpoint.
+LOGITS_CHECK_MAX_BYTES = 2_000_000_000
+
+
+def _bf16_logits(ctx: Context, a: Artifact, base) -> list[str]:  # type: ignore[no-untyped-def]
+    from ..prune.exactness import compare_logits, supported
+
+    if a.size > LOGITS_CHECK_MAX_BYTES or not supported(ctx.release.family):
+        return []
+    report = compare_logits(base, ctx.artifact_dir(a), ctx.release.drop_map.kept, ctx.release.family)
+    if not report.exact:
+        return [f"logits differ from the base rerouted over the kept experts (max |Δ| {report.max_abs_diff:.3g})"]
+    ctx.say(f"verify: bf16 logits equal the router-masked base's (mask effect {report.mask_effect:.3g})")
     return []
 
 
