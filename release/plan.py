@@ -101,6 +101,6 @@ def _nvfp4_estimate(release: Release) -> int | None:
     try:
         return int(estimate_size_from_config(
             release.base_config, num_experts_kept=release.drop_map.kept_count,
-            quantize_attention=d.quantize_attention, quantize_dense_mlp=d.quantize_dense_mlp))
+            quantize_attention=d.quantize_attention, quantize_dense_mlp=d.quantize_dense_mlp, ignore=d.ignore))
     except (KeyError, TypeError, ValueError):
         return None

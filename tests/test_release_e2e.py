@@ -104,6 +104,7 @@ def targets(tmp_path: Path) -> Iterator[Targets]:
 
 def _publish(pipeline: Path, dist: Path, targets: Targets, *extra: str) -> dict:
     proc = _release("publish", str(pipeline), "--dist", str(dist), *targets.args(), "--json", *extra)
+    assert TOKEN not in proc.stdout + proc.stderr, "the token leaked into the output"
     return json.loads(proc.stdout)
 
 
@@ -202,6 +203,9 @@ def test_publish_republish_and_scores_only(pipelines_repo: Path, built_dist: Pat
         assert changed == {"README.md"}, (repo, changed)
     assert new_remote["ollama"] == remote["ollama"]
     assert "61.50" in (dist / "demo" / "cards" / "bf16" / "README.md").read_text()
+    for path in (dist / "demo").rglob("*"):
+        if path.is_file() and path.stat().st_size < 5_000_000:
+            assert TOKEN.encode() not in path.read_bytes(), f"the token leaked into {path}"
 
 
 def test_corrupted_artifact_stops_before_any_remote_write(pipelines_repo: Path, built_dist: Path,

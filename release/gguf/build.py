@@ -317,7 +317,10 @@ def _place(produced: Path, out_dir: Path, prefix: str, tier: str, split_bytes: i
     if folder.is_dir():
         shutil.rmtree(folder)
     if copy:
+        if single.exists() and os.path.samefile(produced, single):
+            return [single]  # already in place (a hard link from an earlier run)
         tmp = single.with_name(f".{single.name}.partial")
+        tmp.unlink(missing_ok=True)
         try:
             os.link(produced, tmp)  # same file system: no second copy of a multi-GB file
         except OSError:

@@ -62,7 +62,12 @@ def _nvfp4(ctx: Context, a: Artifact) -> list[str]:
     from ..nvfp4 import verify_checkpoint
 
     bf16 = ctx.require("bf16")
-    report = verify_checkpoint(ctx.artifact_dir(a), ctx.artifact_dir(bf16))
+    # compressed-tensors' own dequantizer is the oracle; ours is proven bit-identical to it (tests) and
+    # about 3x faster, which matters at full size.
+    dequantizer = "own" if a.size > LOGITS_CHECK_MAX_BYTES else "auto"
+    report = verify_checkpoint(ctx.artifact_dir(a), ctx.artifact_dir(bf16), dequantizer=dequantizer)
+    if report.ok:
+        ctx.say(f"verify: {report.summary()}")
     return list(report.problems)
 
 
