@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlparse
 
 from ..estimate import census
 from ..gguf.tiers import gguf_filename, large_variant_base
@@ -32,7 +33,25 @@ def hub_tree_url(repo: str, folder: str) -> str:
     return f"{HUB}/{repo}/tree/main/{folder}"
 
 
-def ollama_url(model: str, tag: str = "") -> str:
+OLLAMA_REGISTRY_HOSTS = ("registry.ollama.ai", "ollama.com")
+
+
+def ollama_host(registry: str) -> str:
+    """'' for ollama.com's registry, else the registry's host[:port] (it prefixes model names)."""
+    host = urlparse(registry).netloc
+    return "" if host in OLLAMA_REGISTRY_HOSTS else host
+
+
+def ollama_name(model: str, registry: str = "") -> str:
+    """How `ollama run`/`pull` names the model: with the registry host unless it is ollama.com."""
+    host = ollama_host(registry) if registry else ""
+    return f"{host}/{model}" if host else model
+
+
+def ollama_url(model: str, tag: str = "", registry: str = "") -> str:
+    host = ollama_host(registry) if registry else ""
+    if host:  # another OCI registry: the tag's manifest is what a page can point at
+        return f"{registry.rstrip('/')}/v2/{model}/manifests/{tag or 'latest'}"
     return f"{OLLAMA}/{model}:{tag}" if tag else f"{OLLAMA}/{model}"
 
 
@@ -166,7 +185,7 @@ def release_summary(release: Release, artifacts: ArtifactRegistry | None = None)
         "home_url": hub_url(home) if home else "",
         "repo_urls": {k: hub_url(r) for k, r in repos.items()},
         "ollama_model": d.ollama.model if d.ollama else "",
-        "ollama_url": ollama_url(d.ollama.model) if d.ollama else "",
+        "ollama_url": ollama_url(d.ollama.model, registry=d.ollama.registry) if d.ollama else "",
         "benchmarks": rows,
         "harness": release.scores.harness.model_dump(),
     }
@@ -244,7 +263,8 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
         formats.append({"kind": "nvfp4", "repo": d.nvfp4.repo, "url": hub_url(d.nvfp4.repo),
                         "size": _nvfp4_size(release, artifacts)})
     if o:
-        formats.append({"kind": "ollama", "repo": o.model, "url": ollama_url(o.model), "size": None,
+        formats.append({"kind": "ollama", "repo": ollama_name(o.model, o.registry),
+                        "url": ollama_url(o.model, registry=o.registry), "size": None,
                         "tags": list(o.tags)})
 
     ollama_tags: list[dict[str, Any]] = []
@@ -257,7 +277,8 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
             facts = a.facts if a else {}
             digest = facts.get("manifest_digest") or facts.get("digest") or ""
             ollama_tags.append({
-                "tag": tag, "tier": tier, "ref": f"{o.model}:{tag}", "url": ollama_url(o.model, tag),
+                "tag": tag, "tier": tier, "ref": f"{ollama_name(o.model, o.registry)}:{tag}",
+                "url": ollama_url(o.model, tag, o.registry),
                 "size": size, "vram_gb": o.vram_gb.get(tag), "latest": tag == o.latest,
                 "digest": digest.removeprefix("sha256:")[:12],
                 "file_type": facts.get("file_type") or (by_tier[tier].ftype if tier in by_tier else tier),
@@ -369,7 +390,8 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
         "bf16": None if d.bf16 is None else {
             "repo": d.bf16.repo, "url": hub_url(d.bf16.repo), "size": artifact_size(artifacts.get("bf16"))},
         "ollama": None if o is None else {
-            "model": o.model, "url": ollama_url(o.model), "latest": o.latest, "tags": ollama_tags,
+            "model": o.model, "name": ollama_name(o.model, o.registry), "url": ollama_url(o.model, registry=o.registry),
+            "latest": o.latest, "tags": ollama_tags,
             "quick_tags": quick_tags, "parameters": parameters, "renderer": o.renderer, "parser": o.parser,
             "template_file": o.template, "template_text": template_text, "license_file": o.license,
             "license_text": license_text, "hf_route": g is not None},

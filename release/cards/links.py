@@ -20,7 +20,7 @@ from ..errors import InputError, Problem
 from ..gguf.tiers import gguf_filename
 from ..manifest import Artifact, ArtifactRegistry, Destination, FileEntry
 from ..spec.load import Release
-from .context import HUB, OLLAMA
+from .context import HUB, OLLAMA, ollama_host, ollama_name
 
 
 class CardLinkError(InputError):
@@ -41,7 +41,8 @@ class LinkIndex:
     """What a card of this release may point at."""
 
     hub: dict[str, HubRepo] = field(default_factory=dict)
-    ollama: dict[str, set[str]] = field(default_factory=dict)  # model → tags
+    ollama: dict[str, set[str]] = field(default_factory=dict)  # model (host-prefixed off ollama.com) → tags
+    registries: set[str] = field(default_factory=set)  # origins of other OCI registries of the release
     gguf_tiers: dict[str, set[str]] = field(default_factory=dict)  # GGUF repo → tiers (for `-hf repo:TIER`)
     urls: set[str] = field(default_factory=set)  # declared in the definition (license link)
 
@@ -71,7 +72,12 @@ class LinkIndex:
             self.gguf_tiers.setdefault(d.gguf.repo, set()).update(
                 [*d.gguf.tiers, *([d.gguf.baseline] if d.gguf.publish_baseline else [])])
         if d.ollama:
-            self.ollama.setdefault(d.ollama.model, set()).update([*d.ollama.tags, "latest"])
+            tags = [*d.ollama.tags, "latest"]
+            self.ollama.setdefault(d.ollama.model, set()).update(tags)
+            if ollama_host(d.ollama.registry):
+                self.ollama.setdefault(ollama_name(d.ollama.model, d.ollama.registry), set()).update(tags)
+                reg = urlparse(d.ollama.registry)
+                self.registries.add(f"{reg.scheme}://{reg.netloc}")
         if d.release.license_link:
             self.urls.add(d.release.license_link)
 
@@ -173,7 +179,10 @@ def _check_hub_url(idx: LinkIndex, url: str) -> str | None:
 
 
 def _check_ollama_ref(idx: LinkIndex, ref: str) -> str | None:
-    model, _, tag = ref.partition(":")
+    # host:port/ns/model:tag — the tag is after the last ':' that follows the last '/'
+    model, sep, tag = ref.rpartition(":")
+    if not sep or "/" in tag:
+        model, tag = ref, ""
     tags = idx.ollama.get(model)
     if tags is None:
         return f"{model} is not an Ollama model of this release or a sibling release"
@@ -208,6 +217,11 @@ def check_url(idx: LinkIndex, url: str) -> str | None:
         return _check_hub_url(idx, url.split("#")[0])
     if origin == OLLAMA:
         return _check_ollama_ref(idx, unquote(parsed.path.strip("/")))
+    if origin in idx.registries:
+        m = re.fullmatch(r"/v2/(.+)/manifests/([^/]+)", unquote(parsed.path))
+        if m is None:
+            return f"not a manifest URL of {origin}"
+        return _check_ollama_ref(idx, f"{m.group(1)}:{m.group(2)}")
     if not parsed.scheme:
         return "relative link (cards are shown on several sites; link absolutely)"
     return "external link not declared in the release definition"
