@@ -55,6 +55,16 @@ GB = 1_000_000_000
 _COST = {"Q8_0": 4, "Q4_0": 15, "Q6_K": 12, "Q3_K_S": 17, "Q3_K_M": 18, "Q4_K_S": 43, "Q4_K_M": 40,
          "Q3_K_L": 31, "Q2_K": 45, "Q5_K_S": 56, "Q5_K_M": 48, "IQ4_XS": 98, "IQ4_NL": 99, "IQ3_M": 118,
          "IQ3_XS": 153, "IQ3_S": 120, "IQ2_M": 94, "IQ2_S": 100, "IQ2_XS": 110, "IQ2_XXS": 110, "Q2_K_S": 45}
+# Overrides can make a cheap ftype expensive (CD-Q3: Q3_K_M with q4_k/q5_k experts ran 2× its ftype).
+_TYPE_COST = {"q8_0": 4, "q4_0": 15, "q4_1": 15, "q5_0": 15, "q5_1": 15, "q6_k": 12, "q3_k": 18, "q2_k": 45,
+              "q4_k": 40, "q5_k": 48, "iq4_xs": 98, "iq4_nl": 99, "iq3_s": 120, "iq3_xxs": 150, "iq2_s": 100,
+              "iq2_xs": 110, "iq2_xxs": 110, "iq1_s": 110, "iq1_m": 110}
+
+
+def tier_cost(recipe: T.TierRecipe) -> int:
+    """Relative CPU cost of quantizing a tier (for ordering the sweep and its progress bar)."""
+    costs = [_COST.get(recipe.ftype, 50)] + [_TYPE_COST.get(t, 50) for _, t in recipe.overrides]
+    return max(costs)
 
 
 @dataclass
@@ -230,7 +240,7 @@ def _sweep(release: Release, tiers: list[str], source: Path, out_dir: Path, root
     say(f"gguf: quantizing {len(tiers)} tiers, {plan.workers} at a time × {plan.threads} threads "
         f"(≈{per_job / GB:.1f} GB each, budget {plan.budget_bytes / GB:.1f} GB)")
     recipes = {t: tier_recipe(release, t) for t in tiers}
-    order = sorted(tiers, key=lambda t: -_COST.get(recipes[t].ftype, 50))
+    order = sorted(tiers, key=lambda t: -tier_cost(recipes[t]))
     staging = out_dir / ".partial"
     staging.mkdir(exist_ok=True)
     jobs_ = {t: QuantizeJob(t, str(source), str(staging / T.gguf_filename(g.prefix, t)), recipes[t].ftype,
@@ -238,7 +248,7 @@ def _sweep(release: Release, tiers: list[str], source: Path, out_dir: Path, root
                             str(imatrix_path) if imatrix_path else None,
                             _dataset(imatrix_meta) if imatrix_path else None, plan.threads)
              for t in order}
-    total_cost = sum(_COST.get(recipes[t].ftype, 50) for t in tiers)
+    total_cost = sum(tier_cost(recipes[t]) for t in tiers)
     update = progress(f"gguf: quantize {len(tiers)} tiers", total_cost)
     done_cost = 0
     results: dict[str, Artifact] = {}
@@ -254,7 +264,7 @@ def _sweep(release: Release, tiers: list[str], source: Path, out_dir: Path, root
                     results[tier] = _finish_tier(release, tier, recipes[tier], Path(jobs_[tier].out), out_dir,
                                                  root, dest, imatrix_path, imatrix_meta, tensors, split_bytes,
                                                  timing, progress, say, experts, used)
-                    done_cost += _COST.get(recipes[tier].ftype, 50)
+                    done_cost += tier_cost(recipes[tier])
                     update(done_cost, total_cost)
         except BaseException:
             for fut in pending:
