@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -34,10 +35,10 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except InputError as exc:
             for p in exc.problems:
-                err.print(f"[bold red]error:[/] {click.style(str(p), fg=None)}", markup=True, soft_wrap=True)
+                err.print(f"[bold red]error:[/] {escape(str(p))}", soft_wrap=True)
             sys.exit(exc.exit_code)
         except ReleaseError as exc:
-            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             err.print("[bold red]interrupted[/]")
@@ -52,13 +53,7 @@ def dist_option(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="Output root; a release's outputs live in DIST/<name>/.")(fn)
 
 
-class ReleaseGroup(click.Group):
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        # click's own usage errors exit 2 already; keep that.
-        return super().main(*args, **kwargs)
-
-
-@click.group(cls=ReleaseGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="release")
 def cli() -> None:
     """Turn an expert-pruned MoE checkpoint into a complete, consistent public release.
