@@ -224,7 +224,8 @@ def publish(name: str, dist: Path, dry_run: bool, only: tuple[str, ...], local: 
                 options.only = options.only or ["bf16", "gguf", "nvfp4", "cards", "hub"]
                 err.print(f"no docker-registry installed: Ollama tags stay in the local store "
                           f"(OLLAMA_MODELS={ctx.dist / 'ollama'})")
-            summary = run_publish(ctx, git_tag=not no_git_tag)
+            # A rehearsal is not a release: it leaves the pipelines repo's tags alone.
+            summary = run_publish(ctx, git_tag=False)
             _print_summary(ctx, summary, as_json, local_hub=targets.hub_url)
         return
     summary = run_publish(ctx, git_tag=not no_git_tag)
