@@ -26,6 +26,7 @@ def test_round_trip_normalises_like_llama_quantize(tmp_path):
     shapes = {t.name: [int(x) for x in t.shape] for t in r.tensors}
     assert shapes["blk.0.ffn_gate_up_exps.weight.in_sum2"] == [4, 3]
     assert shapes["blk.0.ffn_gate_up_exps.weight.counts"] == [1, 3]
+    assert shapes["blk.0.attn_q.weight.in_sum2"] == [4] and shapes["blk.0.attn_q.weight.counts"] == [1]
     # llama-imatrix's order: weights sorted by name, each as in_sum2 then counts
     assert [t.name for t in r.tensors] == [f"{n}.{k}" for n in sorted(stats) for k in ("in_sum2", "counts")]
 

@@ -31,7 +31,7 @@ from ..fsutil import sha256_file
 
 @dataclass
 class Stats:
-    values: np.ndarray  # (n_mat, ne0) float64 Σx²
+    values: np.ndarray  # (n_mat, ne0) float32 Σx²
     counts: np.ndarray  # (n_mat,) int64
 
 
@@ -87,6 +87,8 @@ class Collector:
             return src1.ne[1] >= 16 and src1.type == self.f32 and wname.startswith("blk.")
         x = tensor_array(self.base, src1, np.float32)  # (ne3, ne2, ne1, ne0)
         ne0 = x.shape[3]
+        # Sums are float32 and added one row at a time in llama-imatrix's loop order (np.cumsum is a
+        # sequential sum), so the file is the one llama-imatrix writes, to the bit.
         if t.op == self.mul_mat_id:
             ids_t = t.src[2].contents
             ids = tensor_array(self.base, ids_t, np.int32)[0, 0]  # (n_tokens, n_ids)
@@ -94,34 +96,43 @@ class Collector:
             n_tokens, n_ids = ids.shape
             if x.shape[0] != 1 or x.shape[1] != n_tokens:
                 raise WorkError(f"imatrix: unexpected MUL_MAT_ID input shape for {wname}: {x.shape}")
+            if ids.min() < 0 or ids.max() >= n_as:
+                raise WorkError(f"imatrix: expert id out of range in {wname}")
             st = self.stats.get(wname)
             if st is None:
-                st = self.stats[wname] = Stats(np.zeros((n_as, ne0)), np.zeros(n_as, dtype=np.int64))
+                st = self.stats[wname] = Stats(np.zeros((n_as, ne0), dtype=np.float32),
+                                               np.zeros(n_as, dtype=np.int64))
             ne1 = x.shape[2]
-            for idx in range(n_ids):
-                rows = x[0, :, idx % ne1, :].astype(np.float64)  # (n_tokens, ne0)
-                ex = ids[:, idx]
-                if ex.min() < 0 or ex.max() >= n_as:
-                    raise WorkError(f"imatrix: expert id out of range in {wname}")
-                onehot = np.zeros((n_as, n_tokens))
-                onehot[ex, np.arange(n_tokens)] = 1.0
-                st.values += onehot @ (rows * rows)
-                st.counts += np.bincount(ex, minlength=n_as)
+            # llama-imatrix: for idx in slots: for row in tokens: acc[ids[row, idx]] += x[row, idx % ne1]²
+            order_idx = np.repeat(np.arange(n_ids), n_tokens)
+            order_row = np.tile(np.arange(n_tokens), n_ids)
+            experts = ids[order_row, order_idx]
+            for ex in np.unique(experts):
+                sel = experts == ex
+                rows = x[0, order_row[sel], order_idx[sel] % ne1, :]
+                st.values[ex] = _sequential_sum(st.values[ex], rows)
+            st.counts += np.bincount(experts, minlength=n_as)
         else:
             n_mat = int(src0.ne[2] * src0.ne[3])
             st = self.stats.get(wname)
             if st is None:
-                st = self.stats[wname] = Stats(np.zeros((n_mat, ne0)), np.zeros(1, dtype=np.int64))
+                st = self.stats[wname] = Stats(np.zeros((n_mat, ne0), dtype=np.float32),
+                                               np.zeros(1, dtype=np.int64))
             ne3, ne2 = x.shape[0], x.shape[1]
             for i3 in range(ne3):
                 for i2 in range(ne2):
                     mat = (i3 % int(src0.ne[3])) * int(src0.ne[2]) + (i2 % int(src0.ne[2]))
-                    rows = x[i3, i2].astype(np.float64)
-                    st.values[mat] += (rows * rows).sum(axis=0)
+                    st.values[mat] = _sequential_sum(st.values[mat], x[i3, i2])
             st.counts += (x.shape[0] * x.shape[1] * x.shape[2]) // n_mat
         if not np.all(np.isfinite(st.values)):
             raise WorkError(f"imatrix: non-finite activations in {wname}")
         return True
+
+
+def _sequential_sum(acc: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """acc + Σ rows² in float32, added row after row (not numpy's pairwise summation)."""
+    sq = np.square(rows, dtype=np.float32)
+    return np.cumsum(np.concatenate([acc[None, :], sq]), axis=0, dtype=np.float32)[-1]
 
 
 def calibration_tokens(runner, text: str) -> list[int]:
@@ -184,8 +195,11 @@ def write_imatrix(out: Path, stats: dict[str, Stats], *, dataset: str, chunk_cou
         st = stats[name]
         n_mat = st.values.shape[0]
         counts = st.counts if len(st.counts) == n_mat else np.full(n_mat, st.counts[0])
-        w.add_tensor(f"{name}.in_sum2", st.values.astype(np.float32))
-        w.add_tensor(f"{name}.counts", counts.astype(np.float32).reshape(n_mat, 1))
+        # ggml drops trailing dimensions of 1 when writing: a dense weight's entry is 1-D, as llama-imatrix's.
+        values = st.values[0] if n_mat == 1 else st.values
+        w.add_tensor(f"{name}.in_sum2", values.astype(np.float32))
+        w.add_tensor(f"{name}.counts", counts.astype(np.float32).reshape(n_mat, 1) if n_mat > 1
+                     else counts.astype(np.float32).reshape(1))
     try:
         w.write_header_to_file()
         w.write_kv_data_to_file()
