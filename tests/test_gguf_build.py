@@ -322,3 +322,31 @@ def test_v4_expected_tensors_and_recipes():
     assert ne0["blk.0.ffn_down_exps.weight"] == 704
     assert T.fallback_type("q6_k", 704) == "q8_0"
     assert T.fallback_type("q4_k", 2816) == "q4_k"
+
+
+def test_imatrix_bit_identical_to_llama_imatrix(demo_build, tmp_path):
+    """Optional: with a `llama-imatrix` of the same llama.cpp commit (env LLAMA_IMATRIX or on PATH; the
+    project does not build it), our in-process collector writes the same entries, counts and sums."""
+    import os
+    import subprocess
+
+    import gguf
+
+    from release.gguf.imatrix import compute_imatrix
+
+    binary = os.environ.get("LLAMA_IMATRIX") or shutil.which("llama-imatrix")
+    if not binary:
+        pytest.skip("no llama-imatrix binary (set LLAMA_IMATRIX)")
+    out, arts, _ = demo_build
+    model = out / arts["gguf:F16"].files[0].path
+    calib = tmp_path / "calib.txt"
+    calib.write_text((Path(__file__).parents[1] / "README.md").read_text())
+    ours, ref = tmp_path / "ours.gguf", tmp_path / "ref.gguf"
+    compute_imatrix(model, calib, ours, chunks=4, n_ctx=128, threads=2)
+    subprocess.run([binary, "-m", str(model), "-f", str(calib), "-o", str(ref), "-c", "128", "-b", "128",
+                    "--chunks", "4", "-t", "2", "--no-ppl"], check=True, capture_output=True)
+    a = {t.name: np.asarray(t.data).ravel() for t in gguf.GGUFReader(str(ours)).tensors}
+    b = {t.name: np.asarray(t.data).ravel() for t in gguf.GGUFReader(str(ref)).tensors}
+    assert list(a) == list(b)
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
