@@ -78,20 +78,22 @@ def generate_medium(out: Path) -> None:
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
-def bench_pipeline(folder: Path, base: Path) -> Path:
+def bench_pipeline(folder: Path, base: Path, pruned: Path) -> Path:
     """The demo pipeline pointed at the medium checkpoint, with a seeded 32→24 drop map."""
     demo = ROOT / "pipelines" / "demo"
     if folder.exists():
         shutil.rmtree(folder)
     shutil.copytree(demo, folder, ignore=shutil.ignore_patterns("base", "dist"))
-    shutil.copyfile(base / "config.json", folder / "base-config.json")
+    config = json.loads((base / "config.json").read_text())
+    config["text_config"]["num_experts"] = EXPERTS  # the pruned copy says 24; the pipeline records the base
+    (folder / "base-config.json").write_text(json.dumps(config, indent=2))
     rng = random.Random(5)
     drop = {str(n): sorted(rng.sample(range(EXPERTS), EXPERTS - KEPT)) for n in range(12)}
     (folder / "dropmap.json").write_text(json.dumps({"format": "moe-drop-map/1", "base": "bench/gemma4-medium",
                                                      "num_experts": EXPERTS, "drop": drop}, indent=1))
     toml = (folder / "release.toml").read_text()
     toml = toml.replace('repo = "demo/tiny-gemma4-8e"', 'repo = "bench/gemma4-medium"')
-    toml = toml.replace('path = "base"\ngenerator = "tiny-gemma4"\n', f'path = "{base}"\n')
+    toml = toml.replace('path = "base"\ngenerator = "tiny-gemma4"\n', "")
     toml = toml.replace("experts_kept = 6", f"experts_kept = {KEPT}")
     (folder / "release.toml").write_text(toml)
     return folder
@@ -115,16 +117,18 @@ def main() -> int:
     tc = ensure_toolchain()
     cache = cache_dir() / "bench"
     base = cache / "gemma4-medium-32e"
-    if not (base / "config.json").is_file():
+    pruned = cache / f"gemma4-medium-{KEPT}e"
+    if not (pruned / "config.json").is_file() and not (base / "config.json").is_file():
         t = time.perf_counter()
         print(f"generating the medium checkpoint in {base} …", flush=True)
         generate_medium(base)
         print(f"  {time.perf_counter() - t:.0f} s", flush=True)
-    pipeline = bench_pipeline(cache / "pipeline", base)
+    # Only the pruned checkpoint is kept in the cache; the base's config is all the pipeline needs.
+    pipeline = bench_pipeline(cache / "pipeline", base if (base / "config.json").is_file() else pruned, pruned)
     release = load_release(str(pipeline))
-    pruned = cache / f"gemma4-medium-{KEPT}e"
     if not (pruned / "config.json").is_file():
         prune_checkpoint(base, release.drop_map, pruned)
+        shutil.rmtree(base)
     size = sum(p.stat().st_size for p in pruned.glob("*.safetensors"))
     print(f"checkpoint: {pruned} ({size / 1e9:.3f} GB BF16, {KEPT} experts, expert FFN 704, dense 2112)")
     g = release.definition.gguf
