@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -246,6 +247,8 @@ def install(*, force: bool = False) -> None:
             os.remove(wheel_path())
         shutil.rmtree(converter_dir(), ignore_errors=True)
     need_wheel = force or installed_llama_cpp_version() != LLAMA_CPP_PYTHON
+    if not need_wheel and importlib.util.find_spec("diskcache") is None:
+        _pip("install", *RUNTIME_PINS)  # a wheel installed by hand with --no-deps does not import without it
     if not need_wheel and _converter_complete():
         return
     sdist = fetch_sdist()
