@@ -230,9 +230,8 @@ def import_artifacts(ctx: Context, folder: Path) -> list[str]:
     """Adopt artifacts built elsewhere (CI matrix jobs): each `<slot>/<name>/manifest.json` below
     `folder` contributes the artifacts it built, after checking their files' sizes and sha256 and
     that their recipe and destination match this plan. Returns the adopted ids."""
-    import shutil
 
-    from .fsutil import sha256_file
+    from .fsutil import link_or_copy, sha256_file
     from .manifest import Manifest
     from .pipeline import State
 
@@ -260,13 +259,7 @@ def import_artifacts(ctx: Context, folder: Path) -> list[str]:
                     break
             else:
                 for f in a.files:
-                    dest = ctx.dist / a.root / f.path
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    if not dest.exists():
-                        try:
-                            os.link(src_dist / a.root / f.path, dest)
-                        except OSError:
-                            shutil.copy2(src_dist / a.root / f.path, dest)
+                    link_or_copy(src_dist / a.root / f.path, ctx.dist / a.root / f.path)
                 ctx.artifacts.add(a)
                 rec = src_state.get(a.id)
                 if rec is not None:  # the job's input hash: a later local build sees it as up to date
@@ -281,8 +274,8 @@ def export_artifacts(ctx: Context, folder: Path) -> Path:
     """Copy the selected built artifacts, a manifest listing only them and their state records to
     `folder/<name>/` (hard links where possible): what one CI matrix job uploads."""
     import json
-    import shutil
 
+    from .fsutil import link_or_copy
     from .manifest import ArtifactRegistry, Manifest
     from .pipeline import State
 
@@ -291,13 +284,7 @@ def export_artifacts(ctx: Context, folder: Path) -> Path:
               and ctx.options.selects(a.kind, a.id)]
     for a in chosen:
         for f in a.files:
-            src, dest = ctx.artifact_dir(a) / f.path, target / a.root / f.path
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.unlink(missing_ok=True)
-            try:
-                os.link(src, dest)
-            except OSError:
-                shutil.copy2(src, dest)
+            link_or_copy(ctx.artifact_dir(a) / f.path, target / a.root / f.path)
     m = ctx.manifest()
     Manifest(m.release, m.tool_version, m.pipelines_git, m.inputs, ArtifactRegistry(chosen)).write(
         target / "manifest.json")

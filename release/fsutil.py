@@ -71,6 +71,22 @@ def staging_dir(final: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def link_or_copy(src: Path, dest: Path) -> None:
+    """Put `src` at `dest` atomically: a hard link when the file system allows (no second copy of a
+    multi-GB file), else a copy. rename(2) is a no-op between two links of one file, so that case
+    returns early instead of leaving the temporary name behind."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and os.path.samefile(src, dest):
+        return
+    tmp = dest.with_name(f".{dest.name}.partial")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dest)
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -108,10 +124,17 @@ class HashCache:
         if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
             return hit[2]
         digest = sha256_file(file)
+        self._store(key, st, digest)
+        return digest
+
+    def remember(self, file: Path, digest: str) -> None:
+        """Record a digest a builder computed while writing `file`, so it is not hashed again."""
+        self._store(str(file.resolve()), file.stat(), digest)
+
+    def _store(self, key: str, st: os.stat_result, digest: str) -> None:
         with self._lock:
             self._entries[key] = [st.st_size, st.st_mtime_ns, digest]
             self._dirty = True
-        return digest
 
     def save(self) -> None:
         if self.path is not None and self._dirty:

@@ -270,6 +270,9 @@ def ensure(ctx: Context, ids: list[str]) -> list[str]:
         hashes = {a.id: h for a, h in todo}
         for built in builder.build(ctx, [a for a, _ in todo]):
             built.status = "built"
+            for f in built.files:  # the builder just hashed these: don't hash them again
+                if f.sha256:
+                    ctx.hash_cache.remember(ctx.artifact_dir(built) / f.path, f.sha256)
             ctx.artifacts.add(built)
             if built.id in hashes:
                 ctx.state.record(built, hashes[built.id])

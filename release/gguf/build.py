@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, WorkError
-from ..fsutil import atomic_write_bytes, atomic_write_text, sha256_file
+from ..fsutil import atomic_write_bytes, atomic_write_text, link_or_copy, sha256_file
 from ..manifest import Artifact, Destination, FileEntry
 from ..toolchain import LLAMA_CPP_COMMIT, LLAMA_CPP_PYTHON, ensure_toolchain
 from . import tiers as T
@@ -327,15 +327,7 @@ def _place(produced: Path, out_dir: Path, prefix: str, tier: str, split_bytes: i
     if folder.is_dir():
         shutil.rmtree(folder)
     if copy:
-        if single.exists() and os.path.samefile(produced, single):
-            return [single]  # already in place (a hard link from an earlier run)
-        tmp = single.with_name(f".{single.name}.partial")
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(produced, tmp)  # same file system: no second copy of a multi-GB file
-        except OSError:
-            shutil.copyfile(produced, tmp)
-        os.replace(tmp, single)
+        link_or_copy(produced, single)
     else:
         os.replace(produced, single)
     return [single]
