@@ -3,7 +3,7 @@
 Prints two ratios, each against a baseline measured in the same run:
   1. conversion: `release`'s convert step vs running llama.cpp's convert_hf_to_gguf.py directly
      (same arguments) — overhead of progress, checks and the atomic rename; ≈1.0 is the goal;
-  2. sweep: `build_gguf`'s parallel sweep (processes within the memory budget, slowest tiers first,
+  2. sweep: `quantize_tiers`' parallel sweep (processes within the memory budget, slowest tiers first,
      facts/hashes included) vs the same tiers quantized one after another with all cores each (what a
      `for t in …; do llama-quantize …; done` loop does). Same F16 input, same imatrix, same recipes.
 
@@ -108,7 +108,7 @@ def main() -> int:
     ap.add_argument("--conversion-only", action="store_true")
     args = ap.parse_args()
 
-    from release.gguf.build import build_gguf
+    from release.gguf.build import GgufJob, baseline_source, convert_baseline, make_imatrix, quantize_tiers
     from release.gguf.convert import convert, converter_command
     from release.gguf.quantize import QuantizeJob, run_job
     from release.prune import prune_checkpoint
@@ -160,15 +160,17 @@ def main() -> int:
         if args.conversion_only:
             return 0
 
-        # 2. Baseline conversion + imatrix through build_gguf (reused by the sweep below).
+        # 2. Baseline conversion + imatrix (used by the sweep below).
         out = tmp / "gguf"
         t = time.perf_counter()
-        arts = build_gguf(release, pruned, out, only={"imatrix"}, work_dir=tmp / "work", log=print)
-        imatrix = out / f"{g.prefix}-imatrix.gguf"
-        facts = arts[0].facts
+        job = GgufJob(release, out, log=print)
+        baseline = convert_baseline(job, pruned)
+        source = baseline_source(tmp, baseline)
+        art = make_imatrix(job, source)
+        imatrix = out / art.files[0].path
+        facts = art.facts
         print(f"F16 conversion + imatrix ({facts.get('chunks')} chunks × {facts.get('chunk_size')} tokens): "
               f"{time.perf_counter() - t:.1f} s", flush=True)
-        source = tmp / "work" / f"{g.prefix}-{g.baseline}.gguf"
 
         # 3a. Sequential baseline: one tier after another, all cores each, one process per tier.
         from release.gguf.checks import tier_recipe
@@ -190,7 +192,7 @@ def main() -> int:
 
         # 3b. release's parallel sweep (includes reading back facts and sha256 of every file).
         t = time.perf_counter()
-        arts = build_gguf(release, pruned, out, only=set(tiers), jobs=args.jobs, work_dir=tmp / "work", log=print)
+        arts = quantize_tiers(job, tiers, source, imatrix, jobs=args.jobs)
         par_s = time.perf_counter() - t
         per = {a.id.split(":")[1]: a.facts.get("wall_s") for a in arts}
         print("parallel:   " + ", ".join(f"{k} {v}s" for k, v in per.items()) + f" = {par_s:.1f} s wall",

@@ -69,6 +69,7 @@ class Artifact:
     destination: Destination | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # sizes, bpw, histograms, parameter counts …
     remote: list[RemoteFile] | None = None
+    needs: list[str] = field(default_factory=list)  # ids it is built from (release/steps.py)
 
     @property
     def size(self) -> int:
@@ -91,6 +92,7 @@ class Artifact:
             destination=Destination(**dest) if dest else None,
             facts=data.get("facts", {}),
             remote=[RemoteFile(**r) for r in remote] if remote is not None else None,
+            needs=list(data.get("needs", [])),
         )
 
 

@@ -30,15 +30,16 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from .errors import InputError
+from .errors import InputError, WorkError
 from .fsutil import HashCache, atomic_write_text
 from .manifest import ARTIFACT_KINDS, Artifact, ArtifactRegistry, FileEntry, Manifest
 from .plan import plan_artifacts
 from .provenance import input_hashes, pipelines_git
 from .spec.load import Release
+from .steps import BASE, ORDER, STEP_OF, closure
 
+# What `--only` takes: an artifact kind (cards for card), or hub for every artifact bound for the Hub.
 KINDS = (*ARTIFACT_KINDS[:-1], "cards", "hub")  # bf16 gguf nvfp4 ollama cards hub
-BUILD_KINDS = ("bf16", "gguf", "nvfp4", "ollama", "cards")
 
 
 @dataclass
@@ -56,17 +57,6 @@ class Options:
     prune_remote: bool = False
     via_ollama_cli: bool = False
     quiet: bool = False
-
-    def selects(self, kind: str, artifact_id: str | None = None) -> bool:
-        if not self.only:
-            return True
-        for sel in self.only:
-            sel_kind, _, sel_id = sel.partition(":")
-            if sel_kind != kind:
-                continue
-            if not sel_id or artifact_id is None or artifact_id == f"{kind}:{sel_id}":
-                return True
-        return False
 
 
 def parse_only(values: tuple[str, ...] | list[str]) -> list[str]:
@@ -131,7 +121,7 @@ class Context:
         self.progress: Progress | None = None
         self.log: list[str] = []
         self._inputs: dict[str, str] | None = None
-        self._building: set[str] = set()
+        self.keyed: dict[str, str] | None = None  # see need_files
 
     # -- inputs and provenance ---------------------------------------------------------------
     @property
@@ -205,15 +195,27 @@ class Context:
         self.progress = None
 
     # -- building ---------------------------------------------------------------------------------
-    def require(self, artifact_id: str) -> Artifact:
-        """The built artifact `artifact_id`, building it (and what it needs) if necessary."""
+    def built(self, artifact_id: str) -> Artifact:
+        """The built artifact `artifact_id`; its builder's needs were ensured before it was asked for."""
         a = self.artifacts.get(artifact_id)
         if a is None:
             raise InputError(f"no artifact {artifact_id!r} in this release", file="--only")
-        if a.status in ("built", "published"):
-            return a
-        ensure(self, [artifact_id])
-        return self.artifacts[artifact_id]
+        if a.status not in ("built", "published"):
+            raise WorkError(f"{artifact_id} is needed but not built (a step ran out of flow order)")
+        return a
+
+    def need_files(self, artifact: Artifact) -> list[tuple[str, list[tuple[str, str | None]]]]:
+        """What an input hash takes from the artifact's needs: their recorded files (path, sha256), or,
+        while `keyed` holds it, a need's own key (a job hashes what it will make before making it)."""
+        out: list[tuple[str, list[tuple[str, str | None]]]] = []
+        for n in artifact.needs:
+            if n == BASE:
+                continue
+            if self.keyed is not None and n in self.keyed:
+                out.append((n, [("key", self.keyed[n])]))
+            else:
+                out.append((n, [(f.path, f.sha256) for f in self.built(n).files]))
+        return out
 
 
 class Builder(Protocol):
@@ -222,7 +224,7 @@ class Builder(Protocol):
     kind: str
 
     def input_hash(self, ctx: Context, artifact: Artifact) -> str:
-        """Hash of everything the artifact depends on (requiring upstream artifacts as needed)."""
+        """Hash of everything the artifact is made from; its needs are built (ctx.need_files)."""
 
     def build(self, ctx: Context, artifacts: list[Artifact]) -> list[Artifact]:
         """Build these artifacts; return them with status 'built', files, sizes and hashes."""
@@ -235,49 +237,67 @@ def builders() -> dict[str, Builder]:
 
 
 def ensure(ctx: Context, ids: list[str]) -> list[str]:
-    """Build the artifacts `ids` unless their recorded inputs are unchanged and files intact.
+    """Build `ids` and what they need, in flow order, unless their recorded inputs are unchanged and
+    their files intact (then they are restored from state.json). Returns the ids built in this run.
 
-    Returns the ids actually built (not restored).
+    One kind at a time: of the artifacts whose needs are all built, those of the earliest step go to
+    their builder together (so the GGUF tiers of a wave are quantized in one parallel sweep).
     """
-    by_kind: dict[str, list[Artifact]] = {}
+    pending = [i for i in closure(ctx.artifacts, ids) if ctx.artifacts[i].status not in ("built", "published")]
     built_now: list[str] = []
-    for artifact_id in ids:
-        a = ctx.artifacts[artifact_id]
-        if a.status in ("built", "published") or artifact_id in ctx._building:
-            continue
-        by_kind.setdefault(a.kind, []).append(a)
     registry = builders()
-    for kind in BUILD_KINDS:
-        todo_planned = by_kind.get(kind if kind != "cards" else "card", [])
-        if not todo_planned:
-            continue
-        builder = registry[kind]
-        todo: list[tuple[Artifact, str]] = []
-        for a in todo_planned:
-            ctx._building.add(a.id)
-            inputs = builder.input_hash(ctx, a)
-            rec = ctx.state.get(a.id)
-            if rec and rec["inputs"] == inputs and not ctx.options.force:
-                restored = Artifact.from_json(rec["artifact"])
-                if ctx.intact(restored):
-                    ctx.artifacts.add(restored)
-                    continue
-            todo.append((a, inputs))
-        if not todo:
-            continue
-        for root in {ctx.dist / a.root for a, _ in todo}:
-            remove_partials(root)
-        hashes = {a.id: h for a, h in todo}
-        for built in builder.build(ctx, [a for a, _ in todo]):
-            built.status = "built"
-            for f in built.files:  # the builder just hashed these: don't hash them again
-                if f.sha256:
-                    ctx.hash_cache.remember(ctx.artifact_dir(built) / f.path, f.sha256)
-            ctx.artifacts.add(built)
-            if built.id in hashes:
-                ctx.state.record(built, hashes[built.id])
-                built_now.append(built.id)
-        ctx.write_manifest()
+    while pending:
+        ready = [i for i in pending if _ready(ctx, i, pending)]
+        if not ready:
+            raise WorkError(f"cannot build {', '.join(pending)}: their needs were not built")
+        step = STEP_OF[ctx.artifacts[min(ready, key=lambda i: ORDER[ctx.artifacts[i].kind])].kind]
+        batch = [ctx.artifacts[i] for i in ready if ctx.artifacts[i].kind == step.kind]
+        pending = [i for i in pending if i not in {a.id for a in batch}]
+        built_now += _build_batch(ctx, registry[step.builder], batch)
+    return built_now
+
+
+def _ready(ctx: Context, artifact_id: str, pending: list[str]) -> bool:
+    a = ctx.artifacts[artifact_id]
+    if STEP_OF[a.kind].describes_all:
+        # Rendered from everything else as it stands: after every other pending artifact.
+        return all(STEP_OF[ctx.artifacts[i].kind].describes_all for i in pending)
+    return all(n == BASE or ctx.artifacts[n].status in ("built", "published") for n in a.needs)
+
+
+def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[str]:
+    todo: list[tuple[Artifact, str]] = []
+    for a in batch:
+        inputs = builder.input_hash(ctx, a)
+        rec = ctx.state.get(a.id)
+        if rec and rec["inputs"] == inputs and not ctx.options.force:
+            restored = Artifact.from_json(rec["artifact"])
+            restored.needs = a.needs
+            if ctx.intact(restored):
+                ctx.artifacts.add(restored)
+                continue
+        todo.append((a, inputs))
+    if not todo:
+        return []
+    for root in {ctx.dist / a.root for a, _ in todo}:
+        remove_partials(root)
+    hashes = {a.id: h for a, h in todo}
+    built_now: list[str] = []
+    for built in builder.build(ctx, [a for a, _ in todo]):
+        built.status = "built"
+        built.needs = ctx.artifacts[built.id].needs if built.id in ctx.artifacts else built.needs
+        for f in built.files:  # the builder just hashed these: don't hash them again
+            path = ctx.artifact_dir(built) / f.path
+            if f.sha256 and path.is_file():  # (an Ollama model blob may live on the registry only)
+                ctx.hash_cache.remember(path, f.sha256)
+        ctx.artifacts.add(built)
+        if built.id in hashes:
+            ctx.state.record(built, hashes[built.id])
+            built_now.append(built.id)
+    missing = set(hashes) - set(built_now)
+    if missing:
+        raise WorkError(f"the {builder.kind} builder did not build {', '.join(sorted(missing))}")
+    ctx.write_manifest()
     return built_now
 
 
@@ -297,38 +317,40 @@ def remove_partials(folder: Path) -> None:
             p.unlink(missing_ok=True)
 
 
-def selected_ids(ctx: Context, kinds: tuple[str, ...] = BUILD_KINDS) -> list[str]:
-    out = []
-    for a in ctx.artifacts:
-        kind = "cards" if a.kind == "card" else a.kind
-        if kind in kinds and ctx.options.selects(kind, a.id):
-            out.append(a.id)
-    return out
+def selector_kind(artifact: Artifact) -> str:
+    return "cards" if artifact.kind == "card" else artifact.kind
+
+
+def select(ctx: Context, only: list[str] | None = None) -> list[str]:
+    """The artifact ids `--only` chooses (all without it). A selector that chooses nothing is bad input:
+    a typo must not turn into a successful run that did nothing."""
+    only = ctx.options.only if only is None else only
+    if not only:
+        return [a.id for a in ctx.artifacts]
+    chosen: list[str] = []
+    for sel in only:
+        kind, _, name = sel.partition(":")
+        if kind == "hub":
+            matched = [a.id for a in ctx.artifacts
+                       if a.destination is not None and a.destination.kind == "hub"
+                       and (not name or a.destination.repo == name)]
+        else:
+            matched = [a.id for a in ctx.artifacts if selector_kind(a) == kind
+                       and (not name or a.id.split(":", 1)[-1] == name)]
+        if not matched:
+            known = sorted({a.id.split(":", 1)[-1] for a in ctx.artifacts if selector_kind(a) == kind}) \
+                if kind != "hub" else sorted({a.destination.repo for a in ctx.artifacts
+                                              if a.destination and a.destination.kind == "hub"})
+            hint = f" (this release has: {', '.join(known)})" if known else f" (release {ctx.release.name} has none)"
+            raise InputError(f"{sel!r} selects nothing{hint}", file="--only")
+        chosen += [i for i in matched if i not in chosen]
+    return chosen
 
 
 def run_build(ctx: Context) -> list[str]:
     """Build every selected artifact; returns the ids built in this run (others were up to date)."""
+    ids = select(ctx)
     with ctx.live():
-        built = ensure(ctx, selected_ids(ctx))
+        built = ensure(ctx, ids)
     ctx.write_manifest()
     return built
-
-
-# Artifacts cheap enough to make where they are published (from the matrix jobs' outputs).
-PUBLISH_SIDE = ("gguf:ollama-files",)
-
-
-def build_matrix(ctx: Context) -> list[dict[str, str]]:
-    """Independent build jobs for a CI matrix: one per heavy artifact (bf16, each GGUF file, nvfp4).
-
-    Ollama tags and cards are derived from these and are made by the publish job.
-    """
-    jobs = []
-    for a in ctx.artifacts:
-        if a.kind not in ("bf16", "gguf", "nvfp4") or a.id in PUBLISH_SIDE:
-            continue
-        if not ctx.options.selects(a.kind, a.id):
-            continue
-        slot = a.id.replace(":", "-").lower()
-        jobs.append({"artifact": a.id, "kind": a.kind, "slot": slot})
-    return jobs

@@ -11,6 +11,9 @@ from .estimate import bf16_size, census, gguf_size, tier_size
 from .gguf.tiers import gguf_filename, standard_recipe
 from .manifest import Artifact, ArtifactRegistry, Destination, FileEntry
 from .spec.load import Release
+from .steps import wire
+
+GGUF_WORK = ".gguf-work"  # below dist/<release>/: GGUF files made but not published
 
 
 def gguf_recipe(release: Release, tier: str) -> dict:
@@ -42,12 +45,15 @@ def plan_artifacts(release: Release, *, estimates: bool = True) -> ArtifactRegis
                          facts={"size": bf16_size(c), "estimated": True, "parameters": c.pruned_total}))
     if d.gguf:
         g = d.gguf
-        if g.publish_baseline:
-            reg.add(Artifact(
-                id=f"gguf:{g.baseline}", kind="gguf", root="gguf", destination=hub(g.repo),
-                files=[FileEntry(gguf_filename(g.prefix, g.baseline))],
-                recipe={"ftype": g.baseline, "baseline": True, "note": "unquantized conversion"},
-                facts={"size": gguf_size(c, g.baseline), "estimated": True}))
+        # The baseline conversion is an artifact even when it is not published: every tier and the
+        # imatrix are made from it (an unpublished one stays in the work folder and travels only as
+        # a staged input between machines).
+        reg.add(Artifact(
+            id=f"gguf:{g.baseline}", kind="gguf", root="gguf" if g.publish_baseline else GGUF_WORK,
+            destination=hub(g.repo) if g.publish_baseline else None,
+            files=[FileEntry(gguf_filename(g.prefix, g.baseline))],
+            recipe={"ftype": g.baseline, "baseline": True, "note": "unquantized conversion"},
+            facts={"size": gguf_size(c, g.baseline), "estimated": True}))
         for tier in g.tiers:
             recipe = gguf_recipe(release, tier)
             reg.add(Artifact(
@@ -88,6 +94,7 @@ def plan_artifacts(release: Release, *, estimates: bool = True) -> ArtifactRegis
     if d.ollama:
         reg.add(Artifact(id="card:ollama", kind="card", root="cards/ollama", files=[FileEntry("README.md")],
                          recipe={"template": "ollama.md.j2", "note": "pasted on ollama.com (no push API)"}))
+    wire(release, reg)
     return reg
 
 

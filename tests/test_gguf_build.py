@@ -267,17 +267,23 @@ def test_split_above_limit_loads_like_the_single_file(tmp_path, demo_release, pr
     assert a.facts["histogram"] == arts["gguf:Q8_0"].facts["histogram"]
 
 
-def test_reuses_conversion_and_imatrix(tmp_path, demo_release, pruned_demo):
-    msgs: list[str] = []
-    out = tmp_path / "gguf"
-    build_gguf(demo_release, pruned_demo, out, only={"imatrix"}, log=msgs.append)
-    first = (out / "tiny-gemma4-6e-imatrix.gguf").stat().st_mtime_ns
-    msgs.clear()
-    build_gguf(demo_release, pruned_demo, out, only={"imatrix"}, log=msgs.append)
-    assert any("reusing tiny-gemma4-6e-F16.gguf" in m for m in msgs)
-    assert any("reusing tiny-gemma4-6e-imatrix.gguf" in m for m in msgs)
-    assert (out / "tiny-gemma4-6e-imatrix.gguf").stat().st_mtime_ns == first
-    assert not list(out.glob(".*partial*"))
+def test_baseline_and_imatrix_are_restored_not_redone(tmp_path, demo_release):
+    """The pipeline keeps the conversion and the imatrix as artifacts of their own: a second build of a
+    tier that needs them restores both (state.json), and building one tier never converts twice."""
+    from release.pipeline import Context, Options, run_build
+
+    def build(*only: str) -> list[str]:
+        ctx = Context(demo_release, Options(dist_root=tmp_path, only=list(only), quiet=True))
+        return run_build(ctx)
+
+    first = build("gguf:Q4_K_M")
+    assert first == ["bf16", "gguf:F16", "gguf:imatrix", "gguf:Q4_K_M"]
+    imatrix = tmp_path / "demo" / "gguf" / "tiny-gemma4-6e-imatrix.gguf"
+    before = imatrix.stat().st_mtime_ns
+    assert build("gguf:Q8_0") == ["gguf:Q8_0"]
+    assert imatrix.stat().st_mtime_ns == before
+    assert build("gguf:Q4_K_M", "gguf:Q8_0") == []
+    assert not list((tmp_path / "demo" / "gguf").glob(".*partial*"))
 
 
 def test_bad_recipe_refused_before_conversion(tmp_path, demo_release):

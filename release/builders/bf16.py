@@ -17,7 +17,7 @@ class Bf16Builder:
     def input_hash(self, ctx: Context, artifact: Artifact) -> str:
         base = ctx.release.definition.base
         return digest("bf16", __version__, base.repo, base.revision, base.generator,
-                      ctx.inputs.get(base.config), ctx.release.drop_map.sha256)
+                      ctx.inputs.get(base.config), ctx.release.drop_map.sha256, ctx.need_files(artifact))
 
     def build(self, ctx: Context, artifacts: list[Artifact]) -> list[Artifact]:
         (planned,) = artifacts

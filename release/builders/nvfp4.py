@@ -15,16 +15,15 @@ class Nvfp4Builder:
     kind = "nvfp4"
 
     def input_hash(self, ctx: Context, artifact: Artifact) -> str:
-        bf16 = ctx.require("bf16")
         n = ctx.release.definition.nvfp4
         assert n is not None
-        return digest("nvfp4", __version__, n.model_dump(), [(f.path, f.sha256) for f in bf16.files])
+        return digest("nvfp4", __version__, n.model_dump(), ctx.need_files(artifact))
 
     def build(self, ctx: Context, artifacts: list[Artifact]) -> list[Artifact]:
         (planned,) = artifacts
         n = ctx.release.definition.nvfp4
         assert n is not None
-        bf16 = ctx.require("bf16")
+        bf16 = ctx.built("bf16")
         out = ctx.dist / planned.root
         ctx.say(f"nvfp4: quantizing {ctx.artifact_dir(bf16)} ({n.format})")
         result = quantize_checkpoint(ctx.artifact_dir(bf16), out, fmt=n.format, ignore=n.ignore,

@@ -1,7 +1,11 @@
-"""The GGUF step: one conversion, the importance matrix, a parallel quantization sweep within a memory
+"""The GGUF steps: one conversion, the importance matrix, a parallel quantization sweep within a memory
 budget, splits above the size limit, facts read back from every file, and the Ollama side files.
 
-    build_gguf(release, pruned_dir, out_dir) -> list[Artifact]
+    job = GgufJob(release, out_dir)
+    convert_baseline(job, pruned_dir) -> gguf:<BASELINE>       (needs bf16)
+    make_imatrix(job, baseline_source(...)) -> gguf:imatrix    (needs the baseline)
+    quantize_tiers(job, tiers, source, imatrix) -> gguf:<TIER> (needs the baseline and the imatrix)
+    build_gguf(release, pruned_dir, out_dir) -> all of them in one call
 
 Layout of `out_dir` (= the GGUF repo root, `dist/<release>/gguf/`):
 
@@ -11,8 +15,8 @@ Layout of `out_dir` (= the GGUF repo root, `dist/<release>/gguf/`):
     <prefix>-imatrix.gguf                 importance matrix (llama-imatrix GGUF format)
     template, params                      for `ollama run hf.co/<repo>:<tier>`
 
-Work files (the unsplit baseline when it is split or not published) go to `work_dir`
-(default `out_dir/../.gguf-work/`), never into the repo folder.
+Work files (the unsplit baseline when it is split or not published) go to `out_dir/../.gguf-work/`,
+never into the repo folder.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, WorkError
-from ..fsutil import atomic_write_bytes, atomic_write_text, link_or_copy, sha256_file
+from ..fsutil import atomic_write_bytes, link_or_copy, sha256_file
 from ..manifest import Artifact, Destination, FileEntry
+from ..plan import GGUF_WORK
 from ..toolchain import LLAMA_CPP_COMMIT, LLAMA_CPP_PYTHON, ensure_toolchain
 from . import tiers as T
 from .checks import imatrix_is_calibration, recipe_problems, release_tensors, requested_types, tier_recipe
@@ -104,129 +109,169 @@ def plan_sweep(n_tiers: int, *, jobs: int, max_memory: int | None, per_job: int)
     return SweepPlan(workers, threads, per_job, budget)
 
 
-def _fingerprint(paths: list[Path], extra: dict[str, Any]) -> str:
-    rows = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(paths)]
-    return json.dumps({"files": rows, **extra}, sort_keys=True)
-
-
 def _null_progress(_desc: str, _total: int | None) -> Callable[[int, int], None]:
     return lambda done, total: None
 
 
-def build_gguf(release: Release, pruned_dir: Path, out_dir: Path, *, only: set[str] | None = None,
-               jobs: int = 2, max_memory: int | None = None, work_dir: Path | None = None,
-               progress: ProgressFactory | None = None, log: Log | None = None,
-               root: str = "gguf") -> list[Artifact]:
-    """Build the release's GGUF artifacts from the pruned HF checkpoint `pruned_dir` into `out_dir`.
+@dataclass
+class GgufJob:
+    """What the three GGUF steps share: the release, where outputs go, progress and log."""
 
-    only        tier names (and "imatrix", "ollama-files", the baseline name) to build; None = all.
-                The baseline conversion and the imatrix are made whenever a selected tier needs them.
-    jobs        at most this many quantize processes at once (threads split the cores between them)
-    max_memory  bytes the parallel quantizers may use together (default 80 % of MemAvailable)
-    progress    progress(description, total) -> update(done, total), e.g. pipeline.Context.task
-    log         one-line messages (warnings about fallbacks, what was reused)
-    root        Artifact.root (the folder of `out_dir` relative to dist/<release>/)
+    release: Release
+    out_dir: Path  # the GGUF repo folder (dist/<release>/gguf)
+    root: str = "gguf"  # Artifact.root of out_dir
+    work_root: str = GGUF_WORK  # Artifact.root of the work folder (unpublished files)
+    progress: ProgressFactory | None = None
+    log: Log | None = None
 
-    Raises InputError (bad recipe, before any work), NotAvailable (toolchain missing), WorkError.
-    """
-    g = release.definition.gguf
-    if g is None:
-        return []
-    problems = recipe_problems(release)
-    if problems:
-        raise InputError(problems)
+    def __post_init__(self) -> None:
+        g = self.release.definition.gguf
+        if g is None:
+            raise InputError("the release has no [gguf] section", file="release.toml", field="gguf")
+        problems = recipe_problems(self.release)
+        if problems:
+            raise InputError(problems)
+        self.g = g
+        self.dest = Destination(kind="hub", repo=g.repo, path_in_repo="")
+        self.split_bytes = int(g.split_size_gb * GB)
+        self.work = self.out_dir.parent / self.work_root
+        self.progress = self.progress or _null_progress
+
+    def say(self, message: str) -> None:
+        if self.log is not None:
+            self.log(message)
+
+
+def baseline_source(dist_release: Path, baseline: Artifact) -> Path:
+    """The file every tier and the imatrix are made from: the unsplit conversion when this machine made
+    it, else the baseline's (first) file as published or fetched — libllama loads a split from its first
+    shard."""
+    unsplit = baseline.facts.get("unsplit")
+    if unsplit:
+        path = dist_release / unsplit["path"]
+        if path.is_file() and path.stat().st_size == unsplit["size"]:
+            return path
+    return dist_release / baseline.root / baseline.files[0].path
+
+
+def convert_baseline(job: GgufJob, pruned_dir: Path) -> Artifact:
+    """gguf:<BASELINE>: llama.cpp's converter on the pruned checkpoint. Published ones are placed in the
+    repo folder (split above the size limit); unpublished ones stay in the work folder."""
+    g, release = job.g, job.release
+    assert job.progress is not None
     if not (pruned_dir / "config.json").is_file():
         raise InputError("not a Hugging Face checkpoint (no config.json)", file=str(pruned_dir))
     tc = ensure_toolchain()
-    progress = progress or _null_progress
-    say = log or (lambda _m: None)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    work = work_dir or out_dir.parent / ".gguf-work"
-    work.mkdir(parents=True, exist_ok=True)
-    dest = Destination(kind="hub", repo=g.repo, path_in_repo="")
-    split_bytes = int(g.split_size_gb * GB)
-    tensors = release_tensors(release)
     model_name = g.model_name or release.definition.release.title
+    name = T.gguf_filename(g.prefix, g.baseline)
+    source = job.work / name
+    t = convert(tc, pruned_dir, source, outtype=g.baseline, model_name=model_name,
+                progress=job.progress(f"gguf: convert → {g.baseline}", checkpoint_bytes(pruned_dir)))
+    experts, used = _expert_counts(pruned_dir)
+    facts = file_facts([source], expected_experts=experts, expected_used=used)
+    if not facts["checks"]["chat_template"]:
+        raise WorkError(f"{source.name}: the converter wrote no tokenizer.chat_template")
+    facts.update(convert_wall_s=t["wall_s"])
+    recipe = {"ftype": g.baseline, "baseline": True, "note": "unquantized conversion",
+              "converter": f"llama.cpp {LLAMA_CPP_COMMIT} convert_hf_to_gguf.py", "model_name": model_name}
+    if not g.publish_baseline:
+        facts.update(split=False)
+        return _artifact(f"gguf:{g.baseline}", job.work_root, job.work, [source], None, recipe, facts)
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    files = _place(source, job.out_dir, g.prefix, g.baseline, job.split_bytes, job.progress, copy=True)
+    facts.update(split=len(files) > 1)
+    if len(files) > 1:
+        facts["unsplit"] = {"path": f"{job.work_root}/{name}", "size": source.stat().st_size}
+    else:
+        source.unlink()  # the published file is the same bytes (a hard link or a copy)
+    return _artifact(f"gguf:{g.baseline}", job.root, job.out_dir, files, job.dest, recipe, facts)
+
+
+def make_imatrix(job: GgufJob, source: Path | None) -> Artifact:
+    """gguf:imatrix: computed by libllama from the calibration text on `source`, or the given file."""
+    g, release = job.g, job.release
+    assert g.imatrix and job.progress is not None
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    path = job.out_dir / f"{g.prefix}-imatrix.gguf"
+    src = release.path(g.imatrix)
+    meta: dict[str, Any]
+    if imatrix_is_calibration(g.imatrix):
+        assert source is not None, "a computed imatrix needs the baseline conversion"
+        started = time.perf_counter()
+        res = compute_imatrix(source, src, path, chunks=g.imatrix_chunks, threads=os.cpu_count() or 2,
+                              progress=job.progress("gguf: importance matrix", g.imatrix_chunks))
+        _, meta = load_imatrix(path)
+        meta.update(tokens=res.tokens, wall_s=round(time.perf_counter() - started, 2), partial=res.partial)
+        method = ("libllama forward pass on the baseline GGUF with a cb_eval collector "
+                  "(llama-imatrix's accumulation and file format)")
+    else:
+        if not path.is_file() or sha256_file(path) != sha256_file(src):
+            atomic_write_bytes(path, src.read_bytes())
+        _, meta = load_imatrix(path)
+        method = "provided file"
+    if meta.get("partial"):
+        job.say(f"gguf: imatrix: {len(meta['partial'])} expert weights have experts the calibration "
+                "text never reached (neutral importance 1.0 used for them)")
+    return _artifact("gguf:imatrix", job.root, job.out_dir, [path], job.dest,
+                     {"source": g.imatrix, "chunks": g.imatrix_chunks, "method": method},
+                     {k: v for k, v in meta.items() if k != "sha256"})
+
+
+def quantize_tiers(job: GgufJob, tiers: list[str], source: Path, imatrix: Path | None, *, jobs: int = 2,
+                   max_memory: int | None = None) -> list[Artifact]:
+    """gguf:<TIER> for every tier: a parallel sweep from `source` within a memory budget."""
+    if not tiers:
+        return []
+    ensure_toolchain()
+    imatrix_meta = load_imatrix(imatrix)[1] if imatrix is not None else {}
+    experts, used = _expert_counts_gguf(source)
+    return _sweep(job.release, tiers, source, job.out_dir, job.root, job.dest, imatrix, imatrix_meta,
+                  release_tensors(job.release), job.split_bytes, jobs, max_memory, job.progress or _null_progress,
+                  job.say, experts, used)
+
+
+def build_gguf(release: Release, pruned_dir: Path, out_dir: Path, *, only: set[str] | None = None,
+               jobs: int = 2, max_memory: int | None = None, progress: ProgressFactory | None = None,
+               log: Log | None = None, root: str = "gguf") -> list[Artifact]:
+    """Every GGUF artifact of the release (or those in `only`: tier names, "imatrix", "ollama-files",
+    the baseline name) from the pruned checkpoint, in one call: convert → imatrix → sweep. The pipeline
+    runs the same three steps one artifact kind at a time (release/builders/gguf.py); this is for
+    callers that hold a pruned checkpoint and want the files (tests, benchmarks)."""
+    job = GgufJob(release, out_dir, root=root, progress=progress, log=log)
+    g = job.g
     want = (lambda k: True) if only is None else (lambda k: k in only)
     tiers = [t for t in g.tiers if want(t)]
-    artifacts: list[Artifact] = []
-    pruned_cfg = json.loads((pruned_dir / "config.json").read_text())
-    tcfg = pruned_cfg.get("text_config") or pruned_cfg
+    out: list[Artifact] = []
+    baseline = convert_baseline(job, pruned_dir)
+    if want(g.baseline):
+        out.append(baseline)
+    source = baseline_source(out_dir.parent, baseline)
+    imatrix = None
+    if g.imatrix and (tiers or want("imatrix")):
+        art = make_imatrix(job, source)
+        imatrix = out_dir.parent / art.root / art.files[0].path
+        if want("imatrix"):
+            out.append(art)
+    out += quantize_tiers(job, tiers, source, imatrix, jobs=jobs, max_memory=max_memory)
+    if release.definition.ollama is not None and want("ollama-files"):
+        out.append(write_ollama_files(release, out_dir, root, job.dest))
+    return out
+
+
+def _expert_counts(pruned_dir: Path) -> tuple[int | None, int | None]:
+    cfg = json.loads((pruned_dir / "config.json").read_text())
+    tcfg = cfg.get("text_config") or cfg
     experts = tcfg.get("num_experts") or tcfg.get("num_local_experts") or tcfg.get("n_routed_experts")
     used = tcfg.get("top_k_experts") or tcfg.get("num_experts_per_tok")
+    return experts, used
 
-    # 1. The baseline conversion (reused when the checkpoint, converter and name are unchanged).
-    base_name = T.gguf_filename(g.prefix, g.baseline)
-    publish_base = g.publish_baseline and want(g.baseline)
-    source = work / base_name
-    stamp = source.with_suffix(".source.json")
-    fp = _fingerprint(list(pruned_dir.glob("*")), {"converter": LLAMA_CPP_PYTHON, "name": model_name,
-                                                    "outtype": g.baseline})
-    convert_s = 0.0
-    if source.is_file() and stamp.is_file() and stamp.read_text() == fp:
-        say(f"gguf: reusing {source.name} (checkpoint unchanged)")
-    else:
-        t = convert(tc, pruned_dir, source, outtype=g.baseline, model_name=model_name,
-                    progress=progress(f"gguf: convert → {g.baseline}", checkpoint_bytes(pruned_dir)))
-        convert_s = t["wall_s"]
-        atomic_write_text(stamp, fp)
-    base_facts = file_facts([source], expected_experts=experts, expected_used=used)
-    if not base_facts["checks"]["chat_template"]:
-        raise WorkError(f"{source.name}: the converter wrote no tokenizer.chat_template")
-    if publish_base:
-        files = _place(source, out_dir, g.prefix, g.baseline, split_bytes, progress, copy=True)
-        facts = dict(base_facts, convert_wall_s=convert_s, split=len(files) > 1)
-        artifacts.append(_artifact(f"gguf:{g.baseline}", root, out_dir, files, dest,
-                                   {"ftype": g.baseline, "baseline": True, "note": "unquantized conversion",
-                                    "converter": f"llama.cpp {LLAMA_CPP_COMMIT} convert_hf_to_gguf.py",
-                                    "model_name": model_name}, facts))
 
-    # 2. The importance matrix: computed from calibration text, or the given file published as is.
-    imatrix_path: Path | None = None
-    imatrix_meta: dict[str, Any] = {}
-    if g.imatrix:
-        imatrix_path = out_dir / f"{g.prefix}-imatrix.gguf"
-        src = release.path(g.imatrix)
-        if imatrix_is_calibration(g.imatrix):
-            istamp = work / f"{g.prefix}-imatrix.source.json"
-            ifp = json.dumps({"model": fp, "calibration": sha256_file(src), "chunks": g.imatrix_chunks})
-            if imatrix_path.is_file() and istamp.is_file() and istamp.read_text() == ifp:
-                say(f"gguf: reusing {imatrix_path.name}")
-                _, imatrix_meta = load_imatrix(imatrix_path)
-            else:
-                started = time.perf_counter()
-                res = compute_imatrix(source, src, imatrix_path, chunks=g.imatrix_chunks,
-                                      threads=os.cpu_count() or 2,
-                                      progress=progress("gguf: importance matrix", g.imatrix_chunks))
-                atomic_write_text(istamp, ifp)
-                _, imatrix_meta = load_imatrix(imatrix_path)
-                imatrix_meta.update(tokens=res.tokens, wall_s=round(time.perf_counter() - started, 2),
-                                    partial=res.partial)
-        else:
-            if not imatrix_path.is_file() or sha256_file(imatrix_path) != sha256_file(src):
-                atomic_write_bytes(imatrix_path, src.read_bytes())
-            _, imatrix_meta = load_imatrix(imatrix_path)
-        if want("imatrix"):
-            artifacts.append(_artifact(
-                "gguf:imatrix", root, out_dir, [imatrix_path], dest,
-                {"source": g.imatrix, "chunks": g.imatrix_chunks,
-                 "method": "libllama forward pass on the baseline GGUF with a cb_eval collector "
-                           "(llama-imatrix's accumulation and file format)"
-                 if imatrix_is_calibration(g.imatrix) else "provided file"},
-                {k: v for k, v in imatrix_meta.items() if k != "sha256"}))
-        if imatrix_meta.get("partial"):
-            say(f"gguf: imatrix: {len(imatrix_meta['partial'])} expert weights have experts the calibration "
-                "text never reached (neutral importance 1.0 used for them)")
+def _expert_counts_gguf(source: Path) -> tuple[int | None, int | None]:
+    from .inspect import _field, _reader
 
-    # 3. The sweep.
-    if tiers:
-        artifacts += _sweep(release, tiers, source, out_dir, root, dest, imatrix_path, imatrix_meta, tensors,
-                            split_bytes, jobs, max_memory, progress, say, experts, used)
-
-    # 4. Files that make `ollama run hf.co/<repo>:<tier>` use the release's template and parameters.
-    if release.definition.ollama is not None and want("ollama-files"):
-        artifacts.append(write_ollama_files(release, out_dir, root, dest))
-    return artifacts
+    r = _reader(source)
+    arch = _field(r, "general.architecture")
+    return _field(r, f"{arch}.expert_count"), _field(r, f"{arch}.expert_used_count")
 
 
 def _sweep(release: Release, tiers: list[str], source: Path, out_dir: Path, root: str, dest: Destination,
@@ -333,7 +378,7 @@ def _place(produced: Path, out_dir: Path, prefix: str, tier: str, split_bytes: i
     return [single]
 
 
-def _artifact(aid: str, root: str, out_dir: Path, files: list[Path], dest: Destination, recipe: dict[str, Any],
+def _artifact(aid: str, root: str, out_dir: Path, files: list[Path], dest: Destination | None, recipe: dict[str, Any],
               facts: dict[str, Any]) -> Artifact:
     entries = [FileEntry(str(p.relative_to(out_dir)), p.stat().st_size, sha256_file(p)) for p in files]
     return Artifact(id=aid, kind="gguf", status="built", root=root, files=entries, recipe=recipe,
