@@ -186,48 +186,65 @@ def config_for(facts: L.GGUFFacts, inputs: TagInputs) -> tuple[bytes, dict[str, 
     return cfg, typed, info
 
 
-def build_tags(section: OllamaSectionLike, gguf_files: Mapping[str, Path], out_dir: Path, *,
-               pipeline_dir: Path, hash_cache: HashCache | None = None) -> list[TagBuild]:
+@dataclass
+class ModelSource:
+    """The GGUF a tag's model layer is: its sha256 and header facts, and the file when it is on this
+    machine (None: the blob was pushed to the registry by the machine that made the GGUF)."""
+
+    sha256: str
+    facts: L.GGUFFacts
+    path: Path | None = None
+
+    @classmethod
+    def of_file(cls, path: Path, hash_cache: HashCache | None = None) -> ModelSource:
+        if not path.is_file():
+            raise InputError("GGUF file missing", file=str(path))
+        return cls(hash_cache.sha256(path) if hash_cache else sha256_file(path), L.read_gguf_facts(path), path)
+
+
+def build_tags(section: OllamaSectionLike, models: Mapping[str, ModelSource | Path], out_dir: Path, *,
+               pipeline_dir: Path, hash_cache: HashCache | None = None, partial: bool = False) -> list[TagBuild]:
     """Build every tag of `section` into `out_dir` (see the module doc); returns them in tag order.
 
+    `models` maps a tier to its GGUF (a file, or a ModelSource). With `partial`, tags whose tier is
+    missing are left out (and `latest` with them); otherwise a missing tier is an InputError.
     Rerunning with the same inputs rewrites nothing but small files; blobs are content-addressed.
     """
     inputs = load_inputs(section, pipeline_dir)
     problems = [Problem("release.toml", f"ollama.tags.{tag}", f"no GGUF file for tier {tier!r}")
-                for tag, tier in section.tags.items() if tier not in gguf_files]
-    if problems:
+                for tag, tier in section.tags.items() if tier not in models]
+    if problems and not partial:
         raise InputError(problems)
     host = registry_host(section.registry)
     out_dir.mkdir(parents=True, exist_ok=True)
-    facts_cache: dict[Path, tuple[L.GGUFFacts, str]] = {}
-    builds: list[TagBuild] = []
-    for tag, tier in section.tags.items():
-        gguf = Path(gguf_files[tier])
-        if gguf not in facts_cache:
-            if not gguf.is_file():
-                raise InputError("GGUF file missing", file=str(gguf), field=f"ollama.tags.{tag}")
-            digest = hash_cache.sha256(gguf) if hash_cache else sha256_file(gguf)
-            facts_cache[gguf] = (L.read_gguf_facts(gguf), digest)
-        facts, gguf_hex = facts_cache[gguf]
-        builds.append(_build_one(tag, tier, gguf, gguf_hex, facts, inputs, out_dir, host, section.model))
-    latest = next(b for b in builds if b.tag == section.latest)
-    store.write_manifest(out_dir, host, section.model, "latest",
-                         L.manifest_disk_bytes(latest.config, latest.layers))
+    sources = {tier: m if isinstance(m, ModelSource) else ModelSource.of_file(Path(m), hash_cache)
+               for tier, m in models.items()}
+    builds = [_build_one(tag, tier, sources[tier], inputs, out_dir, host, section.model)
+              for tag, tier in section.tags.items() if tier in sources]
+    latest = next((b for b in builds if b.tag == section.latest), None)
+    if latest is not None:
+        store.write_manifest(out_dir, host, section.model, "latest",
+                             L.manifest_disk_bytes(latest.config, latest.layers))
     # build.json first: an interruption before the prune leaves only extra files, never a
     # build.json naming blobs that were already removed.
     atomic_write_text(out_dir / BUILD_JSON, json.dumps(
-        {"model": section.model, "host": host, "latest": section.latest,
+        {"model": section.model, "host": host, "latest": section.latest if latest else None,
          "tags": [b.to_json() for b in builds]}, indent=2) + "\n")
-    store.prune(out_dir, host, section.model, {*section.tags, "latest"})
+    store.prune(out_dir, host, section.model, {b.tag for b in builds} | ({"latest"} if latest else set()))
     if hash_cache:
         hash_cache.save()
     return builds
 
 
-def _build_one(tag: str, tier: str, gguf: Path, gguf_hex: str, facts: L.GGUFFacts, inputs: TagInputs,
-               out_dir: Path, host: str, name: str) -> TagBuild:
+def _build_one(tag: str, tier: str, source: ModelSource, inputs: TagInputs, out_dir: Path, host: str,
+               name: str) -> TagBuild:
+    facts, gguf_hex = source.facts, source.sha256
     model = L.Blob(L.MT_MODEL, f"sha256:{gguf_hex}", facts.size)
-    _, how = store.put_blob_file(out_dir, model.digest, gguf)
+    if source.path is not None:
+        _, how = store.put_blob_file(out_dir, model.digest, source.path)
+        gguf = source.path
+    else:
+        how, gguf = "on the registry", facts.path
     cfg_bytes, typed, info = config_for(facts, inputs)
     layers = [model]
 
@@ -253,9 +270,14 @@ def _build_one(tag: str, tier: str, gguf: Path, gguf_hex: str, facts: L.GGUFFact
     store.write_manifest(out_dir, host, name, tag, disk_bytes)
     mf_path = out_dir / "modelfiles" / f"{tag}.Modelfile"
     # Only what the user gave goes into the Modelfile; ollama then applies the same defaults we did.
+    if source.path is None:
+        from_ = gguf.name  # the file is on the Hub, not here
+    elif _same_root(gguf, out_dir):
+        from_ = os.path.relpath(gguf.resolve(), mf_path.parent.resolve())
+    else:
+        from_ = str(gguf.resolve())
     text = modelfile.render(
-        from_=os.path.relpath(gguf.resolve(), mf_path.parent.resolve()) if _same_root(gguf, out_dir)
-        else str(gguf.resolve()),
+        from_=from_,
         template=inputs.template, system=inputs.system, license=inputs.license,
         parameters=inputs.parameters, messages=inputs.messages, renderer=inputs.renderer,
         parser=inputs.parser, requires=inputs.requires)

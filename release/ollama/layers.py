@@ -269,6 +269,20 @@ def _field(reader: Any, key: str) -> Any:
         return None
 
 
+def facts_to_json(facts: GGUFFacts) -> dict[str, Any]:
+    """GGUFFacts without the path: what another machine needs to build a tag on this GGUF."""
+    from dataclasses import asdict
+
+    d = asdict(facts)
+    d["path"] = facts.path.name
+    return d
+
+
+def facts_from_json(d: dict[str, Any]) -> GGUFFacts:
+    kv = d.get("kv")
+    return GGUFFacts(**{**d, "path": Path(d["path"]), "kv": KVShape(**kv) if kv else None})
+
+
 def read_gguf_facts(path: Path) -> GGUFFacts:
     """Header facts of one GGUF file (memory-mapped; tensor data is never read)."""
     import gguf

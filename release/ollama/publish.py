@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Literal
 
 from ..manifest import RemoteFile
 from .build import load_builds
 from .cli_path import CliResult, publish_via_cli
-from .registry import PushResult, RegistryClient, plan_tags, push_tags, remote_tags
+from .registry import PushResult, RegistryClient, plan_tags, push_blobs, push_tags, put_manifests, remote_tags
 
 # Unfinished upload sessions (registry upload URLs and offsets; no credentials) for the next run.
 UPLOADS_JSON = ".uploads.json"
@@ -50,14 +51,26 @@ def plan_ollama(out_dir: Path, *, registry: str, insecure: bool = False,
 
 def publish_ollama(out_dir: Path, *, registry: str, insecure: bool = False, key_path: Path | str | None = None,
                    via_cli: bool = False, mount_from: Iterable[str] = (),
-                   on_progress: Callable[[str], None] | None = None) -> PushResult | CliResult:
-    """Push every built tag and :latest (or run the ollama CLI), then verify by reading back."""
+                   on_progress: Callable[[str], None] | None = None,
+                   phase: Literal["all", "blobs", "manifests"] = "all",
+                   result: PushResult | None = None) -> PushResult | CliResult:
+    """Push every built tag and :latest (or run the ollama CLI), then verify by reading back.
+
+    `phase` splits a push around the Hub commits of a release: "blobs" uploads content only (nothing
+    new is visible on the registry), "manifests" then makes the tags point at it.
+    """
     model, latest, builds = load_builds(out_dir)
     client = RegistryClient(registry, insecure=insecure, key_path=key_path, state_file=out_dir / UPLOADS_JSON)
     try:
         if via_cli:
+            if phase == "blobs":
+                return PushResult()  # `ollama push` sends blobs and manifests together, at the end
             return publish_via_cli(builds, model=model, registry=registry, latest=latest, insecure=insecure,
                                    client=client)
+        if phase == "blobs":
+            return push_blobs(client, model, builds, mount_from=mount_from, on_progress=on_progress)
+        if phase == "manifests":
+            return put_manifests(client, model, builds, latest, result=result, on_progress=on_progress)
         return push_tags(client, model, builds, latest, mount_from=mount_from, on_progress=on_progress)
     finally:
         client.close()

@@ -709,14 +709,24 @@ def _manifest_refs(builds: list[TagBuild], latest: str | None) -> list[tuple[str
 
 def push_tags(client: RegistryClient, name: str, builds: list[TagBuild], latest: str | None, *,
               mount_from: Iterable[str] = (), on_progress: Callable[[str], None] | None = None) -> PushResult:
-    """Push every tag and the `latest` alias, then read every manifest back.
+    """Push every tag and the `latest` alias, then read every manifest back: `push_blobs`, then
+    `put_manifests`. A failure before the manifests leaves no new or changed tag."""
+    result = push_blobs(client, name, builds, mount_from=mount_from, on_progress=on_progress)
+    return put_manifests(client, name, builds, latest, result=result, on_progress=on_progress)
 
-    Order: all blobs (each once, HEAD first) → HEAD of every blob a manifest names → manifests (only
-    those that differ) → read back. A failure before the manifests leaves no new or changed tag.
-    """
+
+def push_blobs(client: RegistryClient, name: str, builds: list[TagBuild], *, mount_from: Iterable[str] = (),
+               on_progress: Callable[[str], None] | None = None, result: PushResult | None = None) -> PushResult:
+    """Every blob of the tags, each once (HEAD first), then HEAD of each: no manifest is involved, so the
+    registry shows nothing new. A blob the build does not hold locally (a model pushed by the machine that
+    made its GGUF) must already be on the registry."""
     say = on_progress or (lambda _msg: None)
-    result = PushResult()
+    result = result or PushResult()
     for blob, path in _unique_blobs(builds):
+        if not path.is_file() and client.blob_size(name, blob.digest, push=True) == blob.size:
+            result.blobs[blob.digest] = "exists"
+            result.bytes_sent[blob.digest] = 0
+            continue
         if not path.is_file() or path.stat().st_size != blob.size:
             raise InputError(f"blob missing or wrong size in the build (rebuild ollama): {path}",
                              file=str(path))
@@ -731,6 +741,15 @@ def push_tags(client: RegistryClient, name: str, builds: list[TagBuild], latest:
         if size != blob.size:
             raise RemoteError(f"{client.host}: {name} lacks blob {blob.digest[:19]} (size {size}, expected "
                               f"{blob.size}); no manifest was sent")
+    return result
+
+
+def put_manifests(client: RegistryClient, name: str, builds: list[TagBuild], latest: str | None, *,
+                  result: PushResult | None = None,
+                  on_progress: Callable[[str], None] | None = None) -> PushResult:
+    """PUT the manifests that differ (tags, then `latest`), then read every one back."""
+    say = on_progress or (lambda _msg: None)
+    result = result or PushResult()
     for ref, build in _manifest_refs(builds, latest):
         current = client.get_manifest(name, ref)
         if current is not None and current[0] == build.manifest:

@@ -48,8 +48,9 @@ def put_blob_file(store: Path, digest: str, source: Path) -> tuple[Path, str]:
     replaces files by rename instead of writing them in place.
     """
     path = blob_path(store, digest)
-    size = source.stat().st_size
-    if path.exists() and path.stat().st_size == size:
+    # Only the same inode is trusted as present: a blob of the right size may be a hard link to an
+    # older build of the file whose bytes changed (bit rot that a rebuild then replaced by rename).
+    if path.exists() and os.path.samefile(path, source):
         return path, "present"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mktemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from ..manifest import Artifact
+from ..ollama import layers as L
 from ..ollama import store
 from ..pipeline import Context
 
@@ -26,6 +27,9 @@ def verify_store_tag(ctx: Context, a: Artifact) -> list[str]:
             continue
         for desc in descriptors:
             blob = store.blob_path(root, desc["digest"])
+            remote_model = desc.get("mediaType") == L.MT_MODEL and a.facts.get("model_blob") == "on the registry"
+            if remote_model and not blob.is_file():
+                continue  # pushed by the job that made the GGUF; checked on the registry before any manifest
             if not blob.is_file():
                 problems.append(f"{ref}: blob {desc['digest'][:19]} missing")
             elif blob.stat().st_size != desc["size"]:
