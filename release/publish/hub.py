@@ -47,12 +47,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
-from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub import CommitOperationAdd, CommitOperationCopy, CommitOperationDelete, HfApi, constants
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ..errors import InputError, Problem, ReleaseError, RemoteError, WorkError
-from ..fsutil import HashCache
+from ..fsutil import HashCache, sha256_file
 from ..manifest import Artifact, RemoteFile
 from .gitsha import git_blob_sha1_file
 from .hubplan import (
@@ -192,15 +192,43 @@ class HubPublisher:
         except Exception as exc:
             raise RemoteError(self._redact(f"{what} failed: {_describe(exc)}")) from None
 
-    def _head(self, repo: str) -> str | None:
-        """Head of main, or None if the repo does not exist."""
+    def _head(self, repo: str, revision: str = "main") -> str | None:
+        """Head of `revision`, or None if the repo (or that branch) does not exist."""
         def get() -> str | None:
             try:
-                return self._api.model_info(repo).sha
-            except RepositoryNotFoundError:
+                return self._api.model_info(repo, revision=revision).sha
+            except (RepositoryNotFoundError, RevisionNotFoundError):
                 return None
 
-        return self._call(f"read {repo}", get)
+        return self._call(f"read {repo}" + ("" if revision == "main" else f"@{revision}"), get)
+
+    def head(self, repo: str, revision: str = "main") -> str | None:
+        return self._head(repo, revision)
+
+    def url(self, repo: str) -> str:
+        return self._url(repo)
+
+    def branches(self, repo: str) -> dict[str, str]:
+        """Branch name → head commit; empty if the repo does not exist."""
+        def get() -> dict[str, str]:
+            try:
+                return {b.name: b.target_commit for b in self._api.list_repo_refs(repo).branches}
+            except RepositoryNotFoundError:
+                return {}
+
+        return self._call(f"read branches of {repo}", get)
+
+    def delete_branch(self, repo: str, branch: str) -> None:
+        self._call(f"delete branch {branch} of {repo}", lambda: self._api.delete_branch(repo, branch=branch))
+
+    def download(self, repo: str, path: str, revision: str, cache_dir: Path) -> Path:
+        """One file of `repo` at `revision`, through the client's cache below `cache_dir`."""
+        return Path(self._call(f"download {repo}/{path}@{revision}", lambda: self._api.hf_hub_download(
+            repo, path, revision=revision, cache_dir=str(cache_dir))))
+
+    def tree(self, repo: str, revision: str) -> dict[str, Any]:
+        """Every file of `repo` at `revision`: path → the client's RepoFile (size, blob_id, lfs)."""
+        return self._tree(repo, revision)
 
     def _tree(self, repo: str, revision: str) -> dict[str, Any]:
         return self._call(f"list files of {repo}", lambda: {
@@ -229,19 +257,30 @@ class HubPublisher:
         *,
         prune_remote: bool = False,
         select: Callable[[str], bool] | None = None,
+        revision: str = "main",
+        repo_of: Callable[[Artifact], str | None] | None = None,
     ) -> HubPlan:
         """Diff local artifacts against their repos. Reads only. Sets `artifact.remote` on each artifact.
 
         `select(path_in_repo)` limits the plan to some paths (card-only pushes); unselected remote files
         are ignored, never deleted. With `prune_remote`, every remote file that no given artifact
         provides is deleted (except .gitattributes): pass the whole release, not an `--only` subset.
+        `revision` another than main is a branch (a job's staging area): planned against its tree, or
+        against main's when the branch is still to be made. `repo_of` overrides the destination repo
+        (an unpublished artifact still travels through the Hub between machines).
         """
-        hub_artifacts = [a for a in artifacts if a.destination is not None and a.destination.kind == "hub"]
-        local = self._local_files(hub_artifacts, Path(release_dir), select)
+        repo_of = repo_of or (lambda a: a.destination.repo if a.destination and a.destination.kind == "hub"
+                              else None)
+        hub_artifacts = [a for a in artifacts if repo_of(a)]
+        local = self._local_files(hub_artifacts, Path(release_dir), select, repo_of)
         plan = HubPlan(endpoint=self.endpoint, prune_remote=prune_remote, artifacts=hub_artifacts)
         for repo, files in local.items():
-            head = self._head(repo)
-            rp = RepoPlan(repo=repo, url=self._url(repo), exists=head is not None, head=head)
+            head = self._head(repo, revision)
+            branch_exists = head is not None or revision == "main"
+            if head is None and revision != "main":
+                head = self._head(repo)  # the branch will start from main
+            rp = RepoPlan(repo=repo, url=self._url(repo), exists=head is not None, head=head, revision=revision,
+                          branch_exists=branch_exists)
             remote = self._tree(repo, head) if head is not None else {}
             for path, pf in sorted(files.items()):
                 pf.action = "unchanged" if self._same(pf, remote.get(path)) else "upload"
@@ -257,13 +296,13 @@ class HubPublisher:
         self._annotate(hub_artifacts, plan)
         return plan
 
-    def _local_files(self, artifacts: list[Artifact], release_dir: Path,
-                     select: Callable[[str], bool] | None) -> dict[str, dict[str, PlannedFile]]:
+    def _local_files(self, artifacts: list[Artifact], release_dir: Path, select: Callable[[str], bool] | None,
+                     repo_of: Callable[[Artifact], str | None]) -> dict[str, dict[str, PlannedFile]]:
         problems: list[Problem] = []
         by_repo: dict[str, dict[str, PlannedFile]] = {}
         for a in artifacts:
-            assert a.destination is not None
-            repo = a.destination.repo
+            repo = repo_of(a)
+            assert repo is not None
             try:
                 validate_repo_id(repo)
                 if "/" not in repo:
@@ -272,8 +311,9 @@ class HubPublisher:
                 problems.append(Problem(a.id, "destination.repo", f"invalid repo id {repo!r}: {exc}"))
                 continue
             root = release_dir / a.root
+            prefix = a.destination.path_in_repo if a.destination else ""
             for fe in a.files:
-                path = posixpath.normpath(posixpath.join(a.destination.path_in_repo or "", fe.path))
+                path = posixpath.normpath(posixpath.join(prefix or "", fe.path))
                 if path.startswith(("../", "/")) or path in ("..", "."):
                     problems.append(Problem(a.id, fe.path, f"path in repo escapes the repo: {path}"))
                     continue
@@ -310,8 +350,8 @@ class HubPublisher:
             return False
         if remote.lfs is not None:
             return remote.lfs.sha256 == pf.sha256
-        assert pf.local is not None
         if pf.git_sha1 is None:
+            assert pf.local is not None
             pf.git_sha1 = git_blob_sha1_file(pf.local)
         return remote.blob_id == pf.git_sha1
 
@@ -322,16 +362,15 @@ class HubPublisher:
             a.remote = []
         by_repo: dict[str, list[Artifact]] = {}
         for a in artifacts:
-            assert a.destination is not None
-            by_repo.setdefault(a.destination.repo, []).append(a)
+            if a.destination is not None:
+                by_repo.setdefault(a.destination.repo, []).append(a)
         for rp in plan.repos:
             owners = by_repo.get(rp.repo, [])
             by_id = {a.id: a for a in owners}
             for pf in rp.files:
                 owner = by_id.get(pf.artifact or "") or _longest_prefix_owner(owners, pf.path)
-                if owner is None or owner.remote is None:
+                if owner is None or owner.remote is None or owner.destination is None:
                     continue
-                assert owner.destination is not None
                 prefix = owner.destination.path_in_repo.strip("/")
                 rel = pf.path[len(prefix) + 1:] if prefix and pf.path.startswith(prefix + "/") else pf.path
                 owner.remote.append(RemoteFile(path=rel, action=pf.action,
@@ -339,11 +378,55 @@ class HubPublisher:
 
     # ---- apply ----------------------------------------------------------------------------------
 
+    def upload(self, plan: HubPlan, *, rehash: bool = True) -> int:
+        """Send the content of every planned upload before any commit, so that a failure while sending
+        leaves every branch as it was. Each file is hashed afresh first (not through the cache: a byte
+        flipped without a size or mtime change must stop the release here, before the first write).
+        Returns the bytes of the files uploaded; LFS objects the Hub already holds are skipped by its
+        batch answer, so a rerun after a crash sends only what is missing."""
+        for rp in plan.repos:
+            for pf in rp.uploads:
+                self._check_local(rp.repo, pf, fresh=rehash)
+        for rp in plan.repos:
+            if rp.changed and not rp.uploaded:
+                self._check_unmoved(rp)
+        sent = 0
+        for rp in plan.repos:
+            lfs = [pf for pf in rp.uploads if pf.likely_lfs()]
+            if rp.uploaded:
+                continue
+            rp.uploaded = True
+            if not lfs:
+                continue  # small files travel inside the commit
+            self._ensure_repo(rp)
+            revision = rp.revision if rp.branch_exists else "main"
+            for i in range(0, len(lfs), self.max_files):
+                ops = self._operations(lfs[i:i + self.max_files])
+                self._call(f"upload to {rp.repo}", lambda ops=ops, repo=rp.repo, rev=revision:
+                           self._api.preupload_lfs_files(repo, additions=ops, revision=rev))
+                sent += sum(f.size for f in lfs[i:i + self.max_files])
+                self.say(f"{rp.repo}: uploaded {min(i + self.max_files, len(lfs))}/{len(lfs)} files")
+        return sent
+
+    def tag_target(self, repo: str, tag: str) -> str | None:
+        """The commit `tag` points at in `repo`, or None."""
+        def get() -> str | None:
+            try:
+                return {t.name: t.target_commit for t in self._api.list_repo_refs(repo).tags}.get(tag)
+            except RepositoryNotFoundError:
+                return None
+
+        return self._call(f"read refs of {repo}", get)
+
     def apply(self, plan: HubPlan, *, message: str = "Publish release") -> HubResult:
-        """Make each repo equal to the plan. Refuses (RemoteError) if a repo moved since the plan."""
+        """Make each repo (or branch) equal to the plan: content first (`upload`), then the commits.
+        Refuses (RemoteError) if a repo moved since the plan."""
+        self.upload(plan, rehash=not all(rp.uploaded for rp in plan.repos if rp.uploads))
         result = HubResult()
         for rp in plan.repos:
             result.repos.append(self._apply_repo(rp, message))
+            if rp.revision != "main":
+                continue  # staged, not published
             covered = Counter(f.artifact for f in rp.files if f.artifact)
             for a in plan.artifacts:
                 # Only artifacts planned whole: a card-only push does not publish the weights.
@@ -351,35 +434,57 @@ class HubPublisher:
                     a.status = "published"
         return result
 
+    def _check_unmoved(self, rp: RepoPlan) -> None:
+        """Refuse before sending anything when a repo or branch moved since the plan."""
+        if not rp.exists:
+            return  # _ensure_repo checks that a repo made meanwhile is empty
+        head = self._head(rp.repo, rp.revision)
+        if rp.branch_exists and head != rp.head:
+            what = f"repo {rp.repo}" if rp.revision == "main" else f"branch {rp.revision} of {rp.repo}"
+            raise RemoteError(f"{what} changed since plan: head {short(rp.head)} → {short(head)}; re-run plan")
+        if not rp.branch_exists and head is not None and head != rp.head:
+            raise RemoteError(f"branch {rp.revision} of {rp.repo} appeared since plan at {short(head)}; re-run plan")
+
+    def _ensure_repo(self, rp: RepoPlan) -> str:
+        """Create the repo if the plan found none; returns the head of main. Refuses if it changed."""
+        head = self._head(rp.repo)
+        if rp.exists:
+            if head is None:
+                raise RemoteError(f"repo {rp.repo} disappeared since plan; re-run plan")
+            return head
+        if head is None:
+            self._call(f"create {rp.repo}", lambda: self._api.create_repo(
+                rp.repo, exist_ok=True, private=self.private))
+            self.say(f"{rp.repo}: created")
+            head = self._head(rp.repo)
+        if head is None:
+            raise RemoteError(f"{rp.repo} was created but cannot be read back")
+        extra = sorted(set(self._tree(rp.repo, head)) - NEVER_DELETE)
+        if extra:
+            raise RemoteError(f"repo {rp.repo} changed since plan: it did not exist, now holds "
+                              f"{', '.join(extra[:5])}; re-run plan")
+        return head
+
     def _apply_repo(self, rp: RepoPlan, message: str) -> RepoResult:
         res = RepoResult(repo=rp.repo, url=rp.url, head=rp.head)
-        uploads, deletes = rp.uploads, rp.deletes
-        if rp.exists and not uploads and not deletes:
+        uploads, deletes, copies = rp.uploads, rp.deletes, rp.copies
+        if rp.exists and rp.branch_exists and not uploads and not deletes and not copies:
             return res
         for pf in uploads:
             self._check_local(rp.repo, pf)
-        head = self._head(rp.repo)
-        if not rp.exists:
-            if head is None:
-                self._call(f"create {rp.repo}", lambda: self._api.create_repo(
-                    rp.repo, exist_ok=True, private=self.private))
-                res.created = True
-                self.say(f"{rp.repo}: created")
-                head = self._head(rp.repo)
-            if head is None:
-                raise RemoteError(f"{rp.repo} was created but cannot be read back")
-            extra = sorted(set(self._tree(rp.repo, head)) - NEVER_DELETE)
-            if extra:
-                raise RemoteError(f"repo {rp.repo} changed since plan: it did not exist, now holds "
-                                  f"{', '.join(extra[:5])}; re-run plan")
-        elif head != rp.head:
-            raise RemoteError(f"repo {rp.repo} changed since plan: head {short(rp.head)} → {short(head)}; "
-                              "re-run plan")
-        assert head is not None
-        batches = self._batches(uploads, deletes)
+        main_head = self._ensure_repo(rp)
+        res.created = not rp.exists
+        if rp.revision == "main":
+            head = main_head
+            if rp.exists and head != rp.head:
+                raise RemoteError(f"repo {rp.repo} changed since plan: head {short(rp.head)} → {short(head)}; "
+                                  "re-run plan")
+        else:
+            head = self._branch(rp, main_head)
+        batches = self._batches(uploads + copies, deletes)
         for i, batch in enumerate(batches, 1):
             title = message if len(batches) == 1 else f"{message} ({i}/{len(batches)})"
-            head = self._commit(rp.repo, batch, head, title)
+            head = self._commit(rp.repo, batch, head, title, rp.revision)
             res.commits.append(head)
             res.files_uploaded += sum(1 for f in batch if f.action == "upload")
             res.files_deleted += sum(1 for f in batch if f.action == "delete")
@@ -389,11 +494,33 @@ class HubPublisher:
         res.head = head
         return res
 
-    def _check_local(self, repo: str, pf: PlannedFile) -> None:
+    def _branch(self, rp: RepoPlan, main_head: str) -> str:
+        """The head of the plan's branch, made from main when the plan found none."""
+        head = self._head(rp.repo, rp.revision)
+        if rp.branch_exists:
+            if head != rp.head:
+                raise RemoteError(f"branch {rp.revision} of {rp.repo} changed since plan: head {short(rp.head)} "
+                                  f"→ {short(head)}; re-run plan")
+            assert head is not None
+            return head
+        if head is None:
+            start = rp.head or main_head
+            self._call(f"create branch {rp.revision} of {rp.repo}", lambda: self._api.create_branch(
+                rp.repo, branch=rp.revision, revision=start, exist_ok=True))
+            head = self._head(rp.repo, rp.revision)
+        if head is None or head != (rp.head or main_head):
+            raise RemoteError(f"branch {rp.revision} of {rp.repo} is at {short(head)}, not at the planned "
+                              f"{short(rp.head or main_head)}; re-run plan")
+        return head
+
+    def _check_local(self, repo: str, pf: PlannedFile, *, fresh: bool = False) -> None:
         assert pf.local is not None
-        if not pf.local.is_file() or pf.local.stat().st_size != pf.size or \
-                self.hash_cache.sha256(pf.local) != pf.sha256:
+        if not pf.local.is_file() or pf.local.stat().st_size != pf.size:
             raise WorkError(f"{pf.local} changed since plan (for {repo}/{pf.path}); re-run plan")
+        sha = sha256_file(pf.local) if fresh else self.hash_cache.sha256(pf.local)
+        if sha != pf.sha256:
+            raise WorkError(f"{pf.local} does not hash to what was planned for {repo}/{pf.path} (changed or "
+                            "corrupt on disk); nothing was sent — rebuild it")
 
     def _batches(self, uploads: list[PlannedFile], deletes: list[PlannedFile]) -> list[list[PlannedFile]]:
         """LFS-stored files first, then regular ones; README.md and deletions ride in the last commit."""
@@ -434,6 +561,10 @@ class HubPublisher:
             if f.action == "delete":
                 ops.append(CommitOperationDelete(path_in_repo=f.path, is_folder=False))
                 continue
+            if f.action == "copy":
+                ops.append(CommitOperationCopy(src_path_in_repo=f.path, path_in_repo=f.path,
+                                               src_revision=f.source_revision))
+                continue
             op = CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(f.local))
             if f.sha256:
                 # Known from the hash cache: spares the client a second full read of multi-GB files.
@@ -441,21 +572,21 @@ class HubPublisher:
             ops.append(op)
         return ops
 
-    def _commit(self, repo: str, batch: list[PlannedFile], parent: str, title: str) -> str:
+    def _commit(self, repo: str, batch: list[PlannedFile], parent: str, title: str, revision: str = "main") -> str:
         """One commit on top of `parent`, retried safely; returns the verified new head."""
         waits = self.backoff.waits()
         while True:
             try:
                 info = self._api.create_commit(repo, self._operations(batch), commit_message=title,
-                                               parent_commit=parent)
+                                               parent_commit=parent, revision=revision)
             except Exception as exc:
-                landed = self._landed(repo, parent, batch)
+                landed = self._landed(repo, parent, batch, revision)
                 if landed is not None:
                     self.say(f"{repo}: commit answer lost ({_describe(exc)}), but it landed as {short(landed)}")
                     return landed
                 status = _status(exc)
                 if status == 412:
-                    now = self._head(repo)
+                    now = self._head(repo, revision)
                     raise RemoteError(f"repo {repo} changed since plan: head {short(parent)} → {short(now)}; "
                                       "re-run plan") from None
                 wait = next(waits, None)
@@ -477,9 +608,9 @@ class HubPublisher:
                                   + "; ".join(problems[:5]))
             return info.oid
 
-    def _landed(self, repo: str, parent: str, batch: list[PlannedFile]) -> str | None:
+    def _landed(self, repo: str, parent: str, batch: list[PlannedFile], revision: str = "main") -> str | None:
         """After a failed commit POST: our commit's sha if it landed on top of `parent`, else None."""
-        head = self._head(repo)
+        head = self._head(repo, revision)
         if head is None or head == parent:
             return None
         history = self._call(f"list commits of {repo}",

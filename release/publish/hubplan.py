@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-Action = Literal["upload", "unchanged", "delete", "keep"]
+Action = Literal["upload", "copy", "unchanged", "delete", "keep"]
 
 LFS_SUFFIXES = frozenset({".safetensors", ".gguf", ".bin", ".pt", ".pth", ".onnx", ".npz", ".npy", ".msgpack",
                           ".h5", ".model", ".zip", ".tar", ".gz", ".zst"})
@@ -40,6 +40,7 @@ class PlannedFile:
     local: Path | None = None
     artifact: str | None = None  # id of the artifact the file belongs to
     git_sha1: str | None = None  # filled when a regular file had to be compared by blob id
+    source_revision: str | None = None  # copy: the branch of the same repo that holds the file
 
     @property
     def is_readme(self) -> bool:
@@ -64,8 +65,11 @@ class RepoPlan:
     repo: str
     url: str
     exists: bool
-    head: str | None  # head of main when planned; None if the repo does not exist yet
+    head: str | None  # head of `revision` when planned; None if the repo (or the branch) does not exist yet
     files: list[PlannedFile] = field(default_factory=list)
+    revision: str = "main"
+    branch_exists: bool = True  # False: `revision` is a branch still to be made from main
+    uploaded: bool = False  # content sent (HubPublisher.upload); only commits remain
 
     def of(self, action: Action) -> list[PlannedFile]:
         return [f for f in self.files if f.action == action]
@@ -79,22 +83,27 @@ class RepoPlan:
         return self.of("delete")
 
     @property
+    def copies(self) -> list[PlannedFile]:
+        return self.of("copy")
+
+    @property
     def bytes_to_send(self) -> int:
         return sum(f.size for f in self.uploads)
 
     @property
     def changed(self) -> bool:
-        return bool(self.uploads or self.deletes or not self.exists)
+        return bool(self.uploads or self.copies or self.deletes or not self.exists or not self.branch_exists)
 
     def summary(self) -> str:
-        counts = {a: len(self.of(a)) for a in ("upload", "unchanged", "delete", "keep")}
+        counts = {a: len(self.of(a)) for a in ("upload", "copy", "unchanged", "delete", "keep")}
         parts = [f"{n} {a}" for a, n in counts.items() if n]
+        where = "" if self.revision == "main" else f" [{self.revision}]"
         state = f"@ {short(self.head)}" if self.exists else "(new repo)"
-        return f"{self.repo} {state}: {', '.join(parts) or 'nothing'}; {human(self.bytes_to_send)} to send"
+        return f"{self.repo}{where} {state}: {', '.join(parts) or 'nothing'}; {human(self.bytes_to_send)} to send"
 
     def to_json(self) -> dict[str, Any]:
-        return {"repo": self.repo, "url": self.url, "exists": self.exists, "head": self.head,
-                "bytes_to_send": self.bytes_to_send, "files": [f.to_json() for f in self.files]}
+        return {"repo": self.repo, "url": self.url, "revision": self.revision, "exists": self.exists,
+                "head": self.head, "bytes_to_send": self.bytes_to_send, "files": [f.to_json() for f in self.files]}
 
 
 @dataclass
