@@ -1,21 +1,26 @@
-"""`release publish NAME`: the whole flow, from the base model to tagged remotes.
+"""`release publish NAME` on one machine: the whole flow, from the base model to tagged remotes.
 
     check → fetch base → prune → build → cards → verify → plan → publish (hub, ollama) → tag
 
 Every stage is idempotent: built artifacts whose inputs are unchanged are restored from state.json,
 the Hub publisher sends only files whose remote copy differs, the registry client only blobs the
 registry lacks. A verify gate runs before the first remote write; if it fails nothing is published.
+
+A release is all or nothing as far as the remotes allow: every file to be sent is hashed afresh, then
+content goes first (Ollama blobs, Hub LFS objects: invisible until referenced), then the Hub commits,
+then the Ollama manifests, then tags and the collection. A failure while sending content leaves every
+destination as it was. (Across machines, `release.distributed` stages on branches and promotes with
+one commit per repo.)
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .errors import InputError, RemoteError
-from .pipeline import BUILD_KINDS, Context, ensure, selected_ids
+from .pipeline import Context, ensure, select
 from .publish.redact import Redactor
 
 
@@ -38,6 +43,7 @@ class TagSummary:
     sent_bytes: int = 0
     unchanged_blobs: int = 0
     manifest: str = ""  # put | unchanged | planned
+    planned_bytes: int = 0  # dry run: what a publish would send
 
 
 @dataclass
@@ -57,23 +63,27 @@ class PublishSummary:
     def bytes_sent(self) -> int:
         return sum(r.sent_bytes for r in self.repos) + sum(t.sent_bytes for t in self.tags)
 
+    @property
+    def bytes_to_send(self) -> int:
+        """A dry run's plan: what a publish would send now."""
+        return sum(r.planned_bytes for r in self.repos) + sum(t.planned_bytes for t in self.tags)
+
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict
 
-        return {**asdict(self), "commits": self.commits, "bytes_sent": self.bytes_sent}
+        return {**asdict(self), "commits": self.commits, "bytes_sent": self.bytes_sent,
+                "bytes_to_send": self.bytes_to_send if self.dry_run else 0}
 
 
-def publish_kinds(ctx: Context) -> tuple[set[str], bool, bool]:
-    """(build kinds, publish to the Hub?, push Ollama tags?) from --only."""
-    only = {sel.partition(":")[0] for sel in ctx.options.only}
-    if not only:
-        return set(BUILD_KINDS), True, bool(ctx.release.definition.ollama)
-    hub = bool(only & {"hub", "bf16", "gguf", "nvfp4", "cards"})
-    ollama = "ollama" in only
-    kinds = only & set(BUILD_KINDS)
-    if "hub" in only:
-        kinds |= {"bf16", "gguf", "nvfp4", "cards"}
-    return kinds, hub, ollama
+def publish_selection(ctx: Context) -> list[str]:
+    """What a publish sends: the selected artifacts, plus the card of every Hub repo they touch (a card
+    follows what it describes)."""
+    ids = select(ctx)
+    repos = {ctx.artifacts[i].destination.repo for i in ids  # type: ignore[union-attr]
+             if ctx.artifacts[i].destination is not None and ctx.artifacts[i].destination.kind == "hub"}
+    cards = [a.id for a in ctx.artifacts if a.kind == "card" and a.destination is not None
+             and a.destination.repo in repos and a.id not in ids]
+    return ids + cards
 
 
 def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
@@ -81,21 +91,45 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
 
     opts = ctx.options
     summary = PublishSummary(dry_run=opts.dry_run)
-    kinds, to_hub, to_ollama = publish_kinds(ctx)
-    ids = selected_ids(ctx, tuple(kinds))
-    if "cards" not in kinds and to_hub:
-        ids += [a.id for a in ctx.artifacts if a.kind == "card"]  # cards always follow what they describe
+    ids = publish_selection(ctx)
     with ctx.live():
         summary.built = ensure(ctx, ids)
     ctx.write_manifest()
-    verify_release(ctx, [ctx.artifacts[i] for i in ids])
+    chosen = [ctx.artifacts[i] for i in ids]
+    verify_release(ctx, chosen)
 
-    if to_hub:
-        _publish_hub(ctx, summary)
-    if to_ollama:
-        _publish_ollama(ctx, summary)
+    hub = [a for a in chosen if a.destination is not None and a.destination.kind == "hub"]
+    tags = [a for a in chosen if a.kind == "ollama"]
+    hub_pub = _hub_publisher(ctx) if hub else None
+    plan = hub_pub.plan(hub, ctx.dist, prune_remote=opts.prune_remote) if hub_pub else None
+    ctx.write_manifest()  # the remote diff, recorded before anything is written
+    if opts.dry_run:
+        if plan is not None:
+            summary.repos += [_repo_summary(rp) for rp in plan.repos]
+        if tags:
+            _plan_ollama(ctx, summary)
+        return summary
+
+    ollama = _ollama_push(ctx, "blobs") if tags else None  # content first: invisible until a manifest
+    result = None
+    if hub_pub is not None and plan is not None:
+        hub_pub.upload(plan)  # LFS objects of every repo before the first commit
+        result = hub_pub.apply(plan, message=f"Release {ctx.release.name}")
+    if tags:
+        ollama = _ollama_push(ctx, "manifests", ollama)
+    if hub_pub is not None and plan is not None and result is not None:
+        d = ctx.release.definition
+        repos = [r.repo for r in plan.repos]
+        result.tags = hub_pub.tag(repos, d.release.version_tag or ctx.release.name)
+        result.collection = hub_pub.ensure_collection(d.release.title, d.release.owner, repos, d.release.summary)
+        for rp in plan.repos:
+            rr = next(r for r in result.repos if r.repo == rp.repo)
+            summary.repos.append(_repo_summary(rp, rr))
+        summary.notes.extend(result.notes)
+    if ollama is not None:
+        _ollama_summary(ctx, summary, ollama)
     ctx.write_manifest()
-    if git_tag and not opts.dry_run and not opts.only:
+    if git_tag and not opts.only:
         summary.git_tag = tag_pipelines_repo(ctx, summary)
     return summary
 
@@ -104,74 +138,71 @@ def _hub_token(ctx: Context) -> str | None:
     return ctx.options.hub_token or os.environ.get("HF_TOKEN") or None
 
 
-def _publish_hub(ctx: Context, summary: PublishSummary) -> None:
-    from .publish.hub import HubPublisher
-
-    hub_artifacts = [a for a in ctx.artifacts if a.destination is not None and a.destination.kind == "hub"
-                     and a.status in ("built", "published")]
-    if not hub_artifacts:
-        return
+def _hub_publisher(ctx: Context):  # type: ignore[no-untyped-def]
     from huggingface_hub.utils import disable_progress_bars
 
+    from .publish.hub import HubPublisher
+
     disable_progress_bars()  # one progress display: ours
-    pub = HubPublisher(ctx.options.hub_endpoint, _hub_token(ctx), hash_cache=ctx.hash_cache, progress=ctx.say)
-    d = ctx.release.definition
-    plan = pub.plan(hub_artifacts, ctx.dist, prune_remote=ctx.options.prune_remote)
-    ctx.write_manifest()  # the remote diff, recorded before anything is written
-    result = None
-    if not ctx.options.dry_run:
-        result = pub.apply(plan, message=f"Release {ctx.release.name}")
-        repos = [r.repo for r in plan.repos]
-        tag = d.release.version_tag or ctx.release.name
-        result.tags = pub.tag(repos, tag)
-        result.collection = pub.ensure_collection(d.release.title, d.release.owner, repos, d.release.summary)
-    for rp in plan.repos:
-        rs = RepoSummary(repo=rp.repo, url=rp.url, planned_bytes=rp.bytes_to_send,
-                         unchanged_files=len(rp.of("unchanged")))
-        if result is not None:
-            rr = next((r for r in result.repos if r.repo == rp.repo), None)
-            if rr is not None:
-                rs.commits = len(rr.commits)
-                rs.sent_files = len(rp.uploads)
-                rs.sent_bytes = rr.bytes_sent
-        else:
-            rs.sent_files = len(rp.uploads)
-        summary.repos.append(rs)
-    if result is not None:
-        summary.notes.extend(result.notes)
+    return HubPublisher(ctx.options.hub_endpoint, _hub_token(ctx), hash_cache=ctx.hash_cache, progress=ctx.say)
 
 
-def _publish_ollama(ctx: Context, summary: PublishSummary) -> None:
-    from .ollama.build import load_builds
-    from .ollama.cli_path import CliResult
-    from .ollama.publish import plan_ollama, publish_ollama
+def _repo_summary(rp: Any, rr: Any = None) -> RepoSummary:
+    rs = RepoSummary(repo=rp.repo, url=rp.url, planned_bytes=rp.bytes_to_send,
+                     unchanged_files=len(rp.of("unchanged")), sent_files=len(rp.uploads))
+    if rr is not None:
+        rs.commits = len(rr.commits)
+        rs.sent_bytes = rr.bytes_sent
+    return rs
+
+
+def _registry(ctx: Context) -> str:
+    o = ctx.release.definition.ollama
+    assert o is not None
+    return ctx.options.ollama_registry or o.registry
+
+
+def _plan_ollama(ctx: Context, summary: PublishSummary) -> None:
+    from .ollama.publish import plan_ollama
 
     o = ctx.release.definition.ollama
-    if o is None:
-        return
-    out_dir = ctx.dist / "ollama"
-    registry = ctx.options.ollama_registry or o.registry
+    assert o is not None
+    for aid, files in plan_ollama(ctx.dist / "ollama", registry=_registry(ctx), insecure=o.insecure).items():
+        if aid in ctx.artifacts:
+            ctx.artifacts[aid].remote = files
+        manifest = next((f.action for f in files if f.path.startswith("manifests/")), "")
+        blobs = [f for f in files if f.path.startswith("blobs/")]
+        summary.tags.append(TagSummary(
+            ref=f"{o.model}:{aid.split(':', 1)[1]}", manifest=f"planned {manifest}",
+            sent_blobs=sum(f.action == "upload" for f in blobs),
+            planned_bytes=sum(f.size for f in blobs if f.action == "upload"),
+            unchanged_blobs=sum(f.action == "unchanged" for f in blobs)))
+
+
+def _ollama_push(ctx: Context, phase: str, result: Any = None) -> Any:
+    from .ollama.publish import publish_ollama
+
+    o = ctx.release.definition.ollama
+    assert o is not None
+    registry = _registry(ctx)
     redact = Redactor([os.environ.get("OLLAMA_KEY")])
     try:
-        if ctx.options.dry_run:
-            for aid, files in plan_ollama(out_dir, registry=registry, insecure=o.insecure).items():
-                if aid in ctx.artifacts:
-                    ctx.artifacts[aid].remote = files
-                manifest = next((f.action for f in files if f.path.startswith("manifests/")), "")
-                blobs = [f for f in files if f.path.startswith("blobs/")]
-                summary.tags.append(TagSummary(
-                    ref=f"{o.model}:{aid.split(':', 1)[1]}", manifest=f"planned {manifest}",
-                    sent_blobs=sum(f.action == "upload" for f in blobs),
-                    sent_bytes=sum(f.size for f in blobs if f.action == "upload"),
-                    unchanged_blobs=sum(f.action == "unchanged" for f in blobs)))
-            return
-        result = publish_ollama(out_dir, registry=registry, insecure=o.insecure,
-                                via_cli=ctx.options.via_ollama_cli, on_progress=ctx.say)
+        return publish_ollama(ctx.dist / "ollama", registry=registry, insecure=o.insecure,
+                              via_cli=ctx.options.via_ollama_cli, on_progress=ctx.say,
+                              phase=phase, result=result)  # type: ignore[arg-type]
     except (RemoteError, InputError):
         raise
     except OSError as exc:
         raise RemoteError(redact(f"registry {registry}: {exc}")) from exc
-    _, _, builds = load_builds(out_dir)
+
+
+def _ollama_summary(ctx: Context, summary: PublishSummary, result: Any) -> None:
+    from .ollama.build import load_builds
+    from .ollama.cli_path import CliResult
+
+    o = ctx.release.definition.ollama
+    assert o is not None
+    _, _, builds = load_builds(ctx.dist / "ollama")
     if isinstance(result, CliResult):
         summary.notes.append(f"pushed with the ollama CLI ({len(result.commands)} commands) and verified by "
                              "reading the manifests back")
@@ -224,74 +255,3 @@ def tag_pipelines_repo(ctx: Context, summary: PublishSummary) -> str | None:
     repo.create_tag(name, message=message)
     ctx.say(f"git tag {name} at {repo.head.commit.hexsha[:12]}")
     return name
-
-
-def import_artifacts(ctx: Context, folder: Path) -> list[str]:
-    """Adopt artifacts built elsewhere (CI matrix jobs): each `<slot>/<name>/manifest.json` below
-    `folder` contributes the artifacts it built, after checking their files' sizes and sha256 and
-    that their recipe and destination match this plan. Returns the adopted ids."""
-
-    from .fsutil import link_or_copy, sha256_file
-    from .manifest import Manifest
-    from .pipeline import State
-
-    adopted: list[str] = []
-    problems: list[str] = []
-    for manifest_path in sorted(folder.glob(f"**/{ctx.release.name}/manifest.json")):
-        m = Manifest.read(manifest_path)
-        src_dist = manifest_path.parent
-        src_state = State(src_dist / "state.json")
-        for a in m.artifacts:
-            if a.status != "built" or a.id in adopted:
-                continue
-            planned = ctx.artifacts.get(a.id)
-            if planned is None:
-                problems.append(f"{manifest_path}: {a.id} is not in this release's plan")
-                continue
-            if planned.recipe != {k: v for k, v in a.recipe.items() if k in planned.recipe} or \
-                    planned.destination != a.destination:
-                problems.append(f"{manifest_path}: {a.id} was built from another recipe or destination")
-                continue
-            for f in a.files:
-                p = src_dist / a.root / f.path
-                if not p.is_file() or p.stat().st_size != f.size or sha256_file(p) != f.sha256:
-                    problems.append(f"{manifest_path}: {a.id}: {f.path} missing or its hash differs")
-                    break
-            else:
-                for f in a.files:
-                    link_or_copy(src_dist / a.root / f.path, ctx.dist / a.root / f.path)
-                ctx.artifacts.add(a)
-                rec = src_state.get(a.id)
-                if rec is not None:  # the job's input hash: a later local build sees it as up to date
-                    ctx.state.record(a, rec["inputs"])
-                adopted.append(a.id)
-    if problems:
-        raise InputError("\n".join(problems), file=str(folder))
-    return adopted
-
-
-def export_artifacts(ctx: Context, folder: Path) -> Path:
-    """Copy the selected built artifacts, a manifest listing only them and their state records to
-    `folder/<name>/` (hard links where possible): what one CI matrix job uploads."""
-    import json
-
-    from .fsutil import link_or_copy
-    from .manifest import ArtifactRegistry, Manifest
-    from .pipeline import State
-
-    target = folder / ctx.release.name
-    chosen = [a for a in ctx.artifacts if a.status == "built" and a.kind != "card"
-              and ctx.options.selects(a.kind, a.id)]
-    for a in chosen:
-        for f in a.files:
-            link_or_copy(ctx.artifact_dir(a) / f.path, target / a.root / f.path)
-    m = ctx.manifest()
-    Manifest(m.release, m.tool_version, m.pipelines_git, m.inputs, ArtifactRegistry(chosen)).write(
-        target / "manifest.json")
-    state = State(target / "state.json")
-    for a in chosen:
-        rec = ctx.state.get(a.id)
-        if rec is not None:
-            state.record(a, rec["inputs"])
-    (target / "export.json").write_text(json.dumps({"artifacts": [a.id for a in chosen]}) + "\n")
-    return target
