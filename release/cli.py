@@ -18,8 +18,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import InputError, ReleaseError
-from .pipeline import Context, Options, build_matrix, parse_only, run_build
+from .errors import InputError, ReleaseError, WorkError
+from .pipeline import Context, Options, parse_only, run_build
 from .spec.load import load_release
 
 err = Console(stderr=True, highlight=False)
@@ -86,16 +86,27 @@ def check(name: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("name")
 @dist_option
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-@click.option("--matrix", is_flag=True, help="Print the independent build jobs as a GitHub Actions matrix.")
-@click.option("--only", "only", multiple=True, metavar="KIND[:ID]", help="Limit the matrix to these kinds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest (with --matrix: the job plan) as JSON.")
+@click.option("--matrix", is_flag=True,
+              help="The job plan for many machines: jobs, what each needs and fetches, its disk, RAM and hours.")
+@click.option("--only", "only", multiple=True, metavar="KIND[:ID]", help="Limit the plan to these artifacts.")
 @handle_errors
 def plan(name: str, dist: Path, as_json: bool, matrix: bool, only: tuple[str, ...]) -> None:
-    """Write dist/NAME/manifest.json with every planned artifact and show a summary."""
+    """Write dist/NAME/manifest.json with every planned artifact and show a summary.
+
+    With --matrix, show the jobs `release publish NAME --job ID` runs on separate machines (and, with
+    --json, the GitHub Actions matrix of each stage). Writes nothing then.
+    """
     release = load_release(name, tool_checks=not matrix)
-    ctx = Context(release, Options(dist_root=dist, only=parse_only(only)), console=err, estimates=not matrix)
+    ctx = Context(release, Options(dist_root=dist, only=parse_only(only)), console=err)
     if matrix:
-        click.echo(json.dumps({"include": build_matrix(ctx)}, separators=(",", ":")))
+        from .distributed.jobs import plan_jobs
+
+        jobs = plan_jobs(ctx)
+        if as_json:
+            click.echo(json.dumps(jobs.to_json(), indent=1))
+        else:
+            _print_jobs(jobs)
         return
     path = ctx.write_manifest()
     if as_json:
@@ -103,6 +114,19 @@ def plan(name: str, dist: Path, as_json: bool, matrix: bool, only: tuple[str, ..
         return
     _print_plan(ctx)
     err.print(f"manifest: {path}")
+
+
+def _print_jobs(jobs: Any) -> None:
+    table = Table(title=f"release {jobs.release}: {len(jobs.jobs)} jobs")
+    for col in ("job", "stage", "artifacts", "needs", "fetches", "disk", "RAM", "hours", "runner"):
+        table.add_column(col)
+    for j in jobs.jobs:
+        table.add_row(j.id, j.stage, ", ".join(j.artifacts), ", ".join(j.needs),
+                      _fmt_size(sum(i.size or 0 for i in j.inputs), False), f"{j.disk_gb:.1f} GB",
+                      f"{j.ram_gb:.1f} GB", f"{j.hours:.2f}", j.runner)
+    out.print(table)
+    for note in jobs.notes:
+        err.print(f"note: {note}", soft_wrap=True)
 
 
 def _fmt_size(size: int | None, estimated: bool) -> str:
@@ -140,12 +164,9 @@ def _print_plan(ctx: Context) -> None:
 @click.option("--max-memory", type=float, default=None, help="Memory budget for parallel jobs, in GB.")
 @click.option("--force", is_flag=True, help="Rebuild even when inputs are unchanged.")
 @click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL for downloading the base.")
-@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also copy just the selected artifacts (with their manifest) to EXPORT/NAME/, for a CI "
-                   "matrix job to upload and `release publish --artifacts` to adopt.")
 @handle_errors
 def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, max_memory: float | None, force: bool,
-          hub_endpoint: str | None, export_dir: Path | None) -> None:
+          hub_endpoint: str | None) -> None:
     """Prune, build the artifacts, render cards, and write the manifest.
 
     Finished artifacts whose inputs are unchanged are restored from dist/NAME/state.json, not rebuilt.
@@ -157,11 +178,6 @@ def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, max_memory: f
     built = run_build(ctx)
     _print_plan(ctx)
     err.print(f"built: {', '.join(built) or 'nothing (everything up to date)'}")
-    if export_dir is not None:
-        from .flow import export_artifacts
-
-        target = export_artifacts(ctx, export_dir)
-        err.print(f"exported to {target}")
 
 
 @cli.command()
@@ -170,16 +186,19 @@ def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, max_memory: f
 @click.option("--dry-run", is_flag=True,
               help="Build and verify, plan against the remotes, show the diff; change nothing.")
 @click.option("--only", "only", multiple=True, metavar="KIND[:ID]",
-              help="Publish only these (bf16, gguf, nvfp4, ollama, cards, hub). Repeatable.")
+              help="Publish only these (bf16, gguf, nvfp4, ollama, cards; hub = every Hub repo). Repeatable.")
+@click.option("--job", "job_id", default=None, metavar="ID",
+              help="Run one job of `release plan NAME --matrix` (for a machine of its own): fetch its inputs from "
+                   "the staging branches, build, stage its outputs on its own branch. Main is not touched.")
+@click.option("--finish", is_flag=True,
+              help="Promote what the jobs staged: one commit per repo on main, tags, collection, Ollama manifests.")
 @click.option("--local", is_flag=True,
               help="Rehearse against a local Hub and registry on 127.0.0.1 (no account, no network).")
 @click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
 @click.option("--ollama-registry", default=None, help="Ollama registry URL (default: the definition's).")
-@click.option("--artifacts", "artifacts_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Adopt artifacts built elsewhere (CI matrix outputs), checked against the plan.")
 @click.option("--prune-remote", is_flag=True, help="Delete remote files that are not part of the release.")
 @click.option("--from", "from_kind", type=click.Choice(["bf16", "gguf", "nvfp4", "ollama", "cards"]), default=None,
-              help="Rebuild from this step on, even if its inputs are unchanged.")
+              help="Rebuild this kind and everything made from it, even if inputs are unchanged.")
 @click.option("--force", is_flag=True, help="Rebuild every selected artifact.")
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True, help="Parallel build jobs.")
 @click.option("--max-memory", type=float, default=None, help="Memory budget for parallel jobs, in GB.")
@@ -188,20 +207,25 @@ def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, max_memory: f
 @click.option("--no-git-tag", is_flag=True, help="Don't tag release/NAME in the pipelines repo.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @handle_errors
-def publish(name: str, dist: Path, dry_run: bool, only: tuple[str, ...], local: bool, hub_endpoint: str | None,
-            ollama_registry: str | None, artifacts_dir: Path | None, prune_remote: bool, from_kind: str | None,
-            force: bool, jobs: int, max_memory: float | None, via_ollama_cli: bool, no_git_tag: bool,
-            as_json: bool) -> None:
+def publish(name: str, dist: Path, dry_run: bool, only: tuple[str, ...], job_id: str | None, finish: bool,
+            local: bool, hub_endpoint: str | None, ollama_registry: str | None, prune_remote: bool,
+            from_kind: str | None, force: bool, jobs: int, max_memory: float | None, via_ollama_cli: bool,
+            no_git_tag: bool, as_json: bool) -> None:
     """Run the whole release: build what changed, verify, publish to the Hub and the registry, tag.
 
-    Idempotent: a rerun with nothing changed sends nothing and makes no commit.
+    Idempotent: a rerun with nothing changed sends nothing and makes no commit. Across machines, run
+    each job of `release plan NAME --matrix` with --job ID, then --finish once.
     """
-    from .flow import import_artifacts, run_publish
     from .local import local_targets
 
     if prune_remote and only:
         # Pruning deletes every remote file no given artifact provides: with a subset it would delete the rest.
         raise InputError("--prune-remote needs the whole release; drop --only", file="--prune-remote")
+    if job_id and finish:
+        raise InputError("--job and --finish are separate runs", file="--finish")
+    if (job_id or finish) and (only or prune_remote or via_ollama_cli):
+        raise InputError("--only, --prune-remote and --via-ollama-cli are for a publish from one machine; a job's "
+                         "scope is the plan's", file="--job" if job_id else "--finish")
     release = load_release(name)
     for w in release.warnings:
         err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
@@ -212,34 +236,66 @@ def publish(name: str, dist: Path, dry_run: bool, only: tuple[str, ...], local: 
     ctx = Context(release, options, console=err)
     if from_kind:
         forget_from(ctx, from_kind)
-    if artifacts_dir is not None:
-        adopted = import_artifacts(ctx, artifacts_dir)
-        err.print(f"adopted {len(adopted)} artifacts from {artifacts_dir}")
+
+    def run(git_tag: bool, local_hub: str | None = None) -> None:
+        if job_id:
+            from .distributed.run import run_job
+
+            _print_job(run_job(ctx, job_id), as_json)
+            return
+        if finish:
+            from .distributed.finish import run_finish
+
+            summary = run_finish(ctx, git_tag=git_tag)
+        else:
+            from .flow import run_publish
+
+            summary = run_publish(ctx, git_tag=git_tag)
+        _print_summary(ctx, summary, as_json, local_hub=local_hub)
+
     if local:
         with local_targets(ctx.dist / "local", release.definition.release.owner) as targets:
             options.hub_endpoint, options.hub_token = targets.hub_url, targets.hub_token
             if targets.registry_url:
                 options.ollama_registry = targets.registry_url
             elif release.definition.ollama is not None:
+                if job_id or finish:
+                    raise WorkError("no docker-registry installed: a job or --finish with --local needs one "
+                                    "(apt-get install docker-registry)")
                 options.only = options.only or ["bf16", "gguf", "nvfp4", "cards", "hub"]
                 err.print(f"no docker-registry installed: Ollama tags stay in the local store "
                           f"(OLLAMA_MODELS={ctx.dist / 'ollama'})")
             # A rehearsal is not a release: it leaves the pipelines repo's tags alone.
-            summary = run_publish(ctx, git_tag=False)
-            _print_summary(ctx, summary, as_json, local_hub=targets.hub_url)
+            run(False, local_hub=targets.hub_url)
         return
-    summary = run_publish(ctx, git_tag=not no_git_tag)
-    _print_summary(ctx, summary, as_json)
+    run(not no_git_tag)
 
 
 def forget_from(ctx: Context, kind: str) -> None:
-    """Forget recorded builds of `kind` and every later step, so they are rebuilt."""
-    from .pipeline import BUILD_KINDS
+    """Forget recorded builds of `kind` and of everything made from it, so they are rebuilt."""
+    from .steps import dependents
 
-    later = BUILD_KINDS[BUILD_KINDS.index(kind):]
-    for a in list(ctx.artifacts):
-        if ("cards" if a.kind == "card" else a.kind) in later:
-            ctx.state.forget(a.id)
+    ids = [a.id for a in ctx.artifacts if ("cards" if a.kind == "card" else a.kind) == kind]
+    for i in ids + dependents(ctx.artifacts, ids):
+        ctx.state.forget(i)
+
+
+def _print_job(summary: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary.to_json(), indent=2))
+        return
+    for note in summary.notes:
+        err.print(note, soft_wrap=True)
+    if summary.skipped:
+        out.print(f"[green]✓[/] job {summary.job}: already staged on {summary.branch}")
+        return
+    verb = "would stage" if summary.dry_run else "staged"
+    out.print(f"[green]✓[/] job {summary.job}: built {', '.join(summary.built) or 'nothing (up to date)'}; "
+              f"fetched {summary.fetched_files} files ({_human(summary.fetched_bytes)}); {verb} "
+              f"{summary.uploaded_files} files ({_human(summary.uploaded_bytes)}) on {summary.branch}"
+              + ("" if summary.dry_run else f" in {summary.commits} commits")
+              + (f"; {len(summary.ollama_blobs)} Ollama model blobs ({_human(summary.ollama_bytes)})"
+                 if summary.ollama_blobs else ""))
 
 
 def _print_summary(ctx: Context, summary: Any, as_json: bool, local_hub: str | None = None) -> None:
@@ -255,13 +311,15 @@ def _print_summary(ctx: Context, summary: Any, as_json: bool, local_hub: str | N
         nbytes = r.planned_bytes if summary.dry_run else r.sent_bytes
         table.add_row(r.repo, sent, _human(nbytes), str(r.unchanged_files), str(r.commits), r.url)
     for t in summary.tags:
-        table.add_row(t.ref, f"{t.sent_blobs} blobs", _human(t.sent_bytes), f"{t.unchanged_blobs} blobs",
-                      t.manifest, t.digest[7:19] if t.digest else "")
+        table.add_row(t.ref, f"{t.sent_blobs} blobs", _human(t.planned_bytes if summary.dry_run else t.sent_bytes),
+                      f"{t.unchanged_blobs} blobs", t.manifest, t.digest[7:19] if t.digest else "")
     out.print(table)
     for note in summary.notes:
         err.print(f"note: {note}", soft_wrap=True)
-    err.print(f"built: {', '.join(summary.built) or 'nothing (up to date)'}; commits: {summary.commits}; "
-              f"bytes sent: {_human(summary.bytes_sent)}" + (f"; git tag {summary.git_tag}" if summary.git_tag else ""))
+    sent = f"bytes to send: {_human(summary.bytes_to_send)}" if summary.dry_run else \
+        f"commits: {summary.commits}; bytes sent: {_human(summary.bytes_sent)}"
+    err.print(f"built: {', '.join(summary.built) or 'nothing (up to date)'}; {sent}"
+              + (f"; git tag {summary.git_tag}" if summary.git_tag else ""))
     if local_hub:
         err.print(f"local Hub state: {ctx.dist / 'local' / 'hub'} (served at {local_hub} during the run)")
     err.print(f"preview: {ctx.dist / 'preview' / 'index.html'}  manifest: {ctx.dist / 'manifest.json'}")

@@ -47,13 +47,15 @@ def test_plan_v4_lists_every_artifact_of_the_release(tmp_path: Path) -> None:
     assert (tmp_path / "v4" / "manifest.json").is_file()
 
 
-def test_plan_matrix_is_github_actions_json() -> None:
-    code, out = _run("plan", "v4", "--matrix", "--only", "gguf")
+def test_plan_matrix_is_the_job_plan_as_json() -> None:
+    code, out = _run("plan", "v4", "--matrix", "--json")
     assert code == 0
-    matrix = json.loads(out)
-    # the baseline, 29 tiers and the imatrix; the ollama files are made by the publish job
-    assert len(matrix["include"]) == 31
-    assert all(set(job) == {"artifact", "kind", "slot"} for job in matrix["include"])
+    plan = json.loads(out)
+    for job in plan["jobs"]:
+        assert {"id", "stage", "artifacts", "needs", "inputs", "disk_gb", "ram_gb", "hours", "runner"} <= set(job)
+    assert set(plan["stages"]) == {"prepare", "build", "finish"}
+    ids = [j["id"] for j in plan["jobs"]]
+    assert [i["job"] for s in plan["stages"].values() for i in s["include"]] == ids
 
 
 @pytest.mark.parametrize("args", [

@@ -126,6 +126,15 @@ class CardsSection(Section):
     extra: dict[Literal["bf16", "gguf", "nvfp4", "ollama"], str] = {}  # free Markdown appended per card
 
 
+class JobsSection(Section):
+    """How `release plan NAME --matrix` cuts the release into jobs for separate machines."""
+
+    tiers_per_job: int = Field(default=3, ge=1, le=64)  # GGUF tiers sharing one download of the baseline
+    max_disk_gb: float = Field(default=70.0, gt=0, le=100_000)  # a fan-out job's disk budget
+    max_ram_gb: float = Field(default=16.0, gt=0, le=10_000)  # a fan-out job's memory budget
+    max_hours: float = Field(default=4.0, gt=0, le=5 * 24)  # a fan-out job's time budget (hosted: 6 h)
+
+
 class ReleaseDefinition(Section):
     release: ReleaseSection
     base: BaseSection
@@ -135,6 +144,7 @@ class ReleaseDefinition(Section):
     nvfp4: Nvfp4Section | None = None
     ollama: OllamaSection | None = None
     cards: CardsSection = CardsSection()
+    jobs: JobsSection = JobsSection()
 
     def sections(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("bf16", "gguf", "nvfp4", "ollama") if getattr(self, k)}

@@ -1,0 +1,280 @@
+"""The job plan: the flow's artifact graph (release/steps.py) cut into jobs in which nothing is made twice.
+
+    prepare   what several others are made from (base → bf16 → F16 → imatrix): made once, staged once
+    build     each remaining heavy artifact (a GGUF tier, or a few small ones sharing one download of the
+              baseline; NVFP4), fetching only what it needs from prepare's staging branches
+    finish    cards, Ollama tags, side files: made from the jobs' records, then promoted atomically
+
+The cut is derived, not listed: `finish` takes what describes others (cards) or only wraps them
+(Ollama tags, the definition's side files); of the rest, an artifact another one needs goes to
+`prepare`, and every leaf gets a fan-out job. Tiers with the same needs are packed together while the
+job stays within the definition's `[jobs]` budgets.
+
+Each job carries what a runner must have: the inputs it fetches, and estimates of its peak disk, RAM
+and hours for the planned sizes. The estimates use the throughputs below: assumptions, stated so a
+reader can redo them, not measurements of any particular runner.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InputError
+from ..steps import BASE, STEP_OF, closure
+
+if TYPE_CHECKING:
+    from ..manifest import Artifact
+    from ..pipeline import Context
+
+GB = 1e9
+# Throughputs behind the hours column (bytes/s unless noted), for a GitHub-hosted runner.
+DOWNLOAD_BPS = 150e6  # Hub → runner
+UPLOAD_BPS = 60e6  # runner → Hub
+PRUNE_BPS = 500e6  # streaming byte-range copy: disk bound (measured 0.4–0.7× `cp -r`)
+CONVERT_BPS = 150e6  # convert_hf_to_gguf.py, BF16 safetensors → F16 GGUF
+NVFP4_BPS = 160e6  # release/nvfp4 on 2 cores (benchmarks/nvfp4.py); more cores go faster
+CPU_FLOPS_PER_CORE = 20e9  # sustained f32 matmul throughput of one core in llama.cpp (imatrix)
+CORES = {"standard": 4, "large": 16}
+RAM_GB = {"standard": 16, "large": 64}
+DISK_GB = {"standard": 70, "large": 250}  # usable after the free-disk step, with room to spare
+OVERHEAD_GB = 2.0  # the venv, the llama.cpp build, logs
+IMATRIX_CHUNK_TOKENS = 512
+
+STAGES = ("prepare", "build", "finish")
+
+
+@dataclass
+class JobInput:
+    """One thing a job fetches: an artifact staged by another job, or the base checkpoint."""
+
+    id: str  # artifact id, or "base"
+    job: str  # the job that stages it ("" for the base: it comes from its own repo)
+    size: int | None  # bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Job:
+    id: str
+    stage: str
+    artifacts: list[str]
+    needs: list[str] = field(default_factory=list)  # job ids
+    inputs: list[JobInput] = field(default_factory=list)
+    disk_gb: float = 0.0
+    ram_gb: float = 0.0
+    hours: float = 0.0
+    runner: str = "standard"
+    ollama_blobs: list[str] = field(default_factory=list)  # tags whose model blob this job pushes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "stage": self.stage, "artifacts": self.artifacts, "needs": self.needs,
+                "inputs": [i.to_json() for i in self.inputs], "disk_gb": round(self.disk_gb, 3),
+                "ram_gb": round(self.ram_gb, 3), "hours": round(self.hours, 3), "runner": self.runner,
+                "ollama_blobs": self.ollama_blobs}
+
+
+@dataclass
+class JobPlan:
+    release: str
+    jobs: list[Job]
+    notes: list[str] = field(default_factory=list)
+
+    def job(self, job_id: str) -> Job:
+        for j in self.jobs:
+            if j.id == job_id:
+                return j
+        raise InputError(f"no job {job_id!r} in the plan of {self.release} (jobs: "
+                         f"{', '.join(j.id for j in self.jobs)}; see `release plan {self.release} --matrix`)",
+                         file="--job")
+
+    def of_artifact(self, artifact_id: str) -> Job:
+        return next(j for j in self.jobs if artifact_id in j.artifacts)
+
+    def stage(self, stage: str) -> list[Job]:
+        return [j for j in self.jobs if j.stage == stage]
+
+    def to_json(self) -> dict[str, Any]:
+        """The fixed interface of `release plan NAME --matrix --json`: every job, and per stage the
+        `include` list a GitHub Actions matrix takes (empty stages included, for `if:` guards)."""
+        return {"release": self.release,
+                "jobs": [j.to_json() for j in self.jobs],
+                "stages": {s: {"include": [{"job": j.id, "runner": j.runner} for j in self.stage(s)]}
+                           for s in STAGES},
+                "notes": self.notes}
+
+
+def job_slug(text: str) -> str:
+    """A job id part: lowercase, [a-z0-9_-] (it names a Hub branch and a CLI argument)."""
+    return re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-")
+
+
+def finish_side(a: Artifact) -> bool:
+    """Made by `finish`: cards (they describe everything), Ollama tags (their model blob is pushed by the
+    job that made the GGUF; the rest is small), and artifacts made from the definition alone."""
+    return STEP_OF[a.kind].describes_all or a.kind == "ollama" or not a.needs
+
+
+def plan_jobs(ctx: Context) -> JobPlan:
+    """The job plan of the release (or of what `--only` selects and its needs)."""
+    from ..pipeline import select
+
+    reg = ctx.artifacts
+    chosen = closure(reg, select(ctx))
+    heavy = [i for i in chosen if not finish_side(reg[i])]
+    needed = {n for i in heavy for n in reg[i].needs}
+    prepare = [i for i in heavy if i in needed]
+    leaves = [i for i in heavy if i not in needed]
+    d = ctx.release.definition
+    budget = d.jobs
+    jobs: list[Job] = []
+    if prepare:
+        jobs.append(Job("prepare", "prepare", prepare))
+    for group in _groups(ctx, leaves, prepare, budget.tiers_per_job, budget.max_disk_gb, budget.max_hours):
+        kind = group[0].split(":", 1)[0]
+        jid = job_slug(kind + "".join(f"-{i.split(':', 1)[-1]}" for i in group if ":" in i))
+        jobs.append(Job(jid, "build", group))
+    finishing = [i for i in chosen if finish_side(reg[i])]
+    if finishing or jobs:
+        jobs.append(Job("finish", "finish", finishing))
+    owner = {i: j.id for j in jobs for i in j.artifacts}
+    for j in jobs:
+        external = sorted({n for i in j.artifacts for n in reg[i].needs if owner.get(n, j.id) != j.id},
+                          key=lambda n: (n != BASE, n))
+        if j.stage == "finish":
+            j.needs = [x.id for x in jobs if x is not j]
+        else:
+            j.needs = sorted({owner[n] for n in external if n != BASE})
+            j.inputs = [JobInput(n, owner.get(n, ""), _size(ctx, n)) for n in external]
+        if j.stage == "build":
+            j.ollama_blobs = [a.id for a in reg if a.kind == "ollama" and a.id in chosen
+                              and a.recipe["gguf"] in j.artifacts]
+        _estimate(ctx, j)
+    plan = JobPlan(ctx.release.name, jobs)
+    for j in plan.stage("build"):
+        if j.disk_gb > budget.max_disk_gb or j.ram_gb > budget.max_ram_gb:
+            plan.notes.append(f"{j.id} needs {j.disk_gb:.0f} GB of disk and {j.ram_gb:.0f} GB of RAM, over the "
+                              f"fan-out budget ({budget.max_disk_gb:.0f} GB / {budget.max_ram_gb:.0f} GB): "
+                              "it is planned for the large runner")
+    return plan
+
+
+def _groups(ctx: Context, leaves: list[str], prepare: list[str], per_job: int, max_disk_gb: float,
+            max_hours: float) -> list[list[str]]:
+    """Leaves with the same needs packed first-fit (costliest first) within the count, disk and hour
+    budgets; other leaves alone. A group shares one download of what it needs."""
+    reg = ctx.artifacts
+    by_needs: dict[tuple[str, ...], list[str]] = {}
+    for i in leaves:
+        by_needs.setdefault(tuple(reg[i].needs), []).append(i)
+    groups: list[list[str]] = []
+    for needs, members in by_needs.items():
+        if len(members) == 1 or reg[members[0]].kind != "gguf":
+            groups += [[m] for m in members]
+            continue
+        inputs_gb = sum((_size(ctx, n) or 0) for n in needs if n != BASE) / GB
+        packed: list[list[str]] = []
+        for m in sorted(members, key=lambda i: -_quantize_cost(ctx, i)):
+            for g in packed:
+                disk = inputs_gb + sum(_size(ctx, x) or 0 for x in [*g, m]) / GB + OVERHEAD_GB
+                hours = sum(_quantize_cost(ctx, x) for x in [*g, m]) / CORES["standard"] / 3600
+                if len(g) < per_job and disk <= max_disk_gb and hours <= max_hours:
+                    g.append(m)
+                    break
+            else:
+                packed.append([m])
+        order = {i: n for n, i in enumerate(members)}
+        groups += sorted((sorted(g, key=order.__getitem__) for g in packed), key=lambda g: order[g[0]])
+    position = {i: n for n, i in enumerate(leaves)}
+    return sorted(groups, key=lambda g: position[g[0]])
+
+
+def _size(ctx: Context, artifact_id: str) -> int | None:
+    if artifact_id == BASE:
+        return base_size(ctx)
+    a = ctx.artifacts[artifact_id]
+    return a.size or a.facts.get("size")
+
+
+def base_size(ctx: Context) -> int | None:
+    from ..estimate import census
+
+    total = census(ctx.release).base_total
+    return total * 2 if total else None  # BF16 weights
+
+
+def _quantize_cost(ctx: Context, artifact_id: str) -> float:
+    """CPU-seconds to quantize a tier: llama.cpp's per-type cost × the baseline's size."""
+    from ..gguf.build import tier_cost
+    from ..gguf.checks import tier_recipe
+
+    a = ctx.artifacts[artifact_id]
+    g = ctx.release.definition.gguf
+    if a.kind != "gguf" or g is None:
+        return 0.0
+    baseline = _size(ctx, f"gguf:{g.baseline}") or 0
+    return tier_cost(tier_recipe(ctx.release, artifact_id.split(":", 1)[1])) * baseline / GB
+
+
+def _active_parameters(ctx: Context) -> int:
+    from ..estimate import census
+
+    c = census(ctx.release)
+    total = c.pruned_total or 0
+    top_k = ctx.release.family.top_k(ctx.release.base_config)
+    return max(total - c.per_expert * c.moe_layers * max(c.experts_after - top_k, 0), 0)
+
+
+def _estimate(ctx: Context, job: Job) -> None:
+    """Peak disk and RAM, and hours, of one job for the planned sizes (see the module's constants).
+    Transfers, pruning and conversion are serial; quantizing and the imatrix spread over the cores of
+    the runner the job gets (the large one when disk or RAM exceed the standard one)."""
+    reg = ctx.artifacts
+    # An Ollama tag made by finish holds only small blobs there: its model is the tier's GGUF, pushed
+    # by the job that made it.
+    size = {i: (_size(ctx, i) or 0) if reg[i].kind != "ollama" else 0 for i in job.artifacts}
+    fetched = sum(i.size or 0 for i in job.inputs)
+    made = sum(size.values())
+    ram = 1.0
+    serial = fetched / DOWNLOAD_BPS + made / UPLOAD_BPS
+    cpu = 0.0  # core-seconds
+    disk = fetched + made
+    g = ctx.release.definition.gguf
+    for i in job.artifacts:
+        a = reg[i]
+        if a.kind == "bf16":
+            serial += size[i] / PRUNE_BPS
+        elif a.kind == "nvfp4":
+            serial += (_size(ctx, "bf16") or 0) / NVFP4_BPS
+            ram = max(ram, 1.5)  # measured 0.82–1.1 GB peak (benchmarks/nvfp4.py)
+        elif a.kind == "gguf" and a.recipe.get("baseline"):
+            serial += size[i] / CONVERT_BPS
+            if a.facts.get("split"):
+                disk += size[i]  # the unsplit conversion stays next to the shards
+        elif i == "gguf:imatrix" and g is not None and g.imatrix:
+            cpu += 2 * _active_parameters(ctx) * g.imatrix_chunks * IMATRIX_CHUNK_TOKENS / CPU_FLOPS_PER_CORE
+            # libllama maps the baseline; a forward pass that does not fit in RAM rereads it every chunk.
+            ram = max(ram, (_size(ctx, f"gguf:{g.baseline}") or 0) / GB + 2)
+        elif a.kind == "gguf" and g is not None and i.split(":", 1)[1] in g.tiers:
+            cpu += _quantize_cost(ctx, i)
+            ram = max(ram, _quantize_ram_gb(ctx))
+    job.disk_gb = disk / GB + OVERHEAD_GB
+    job.ram_gb = ram
+    fits_standard = job.disk_gb <= DISK_GB["standard"] and job.ram_gb <= RAM_GB["standard"]
+    job.runner = "standard" if fits_standard or job.stage == "finish" else "large"
+    job.hours = (serial + cpu / CORES[job.runner]) / 3600
+
+
+def _quantize_ram_gb(ctx: Context) -> float:
+    from ..gguf.build import quantize_memory
+    from ..gguf.checks import release_tensors
+
+    tensors = release_tensors(ctx.release)
+    g = ctx.release.definition.gguf
+    baseline = (_size(ctx, f"gguf:{g.baseline}") or 0) if g else 0
+    # The sweep runs at most two quantizers at once within a job (--jobs 2).
+    return 2 * quantize_memory(tensors, baseline) / GB + 0.5
+

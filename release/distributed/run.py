@@ -1,0 +1,241 @@
+"""`release publish NAME --job ID`: one job of the plan on this machine.
+
+    check free disk and memory → read the records of the jobs it needs → nothing to do if its own
+    record holds the same key and its files are intact on its branch → fetch its inputs from the
+    staging branches (size and sha256 checked against the records) → build (release/pipeline.py) →
+    verify → push the Ollama model blobs it made (by digest, no manifest) → commit its outputs to
+    `release-<name>-<job>` of each destination repo → commit its record there.
+
+Main of every destination is never touched. A job killed anywhere is rerun as is: built files are
+restored from state.json, LFS objects already on the Hub are not sent again, commits check the branch
+head they were planned against.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .. import __version__
+from ..errors import RemoteError, WorkError
+from ..fsutil import atomic_write_text, link_or_copy, sha256_file
+from ..manifest import Artifact, Destination, FileEntry
+from ..pipeline import Context, builders, digest, ensure
+from ..steps import STEP_OF, topological
+from .jobs import GB, Job, JobPlan, plan_jobs
+from .records import (
+    JobRecord,
+    git_sha1s,
+    path_in_repo,
+    read_record,
+    record_path,
+    stage_repo,
+    staged_problems,
+    staging_branch,
+)
+
+
+@dataclass
+class JobSummary:
+    release: str
+    job: str
+    dry_run: bool
+    skipped: bool = False  # already staged for the same inputs
+    built: list[str] = field(default_factory=list)
+    fetched_files: int = 0
+    fetched_bytes: int = 0  # downloaded from staging branches (files already here are not)
+    uploaded_files: int = 0
+    uploaded_bytes: int = 0
+    commits: int = 0
+    ollama_blobs: dict[str, str] = field(default_factory=dict)  # digest → exists | uploaded
+    ollama_bytes: int = 0
+    branch: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def hub_publisher(ctx: Context):  # type: ignore[no-untyped-def]
+    from ..flow import _hub_publisher
+
+    return _hub_publisher(ctx)
+
+
+def check_resources(ctx: Context, job: Job) -> None:
+    """Refuse before anything is written when this machine lacks the job's disk or memory."""
+    from ..gguf.build import mem_available
+
+    folder = ctx.dist
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    here = sum(p.stat().st_size for p in ctx.dist.rglob("*") if p.is_file()) if ctx.dist.is_dir() else 0
+    need = max(job.disk_gb * GB - here, 0)
+    problems = []
+    if free < need:
+        problems.append(f"{need / GB:.1f} GB of free disk under {folder} (there are {free / GB:.1f} GB)")
+    ram = mem_available()
+    if ram < job.ram_gb * GB:
+        problems.append(f"{job.ram_gb:.1f} GB of available memory (there are {ram / GB:.1f} GB)")
+    if problems:
+        raise WorkError(f"job {job.id} needs " + " and ".join(problems) + "; nothing was done "
+                        f"(runner {job.runner!r}; see `release plan {ctx.release.name} --matrix`)")
+
+
+def job_key(ctx: Context, job: Job) -> str:
+    """Everything the job's outputs are made from, before they are made: each artifact's input hash,
+    with a need made in the same job standing in by its own key."""
+    keys: dict[str, str] = {}
+    ctx.keyed = keys
+    try:
+        for aid in topological(ctx.artifacts, job.artifacts):
+            a = ctx.artifacts[aid]
+            keys[aid] = builders()[STEP_OF[a.kind].builder].input_hash(ctx, a)
+    finally:
+        ctx.keyed = None
+    return digest("job", job.id, sorted(keys.items()))
+
+
+def adopt_upstream(ctx: Context, plan: JobPlan, job: Job, pub: Any) -> dict[str, JobRecord]:
+    """Read the records of the jobs `job` needs and put their artifacts into the registry as built
+    (their files stay on the Hub until fetched)."""
+    records: dict[str, JobRecord] = {}
+    for need in job.needs:
+        rec = read_record(pub, ctx, plan.job(need))
+        if rec is None:
+            raise RemoteError(f"job {need} has not staged its outputs yet (no record on "
+                              f"{staging_branch(ctx.release.name, need)}); run `release publish "
+                              f"{ctx.release.name} --job {need}` first")
+        for a in rec.artifacts:
+            a.needs = ctx.artifacts[a.id].needs if a.id in ctx.artifacts else a.needs
+            a.status = "built"
+            ctx.artifacts.add(a)
+        records[need] = rec
+    return records
+
+
+def fetch_inputs(ctx: Context, job: Job, records: dict[str, JobRecord], pub: Any, summary: JobSummary) -> None:
+    """Download the job's inputs from the staging branches, each file checked against its record."""
+    for inp in job.inputs:
+        if inp.job == "":
+            continue  # the base: fetched by the bf16 step itself
+        rec = records[inp.job]
+        a = ctx.artifacts[inp.id]
+        repo = rec.repos[a.id]
+        for f in a.files:
+            local = ctx.artifact_dir(a) / f.path
+            if local.is_file() and local.stat().st_size == f.size and ctx.hash_cache.sha256(local) == f.sha256:
+                continue
+            got = pub.download(repo, path_in_repo(a, f.path), rec.branch, ctx.dist / ".hub-cache").resolve()
+            if got.stat().st_size != f.size or sha256_file(got) != f.sha256:
+                raise RemoteError(f"{repo}@{rec.branch}/{path_in_repo(a, f.path)} does not match the record of "
+                                  f"job {inp.job} (size or sha256); rerun that job")
+            link_or_copy(got, local)
+            ctx.hash_cache.remember(local, f.sha256 or "")
+            summary.fetched_files += 1
+            summary.fetched_bytes += f.size or 0
+        ctx.state.record(a, rec.inputs[a.id])
+    ctx.hash_cache.save()
+
+
+def run_job(ctx: Context, job_id: str, plan: JobPlan | None = None) -> JobSummary:
+    from ..verify import verify_release
+
+    plan = plan or plan_jobs(ctx)
+    job = plan.job(job_id)
+    if job.stage == "finish":
+        raise WorkError("finish is not a job to run with --job: use `release publish NAME --finish`")
+    summary = JobSummary(ctx.release.name, job.id, ctx.options.dry_run,
+                         branch=staging_branch(ctx.release.name, job.id))
+    check_resources(ctx, job)
+    pub = hub_publisher(ctx)
+    records = adopt_upstream(ctx, plan, job, pub)
+    key = job_key(ctx, job)
+    mine = read_record(pub, ctx, job)
+    if mine is not None and mine.key == key and not staged_problems(pub, mine) and \
+            _blobs_present(ctx, mine):
+        summary.skipped = True
+        summary.notes.append(f"already staged on {summary.branch} for the same inputs: nothing to do")
+        return summary
+    fetch_inputs(ctx, job, records, pub, summary)
+    with ctx.live():
+        summary.built = ensure(ctx, job.artifacts)
+    ctx.write_manifest()
+    made = [ctx.artifacts[i] for i in job.artifacts]
+    verify_release(ctx, made)
+    stage = pub.plan(made, ctx.dist, revision=summary.branch, repo_of=lambda a: stage_repo(ctx, a))
+    summary.uploaded_files = sum(len(rp.uploads) for rp in stage.repos)
+    summary.uploaded_bytes = stage.bytes_to_send
+    if ctx.options.dry_run:
+        summary.notes += [rp.summary() for rp in stage.repos]
+        return summary
+    ollama = _push_model_blobs(ctx, job, summary)
+    result = pub.apply(stage, message=f"Stage {job.id} of {ctx.release.name}")
+    summary.commits += result.commits
+    rec = JobRecord(release=ctx.release.name, job=job.id, key=key, tool_version=__version__,
+                    artifacts=made, inputs={a.id: ctx.state.get(a.id)["inputs"] for a in made},  # type: ignore[index]
+                    repos={a.id: stage_repo(ctx, a) for a in made},  # type: ignore[misc]
+                    git_sha1=git_sha1s(ctx, made), ollama_blobs=ollama)
+    summary.commits += _commit_record(ctx, pub, rec)
+    return summary
+
+
+def _push_model_blobs(ctx: Context, job: Job, summary: JobSummary) -> dict[str, str]:
+    """Each Ollama tag's model layer is the GGUF this job made: push it by digest now (no manifest:
+    the registry shows nothing new), so finish never moves a weight."""
+    from ..ollama import layers as L
+    from ..ollama.registry import RegistryClient
+
+    o = ctx.release.definition.ollama
+    if o is None or not job.ollama_blobs:
+        return {}
+    registry = ctx.options.ollama_registry or o.registry
+    client = RegistryClient(registry, insecure=o.insecure)
+    pushed: dict[str, str] = {}
+    try:
+        for tag_id in job.ollama_blobs:
+            g = ctx.artifacts[ctx.artifacts[tag_id].recipe["gguf"]]
+            f = g.files[0]
+            blob = L.Blob(L.MT_MODEL, f"sha256:{f.sha256}", f.size or 0)
+            how, sent = client.upload_blob(o.model, blob, ctx.artifact_dir(g) / f.path)
+            if client.blob_size(o.model, blob.digest, push=True) != blob.size:
+                raise RemoteError(f"{client.host}: {o.model} lacks blob {blob.digest[:19]} after pushing it")
+            summary.ollama_blobs[blob.digest] = how
+            summary.ollama_bytes += sent
+            pushed[tag_id] = blob.digest
+            ctx.say(f"ollama: model blob of {tag_id} {blob.digest[7:19]}: {how}")
+    finally:
+        client.close()
+    return pushed
+
+
+def _blobs_present(ctx: Context, rec: JobRecord) -> bool:
+    from ..ollama.registry import RegistryClient
+
+    o = ctx.release.definition.ollama
+    if not rec.ollama_blobs or o is None:
+        return True
+    client = RegistryClient(ctx.options.ollama_registry or o.registry, insecure=o.insecure)
+    try:
+        sizes = {a.files[0].sha256: a.files[0].size for a in rec.artifacts if a.files}
+        return all(client.blob_size(o.model, d, push=True) == sizes.get(d.removeprefix("sha256:"))
+                   for d in rec.ollama_blobs.values())
+    finally:
+        client.close()
+
+
+def _commit_record(ctx: Context, pub: Any, rec: JobRecord) -> int:
+    """The record, last, on the branch of every repo the job staged to."""
+    local = ctx.dist / record_path(rec.job)
+    atomic_write_text(local, json.dumps(rec.to_json(), indent=1, sort_keys=True) + "\n")
+    repos = sorted(set(rec.repos.values()))
+    carriers = [Artifact(id=f"record:{repo}", kind="record", status="built", root="",
+                         files=[FileEntry(record_path(rec.job))], recipe={"repo": repo},
+                         destination=Destination(kind="hub", repo=repo)) for repo in repos]
+    plan = pub.plan(carriers, ctx.dist, revision=rec.branch, repo_of=lambda a: a.recipe["repo"])
+    result = pub.apply(plan, message=f"Record of {rec.job} ({ctx.release.name})")
+    return result.commits
+
