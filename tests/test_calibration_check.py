@@ -92,3 +92,9 @@ def test_v4_placeholder_text_warns() -> None:
     assert code == 0
     assert "v4/release.toml: gguf.imatrix_chunks:" in output and "not the 64 asked" in output
 
+
+def test_build_prints_the_warning(tmp_path: Path) -> None:
+    folder = _pipeline(tmp_path, 4)
+    result = CliRunner().invoke(cli, ["build", str(folder), "--only", "bf16", "--dist", str(tmp_path / "dist")])
+    assert result.exit_code == 0, result.output
+    assert "warning: demo/release.toml: gguf.imatrix_chunks:" in result.output, result.output
