@@ -82,7 +82,7 @@ def _join(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _structure_problems(data: Any, display: str, *, json_keys: bool) -> list[Problem]:
+def _structure_problems(data: Any, display: str) -> list[Problem]:
     """Nesting deeper than MAX_DEPTH, and duplicate JSON keys with where they are (iteratively, so
     the walk itself cannot overflow the stack)."""
     problems: list[Problem] = []
@@ -93,7 +93,7 @@ def _structure_problems(data: Any, display: str, *, json_keys: bool) -> list[Pro
             problems.append(Problem(display, where, f"nested deeper than {MAX_DEPTH} levels"))
             break
         if isinstance(value, dict):
-            if json_keys and isinstance(value, _Duplicates):
+            if isinstance(value, _Duplicates):
                 problems += [Problem(display, _join(where, k), "key given more than once (JSON keeps only the "
                                                                "last one); keep one")
                              for k in value.duplicates]
@@ -115,7 +115,7 @@ def parse_json(raw: bytes, display: str, field: str = "") -> Any:
                          field=field) from exc
     except ValueError as exc:  # an integer literal of more than 4300 digits
         raise InputError(f"not usable JSON: {exc}", file=display, field=field) from exc
-    problems = _structure_problems(data, display, json_keys=True)
+    problems = _structure_problems(data, display)
     if problems:
         raise InputError(problems)
     return data  # no `_Duplicates` is left: any one of them raised above
@@ -142,7 +142,7 @@ def parse_toml(raw: bytes, display: str) -> dict[str, Any]:
         raise InputError(f"not usable TOML: nested deeper than {MAX_DEPTH} levels", file=display) from exc
     except ValueError as exc:  # an integer literal of more than 4300 digits
         raise InputError(f"not usable TOML: {exc}", file=display) from exc
-    problems = _structure_problems(data, display, json_keys=False)
+    problems = _structure_problems(data, display)
     if problems:
         raise InputError(problems)
     return data
