@@ -6,6 +6,8 @@ Exit status: 0 success, 1 a failure while working (network, verify, build), 2 ba
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -47,6 +49,28 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class FiniteFloat(click.ParamType):
+    """A finite number in (low, high]: click's FloatRange lets nan and inf through."""
+
+    name = "number"
+
+    def __init__(self, low: float, high: float, unit: str = "") -> None:
+        self.low, self.high, self.unit = low, high, unit
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or not self.low < number <= self.high:
+            self.fail(f"{value!r} is not a finite number in ({self.low:g}, {self.high:g}]{self.unit}", param, ctx)
+        return number
+
+
+MEMORY_GB = FiniteFloat(0, 1e6, " GB")
+JOBS = click.IntRange(1, 1024)
+
+
 def dist_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--dist", "dist", type=click.Path(file_okay=False, path_type=Path),
                         default=Path("dist"), show_default=True,
@@ -64,13 +88,24 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("name")
+@dist_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
 @handle_errors
-def check(name: str, as_json: bool) -> None:
-    """Validate a release definition, its drop map and scores. Writes nothing."""
+def check(ctx: click.Context, name: str, dist: Path, as_json: bool) -> None:
+    """Validate a release definition, its drop map and scores, and that DIST/NAME can take the
+    outputs. Writes nothing."""
     release = load_release(name)
+    target = dist / release.name
+    unusable = dist_problem(target)
+    if unusable:
+        if ctx.get_parameter_source("dist") != click.core.ParameterSource.DEFAULT:
+            raise InputError(unusable, file="--dist")
+        # Not asked about: a validation run elsewhere (a read-only checkout) is still a validation.
+        release.warnings.append(f"--dist: {unusable} (the default; build, plan and publish write there)")
     if as_json:
-        out.print_json(json.dumps({"release": release.name, "ok": True, "warnings": release.warnings}))
+        out.print_json(json.dumps({"release": release.name, "ok": True, "dist": str(target),
+                                   "warnings": release.warnings}))
         return
     for w in release.warnings:
         err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
@@ -129,6 +164,18 @@ def _print_jobs(jobs: Any) -> None:
         err.print(f"note: {note}", soft_wrap=True)
 
 
+def dist_problem(target: Path) -> str | None:
+    """Why the commands that write could not write DIST/NAME (`target`), or None; creates nothing."""
+    for p in (target, *target.parents):
+        if os.path.lexists(p) and not p.is_dir():
+            return f"{p} is {'a broken link' if not p.exists() else 'a file'}, not a folder"
+        if p.is_dir():
+            if not os.access(p, os.W_OK | os.X_OK):
+                return f"{p} is not writable" + (f" (so {target} cannot be made)" if p != target else "")
+            return None
+    return None
+
+
 def _fmt_size(size: int | None, estimated: bool) -> str:
     if not size:
         return "—"
@@ -160,8 +207,8 @@ def _print_plan(ctx: Context) -> None:
 @dist_option
 @click.option("--only", "only", multiple=True, metavar="KIND[:ID]",
               help="Build only these (bf16, gguf, nvfp4, ollama, cards; e.g. gguf:Q4_K_M). Repeatable.")
-@click.option("--jobs", type=click.IntRange(1), default=2, show_default=True, help="Parallel build jobs.")
-@click.option("--max-memory", type=float, default=None, help="Memory budget for parallel jobs, in GB.")
+@click.option("--jobs", type=JOBS, default=2, show_default=True, help="Parallel build jobs.")
+@click.option("--max-memory", type=MEMORY_GB, default=None, help="Memory budget for parallel jobs, in GB.")
 @click.option("--force", is_flag=True, help="Rebuild even when inputs are unchanged.")
 @click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL for downloading the base.")
 @handle_errors
@@ -172,6 +219,8 @@ def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, max_memory: f
     Finished artifacts whose inputs are unchanged are restored from dist/NAME/state.json, not rebuilt.
     """
     release = load_release(name)
+    for w in release.warnings:
+        err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     options = Options(dist_root=dist, only=parse_only(only), jobs=jobs, force=force, hub_endpoint=hub_endpoint,
                       max_memory=int(max_memory * 1e9) if max_memory else None)
     ctx = Context(release, options, console=err)
@@ -200,8 +249,8 @@ def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, max_memory: f
 @click.option("--from", "from_kind", type=click.Choice(["bf16", "gguf", "nvfp4", "ollama", "cards"]), default=None,
               help="Rebuild this kind and everything made from it, even if inputs are unchanged.")
 @click.option("--force", is_flag=True, help="Rebuild every selected artifact.")
-@click.option("--jobs", type=click.IntRange(1), default=2, show_default=True, help="Parallel build jobs.")
-@click.option("--max-memory", type=float, default=None, help="Memory budget for parallel jobs, in GB.")
+@click.option("--jobs", type=JOBS, default=2, show_default=True, help="Parallel build jobs.")
+@click.option("--max-memory", type=MEMORY_GB, default=None, help="Memory budget for parallel jobs, in GB.")
 @click.option("--via-ollama-cli", is_flag=True,
               help="Push Ollama tags with the installed `ollama` binary (create + push), then verify by reading back.")
 @click.option("--no-git-tag", is_flag=True, help="Don't tag release/NAME in the pipelines repo.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .fsutil import staging_dir
+from .fsutil import atomic_write_text, sha256_file, staging_dir
 
 SEED = 20260401
 # Bump when the generated files change, so an existing demo base is regenerated.
@@ -148,6 +148,9 @@ def _tokenizer_json() -> dict:
 
 def generate_tiny_gemma4(out_dir: Path, *, seed: int = SEED) -> Path:
     """Write the demo base checkpoint to `out_dir` (atomically); returns `out_dir`."""
+    # A stamp left from an earlier folder must not vouch for whatever happens to `out_dir` if this
+    # run is interrupted between replacing the folder and writing the new stamp.
+    _stamp(out_dir).unlink(missing_ok=True)
     import torch
     from transformers import Gemma4Config, Gemma4ForConditionalGeneration
 
@@ -185,22 +188,42 @@ def generate_tiny_gemma4(out_dir: Path, *, seed: int = SEED) -> Path:
         tc["num_global_key_value_heads"] = text_config()["num_global_key_value_heads"]
         cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     # Beside the folder, not in it: everything in it is part of the checkpoint and gets published.
-    _stamp(out_dir).write_text(json.dumps({"generator": "tiny-gemma4", "version": GENERATOR_VERSION,
-                                           "seed": seed}) + "\n")
+    # It lists every file with its sha256, so it vouches for this folder's content and nothing else.
+    atomic_write_text(_stamp(out_dir), json.dumps({**_generator(seed), "files": _listing(out_dir)},
+                                                  indent=1, sort_keys=True) + "\n")
     return out_dir
+
+
+def _generator(seed: int) -> dict:
+    return {"generator": "tiny-gemma4", "version": GENERATOR_VERSION, "seed": seed}
 
 
 def _stamp(out_dir: Path) -> Path:
     return out_dir.with_name(f".{out_dir.name}.demo.json")
 
 
+def _listing(out_dir: Path) -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in sorted(out_dir.iterdir()) if p.is_file()}
+
+
 def is_current(out_dir: Path, *, seed: int = SEED) -> bool:
-    """Whether `out_dir` holds what this version of the generator writes."""
+    """Whether `out_dir` holds exactly what this version of the generator wrote there: the stamp
+    matches the generator, and the folder's files are the ones it lists, byte for byte. A stamp
+    whose folder was deleted or edited is removed, so it cannot outlive what it describes."""
+    stamp_path = _stamp(out_dir)
     try:
-        stamp = json.loads(_stamp(out_dir).read_text())
+        stamp = json.loads(stamp_path.read_text())
     except (OSError, ValueError):
         return False
-    return stamp == {"generator": "tiny-gemma4", "version": GENERATOR_VERSION, "seed": seed}
+    try:
+        current = (isinstance(stamp, dict) and stamp.get("files")
+                   and {k: v for k, v in stamp.items() if k != "files"} == _generator(seed)
+                   and out_dir.is_dir() and _listing(out_dir) == stamp["files"])
+    except OSError:
+        current = False
+    if not current:
+        stamp_path.unlink(missing_ok=True)
+    return bool(current)
 
 
 def _write_tokenizer(out: Path, ids: dict[str, int]) -> None:

@@ -5,7 +5,6 @@ sha256."""
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from .errors import InputError, RemoteError
 from .fsutil import HashCache
 from .publish.redact import Redactor
 from .spec.load import Release
+from .spec.readers import read_json_object
 
 # What a checkpoint needs; anything else in the base repo (READMEs, original/ folders …) is skipped.
 CHECKPOINT_PATTERNS = ("*.safetensors", "*.json", "*.jinja", "tokenizer*", "*.model", "*.tiktoken", "*.txt",
@@ -37,7 +37,6 @@ def ensure_base(release: Release, *, endpoint: str | None = None, token: str | N
         from .demo import generate_tiny_gemma4, is_current
 
         if not is_current(local):
-
             if progress:
                 progress(f"generating the demo base model into {local}")
             generate_tiny_gemma4(local)
@@ -49,11 +48,15 @@ def ensure_base(release: Release, *, endpoint: str | None = None, token: str | N
 
 
 def _check_recorded_config(release: Release, folder: Path) -> None:
-    recorded = json.loads(release.path(release.definition.base.config).read_text())
-    actual = json.loads((folder / "config.json").read_text())
+    """The generated folder is what the generator writes (its stamp says so, file by file), so a
+    difference means the recorded config no longer describes the generated model."""
+    rel = release.definition.base.config
+    recorded = read_json_object(release.path(rel), release.display(rel))
+    actual = read_json_object(folder / "config.json", f"{folder}/config.json")
     if recorded != actual:
-        raise InputError(f"{folder}/config.json differs from the recorded {release.definition.base.config}; "
-                         "delete the folder to regenerate it", file=release.display(release.definition.base.config))
+        raise InputError(f"differs from the config.json the demo generator writes ({folder}/config.json); it "
+                         f"records the generated model: restore it from git, or, if the generator changed, copy "
+                         f"that config.json over it", file=release.display(rel))
 
 
 def download_base(release: Release, *, endpoint: str | None = None, token: str | None = None,

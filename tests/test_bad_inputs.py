@@ -63,6 +63,28 @@ def _delete(rel: str) -> Callable[[Path], None]:
     return edit
 
 
+def _symlink(rel: str, target: str) -> Callable[[Path], None]:
+    """Replace `rel` by a symlink to `target` (relative to the folder unless absolute)."""
+    def edit(folder: Path) -> None:
+        p = folder / rel
+        p.unlink(missing_ok=True)
+        p.symlink_to(target)
+
+    return edit
+
+
+def _outside(name: str, text: str) -> Callable[[Path], None]:
+    """A file beside the release folder (it exists, so only the path rule can refuse it)."""
+    def edit(folder: Path) -> None:
+        (folder.parent / name).write_text(text)
+
+    return edit
+
+
+def _deep_json(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
 def _chain(*edits: Callable[[Path], None]) -> Callable[[Path], None]:
     def edit(folder: Path) -> None:
         for e in edits:
@@ -178,6 +200,94 @@ CASES: list[tuple[str, Callable[[Path], None], str, str]] = [
     ("config-unknown-architecture", _edit_json(C, lambda d: _set(d, "model_type", "llama")), C,
      "model_type: unsupported MoE architecture 'llama'"),
     ("config-missing", _delete(C), R, "base.config"),
+    # input files that crashed the loader (issue 13.4): nesting, huge or non-integer counts, folders, loops
+    ("dropmap-nested-100000", _write(D, _deep_json(100_000)), D, "nested deeper than 32 levels"),
+    ("dropmap-nested-40", _edit_json(D, lambda d: _set(d, "notes", json.loads(_deep_json(40)))), D,
+     "nested deeper than 32 levels"),
+    ("scores-nested-100000", _write(S, _deep_json(100_000)), S, "nested deeper than 32 levels"),
+    ("config-nested-100000", _write(C, _deep_json(100_000)), C, "nested deeper than 32 levels"),
+    ("toml-nested-5000", _append(R, "\ndeep = " + "[" * 5000 + "]" * 5000 + "\n"), R, "nested deeper than"),
+    ("toml-nested-40", _append(R, "\ndeep = " + "[" * 40 + "]" * 40 + "\n"), R, "nested deeper than 32"),
+    ("config-layers-infinity", _edit_json(C, lambda d: _set(d, "text_config.num_hidden_layers", float("inf"))),
+     C, "text_config.num_hidden_layers: must be an integer 0..1024, got inf"),
+    ("config-layers-float", _edit_json(C, lambda d: _set(d, "text_config.num_hidden_layers", 4.7)), C,
+     "text_config.num_hidden_layers: must be an integer 0..1024, got 4.7"),
+    ("config-layers-billion", _edit_json(C, lambda d: _set(d, "text_config.num_hidden_layers", 10**9)), C,
+     "text_config.num_hidden_layers: 1000000000 is out of range 0..1024"),
+    ("config-experts-huge", _edit_json(C, lambda d: _set(d, "text_config.num_experts", 10**12)), C,
+     "text_config.num_experts: 1000000000000 is out of range 0..65536"),
+    ("config-huge-integer-literal", _write(C, '{"model_type": ' + "1" * 5000 + "}"), C, "not usable JSON"),
+    ("dropmap-experts-huge", _edit_json(D, lambda d: _set(d, "num_experts", 10**12)), D,
+     "num_experts: 1000000000000 is out of range 1..65536"),
+    ("dropmap-layer-key-huge", _edit_json(D, lambda d: _set(d, "drop." + "9" * 5000, [0, 1])), D,
+     "layer key must be a decimal layer index"),
+    ("scores-is-directory", _edit_text(R, 'scores = "scores.json"', 'scores = "ollama"'), R,
+     "cards.scores: demo/ollama is a directory, expected a file"),
+    ("template-is-directory", _edit_text(R, 'template = "ollama/template.gotmpl"', 'template = "ollama"'), R,
+     "ollama.template: demo/ollama is a directory"),
+    ("scores-symlink-loop", _symlink(S, S), R, "cards.scores: 'scores.json': symlink loop"),
+    ("dropmap-symlink-loop", _chain(_symlink(D, "loop-b.json"), _symlink("loop-b.json", D)), R,
+     "prune.drop_map: 'dropmap.json': symlink loop"),
+    # numbers (issue 13.7): bounds stated in the error
+    ("imatrix-chunks-huge", _edit_text(R, "imatrix_chunks = 2", "imatrix_chunks = " + str(10**30)), R,
+     "gguf.imatrix_chunks: Input should be less than or equal to 10000"),
+    ("split-size-inf", _edit_text(R, 'imatrix = "calibration.txt"', 'imatrix = "calibration.txt"\nsplit_size_gb = inf'),
+     R, "gguf.split_size_gb: Input should be a finite number"),
+    ("split-size-1e308", _edit_text(R, 'imatrix = "calibration.txt"',
+                                    'imatrix = "calibration.txt"\nsplit_size_gb = 1e308'),
+     R, "gguf.split_size_gb: Input should be less than or equal to 50"),
+    ("vram-nan", _append(R, "\n[ollama.vram_gb]\nQ4_K_M = nan\n"), R,
+     "ollama.vram_gb.Q4_K_M: Input should be a finite"),
+    ("ollama-param-nan", _edit_text(R, "temperature = 0.6", "temperature = nan"), R,
+     "ollama.parameters.temperature: must be a finite number"),
+    ("experts-kept-huge", _edit_text(R, "experts_kept = 6", "experts_kept = " + str(10**12)), R,
+     "prune.experts_kept: Input should be less than or equal to 65536"),
+    ("scores-n-negative", _edit_json(S, lambda d: _set(d["benchmarks"][0], "n", -5)), S,
+     "benchmarks[0].n: Input should be greater than or equal to 1"),
+    ("scores-n-zero", _edit_json(S, lambda d: _set(d["benchmarks"][0], "n", 0)), S,
+     "benchmarks[0].n: Input should be greater than or equal to 1"),
+    ("scores-percent-250", _edit_json(S, lambda d: _set(d["benchmarks"][1], "variant", 250)), S,
+     "benchmarks[1].variant: 250 is not a percentage (0–100)"),
+    ("scores-perquant-percent", _edit_json(S, lambda d: _set(d, "per_quant.scores.Q8_0", {"Toy recall": -1.0})), S,
+     "per_quant.scores.Q8_0.Toy recall: -1.0 is not a percentage"),
+    ("dropmap-duplicate-key", _edit_text(D, '"drop": {', '"drop": {\n  "3": [0, 4],'), D,
+     "drop.3: key given more than once"),
+    ("scores-duplicate-key", _edit_text(S, '"format": "moe-release-scores/1",',
+                                        '"format": "moe-release-scores/1", "format": "moe-release-scores/1",'), S,
+     "format: key given more than once"),
+    ("config-duplicate-key", _edit_text(C, '"num_experts": 8,', '"num_experts": 8, "num_experts": 6,'), C,
+     "text_config.num_experts: key given more than once"),
+    # paths that leave the release folder (issue 13.5)
+    ("template-absolute", _edit_text(R, 'template = "ollama/template.gotmpl"', 'template = "/etc/passwd"'), R,
+     "ollama.template: '/etc/passwd' is absolute"),
+    ("license-symlink-out", _symlink("ollama/LICENSE", "/etc/passwd"), R,
+     "ollama.license: 'ollama/LICENSE' is a symlink to /etc/passwd, outside the release folder"),
+    ("scores-dotdot", _chain(_outside("outside.json", "{}"),
+                             _edit_text(R, 'scores = "scores.json"', 'scores = "../outside.json"')),
+     R, "cards.scores: '../outside.json' contains '..'"),
+    ("imatrix-dir-symlink-out", _chain(_outside("calib.txt", "text " * 4000), _symlink("cal", ".."),
+                                       _edit_text(R, 'imatrix = "calibration.txt"', 'imatrix = "cal/calib.txt"')),
+     R, "gguf.imatrix: 'cal/calib.txt' is a symlink to"),
+    ("base-path-absolute", _edit_text(R, 'path = "base"', 'path = "/etc"'), R,
+     "base.path: '/etc' is absolute; paths are relative to the release folder (a base checkpoint kept "
+     "elsewhere needs [base] path_outside = true)"),
+    ("base-outside-generated", _edit_text(R, 'path = "base"', 'path = "/tmp"\npath_outside = true'), R,
+     "base.path_outside: a generated base lives in the release folder"),
+    ("sibling-path", _edit_text(R, 'license = "apache-2.0"', 'license = "apache-2.0"\nsiblings = ["../v4"]'),
+     R, "release.siblings[0]"),
+    # imatrix tiers (issue 13.6) and licenses (issue 13.13)
+    ("iq4-xs-without-imatrix", _edit_text(R, 'imatrix = "calibration.txt"', ""), R,
+     "gguf.tiers[4]: IQ4_XS needs an importance matrix (IQ4_XS is an i-quant"),
+    ("recipe-iq4-without-imatrix", _chain(_edit_text(R, '"Q4_K_M", "IQ4_XS", "CD-Q5"', '"Q4_K_M", "CD-Q5"'),
+                                          _edit_text(R, '"q6_k"], [', '"iq4_xs"], ['),
+                                          _edit_text(R, 'imatrix = "calibration.txt"', "")),
+     R, "gguf.recipes.CD-Q5: CD-Q5 needs an importance matrix"),
+    ("license-link-mismatch", _edit_text(R, 'license = "apache-2.0"',
+                                         'license = "apache-2.0"\nlicense_link = "https://ai.google.dev/gemma/terms"'),
+     R, "release.license_link: links to the Gemma Terms of Use ('gemma'), but release.license is 'apache-2.0'"),
+    ("license-llama-link", _edit_text(R, 'license = "apache-2.0"',
+                                      'license = "apache-2.0"\nlicense_link = "https://www.llama.com/llama3_1/license/"'),
+     R, "release.license_link: links to a Llama community license"),
 ]
 
 

@@ -139,6 +139,17 @@ def calibration_tokens(runner, text: str) -> list[int]:
     return runner.tokenize(text, add_special=True, parse_special=False)
 
 
+def chunk_plan(n_tokens: int, chunks: int, n_ctx: int = 512) -> tuple[int, int]:
+    """(chunks, tokens per chunk) that `compute_imatrix` uses for a text of `n_tokens` tokens.
+
+    Below two chunks' worth the chunk shrinks to half the text (at least 16 tokens), so a short text
+    gives at most 2 chunks whatever `chunks` asks; `release check` warns from this before a build.
+    """
+    if n_tokens < 2 * n_ctx:
+        n_ctx = max(16, n_tokens // 2)
+    return min(chunks, n_tokens // n_ctx), n_ctx
+
+
 def compute_imatrix(model: Path, calibration: Path, out: Path, *, chunks: int = 16, n_ctx: int = 512,
                     threads: int = 2, progress: Callable[[int, int], None] | None = None) -> ImatrixResult:
     """Run llama.cpp on `model` (the F16/BF16 GGUF) over `calibration` text and write `out` (imatrix GGUF).
@@ -156,12 +167,10 @@ def compute_imatrix(model: Path, calibration: Path, out: Path, *, chunks: int = 
     with Runner(model, n_ctx=n_ctx, n_threads=threads) as probe:
         tokens = calibration_tokens(probe, text)
         add_bos, bos = probe.add_bos, probe.bos
-    if len(tokens) < 2 * n_ctx:
-        n_ctx = max(16, len(tokens) // 2)
-    if len(tokens) < n_ctx:
+    n_chunk, n_ctx = chunk_plan(len(tokens), chunks, n_ctx)
+    if n_chunk < 1:
         raise InputError(f"calibration text has only {len(tokens)} tokens; need at least 32",
                          file=str(calibration))
-    n_chunk = min(chunks, len(tokens) // n_ctx)
     with Runner(model, n_ctx=n_ctx, n_threads=threads, eval_callback=collector) as runner:
         for i in range(n_chunk):
             chunk = tokens[i * n_ctx:(i + 1) * n_ctx]

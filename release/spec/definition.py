@@ -1,7 +1,9 @@
 """The release definition `pipelines/<name>/release.toml`: its schema (strict: unknown keys and wrong
 types are errors) and the field-level rules that go beyond types.
 
-Paths inside a definition are relative to its own folder, so a copied folder works anywhere.
+Paths inside a definition are relative to its own folder, so a copied folder works anywhere; they
+never lead out of it (`paths.resolve_inside`). Numbers carry bounds a real release stays far inside,
+so a typo (`imatrix_chunks = 10**30`, `split_size_gb = inf`) is an error at `check`, not a crash later.
 """
 
 from __future__ import annotations
@@ -10,10 +12,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from .bounds import MAX_EXPERTS
+
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 RelPath = Annotated[str, StringConstraints(min_length=1)]  # a path relative to the pipeline folder
 ParamValue = int | float | bool | str | list[str]
 Override = Annotated[list[NonEmpty], Field(min_length=2, max_length=2)]  # [regex, ggml type]
+# The Hub takes files of at most 50 GB (huggingface.co/docs/hub/storage-limits); the 1 MB floor keeps a
+# typo like 1e-9 from asking gguf-split for millions of shards (tests split the demo at 2 MB).
+SplitSizeGB = Annotated[float, Field(ge=0.001, le=50, allow_inf_nan=False)]
+MAX_IMATRIX_CHUNKS = 10_000  # of 512 tokens each: 5M tokens; calibration sets in use are a few hundred chunks
+VramGB = Annotated[float, Field(gt=0, le=4096, allow_inf_nan=False)]
 
 
 class Section(BaseModel):
@@ -39,14 +48,15 @@ class BaseSection(Section):
     revision: NonEmpty  # pinned commit sha
     config: RelPath = "base-config.json"  # the base config.json, recorded so check needs no weights
     path: str = ""  # local copy of the checkpoint (optional; fetched from the Hub when absent)
+    path_outside: bool = False  # allow `path` outside the release folder (a checkpoint kept elsewhere)
     generator: Literal["", "tiny-gemma4"] = ""  # demo only: generate `path` locally when absent
     label: NonEmpty = "base"  # the reference model's short label in tables, e.g. "128e"
-    parameters: int | None = None  # total parameters of the base, when known (cards)
+    parameters: Annotated[int, Field(ge=1, le=10**15)] | None = None  # total parameters of the base (cards)
 
 
 class PruneSection(Section):
     drop_map: RelPath = "dropmap.json"
-    experts_kept: int = Field(gt=0)  # expected experts kept per layer (cross-checked with the map)
+    experts_kept: int = Field(ge=1, le=MAX_EXPERTS)  # experts kept per layer (cross-checked with the map)
     label: NonEmpty = "pruned"  # the variant's short label, e.g. "98e v4"
     method: str = ""  # one paragraph: how the drop map was chosen (cards)
 
@@ -74,8 +84,8 @@ class GgufSection(Section):
     tiers: list[NonEmpty] = []  # standard tiers, `_L`/`_XL` variants and recipe names, in card order
     recipes: dict[NonEmpty, GgufRecipe] = {}
     imatrix: str = ""  # calibration .txt in the pipeline folder, or an existing imatrix file
-    imatrix_chunks: int = Field(default=16, gt=0)
-    split_size_gb: float = Field(default=50.0, gt=0)
+    imatrix_chunks: int = Field(default=16, ge=1, le=MAX_IMATRIX_CHUNKS)
+    split_size_gb: SplitSizeGB = 50.0
     recommended: list[NonEmpty] = []
     notes: dict[NonEmpty, str] = {}  # tier → note in the quant table
     removed: list[NonEmpty] = []  # tiers built earlier and deliberately not shipped (cards explain)
@@ -108,7 +118,7 @@ class OllamaSection(Section):
     requires: str = ""
     parameters: dict[NonEmpty, ParamValue] = {}
     messages: list[OllamaMessage] = []
-    vram_gb: dict[NonEmpty, float] = {}  # per tag, the VRAM the card recommends
+    vram_gb: dict[NonEmpty, VramGB] = {}  # per tag, the VRAM the card recommends
 
 
 class QuickStart(Section):

@@ -9,13 +9,14 @@ Extra top-level keys `source` and `notes` are allowed. Layer keys are decimal Mo
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, Problem, ProblemCollector
 from ..families import Family
+from .bounds import MAX_EXPERTS, MAX_LAYERS, int_problem, is_int
+from .readers import parse_json, read_input_bytes
 
 FORMAT = "moe-drop-map/1"
 ALLOWED_KEYS = {"format", "base", "num_experts", "drop", "keep", "source", "notes"}
@@ -52,17 +53,10 @@ class DropMap:
         return all(len(v) == self.num_experts for v in self.kept.values())
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def parse_drop_map(raw: bytes, file: str) -> DropMap:
     """Structural validation; every problem of the file is reported at once."""
     errors = ProblemCollector()
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"not valid JSON: {exc}", file=file) from exc
+    data = parse_json(raw, file)
     if not isinstance(data, dict):
         raise InputError("top level must be a JSON object", file=file)
 
@@ -75,8 +69,10 @@ def parse_drop_map(raw: bytes, file: str) -> DropMap:
         errors.add(file, "base", "must be the base model's repo id (a non-empty string)")
         base = ""
     num_experts = data.get("num_experts")
-    if not _is_int(num_experts) or num_experts < 1:
-        errors.add(file, "num_experts", f"must be a positive integer, got {num_experts!r}")
+    # Bounded before `range(num_experts)` below turns it into a set.
+    bad = int_problem(num_experts, 1, MAX_EXPERTS)
+    if bad:
+        errors.add(file, "num_experts", bad)
         num_experts = None
 
     has_drop, has_keep = "drop" in data, "keep" in data
@@ -96,8 +92,12 @@ def parse_drop_map(raw: bytes, file: str) -> DropMap:
         layers_raw = {}
     for key, indices in layers_raw.items():
         where = f"{mode}.{key}"
-        if not (isinstance(key, str) and key.isdecimal() and str(int(key)) == key):
+        # Length first: int() refuses strings of more than 4300 digits with a ValueError.
+        if not (isinstance(key, str) and 0 < len(key) <= 6 and key.isdecimal() and str(int(key)) == key):
             errors.add(file, where, "layer key must be a decimal layer index like \"17\"")
+            continue
+        if int(key) >= MAX_LAYERS:
+            errors.add(file, where, f"layer {key} is out of range 0..{MAX_LAYERS - 1}")
             continue
         if not isinstance(indices, list):
             errors.add(file, where, "must be a list of expert indices")
@@ -105,7 +105,7 @@ def parse_drop_map(raw: bytes, file: str) -> DropMap:
         seen: set[int] = set()
         ok = True
         for pos, idx in enumerate(indices):
-            if not _is_int(idx):
+            if not is_int(idx):
                 errors.add(file, f"{where}[{pos}]", f"expert index must be an integer, got {idx!r}")
                 ok = False
             elif num_experts is not None and not 0 <= idx < num_experts:
@@ -144,13 +144,7 @@ def parse_drop_map(raw: bytes, file: str) -> DropMap:
 
 def load_drop_map(path: Path, display: str | None = None) -> DropMap:
     file = display or path.name
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise InputError("file not found", file=file) from exc
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", file=file) from exc
-    return parse_drop_map(raw, file)
+    return parse_drop_map(read_input_bytes(path, file), file)
 
 
 def check_against_config(

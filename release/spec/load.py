@@ -6,13 +6,14 @@ InputError carrying every problem of every file (file + field + message).
 
 from __future__ import annotations
 
-import json
+import math
+import os
 import re
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from pydantic import ValidationError
@@ -20,8 +21,10 @@ from pydantic import ValidationError
 from ..errors import InputError, Problem
 from ..families import Family, for_config
 from ..gguf import tiers as gguf_tiers
+from .bounds import config_problems
 from .definition import ReleaseDefinition
 from .dropmap import DropMap, check_against_config, parse_drop_map
+from .licenses import license_problems
 from .names import (
     hub_repo_problem,
     ollama_model_problem,
@@ -29,9 +32,12 @@ from .names import (
     release_name_problem,
     revision_problem,
 )
+from .paths import PathRefused, resolve_inside
+from .readers import read_input_bytes, read_json_object, read_toml
 from .scores import Scores, load_scores
 from .validation import pydantic_problems
 
+T = TypeVar("T")
 DEFINITION_FILE = "release.toml"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,13 +52,43 @@ OLLAMA_PARAMETERS: dict[str, type | tuple[type, ...]] = {
 
 
 def resolve_pipeline_dir(name: str, *, cwd: Path | None = None) -> Path:
-    """NAME is a folder under pipelines/ (of the current directory or of this project) or a path."""
+    """NAME is a path to a release folder, or the name of a folder under pipelines/ (of the current
+    directory, else of this project).
+
+    A NAME written as a path (with a '/', or starting with '.' or '~') is only ever that path. A bare
+    NAME that is both a file or folder here and a release under pipelines/ is refused as ambiguous
+    rather than silently resolved to one of them: `./demo` or `pipelines/demo` says which.
+    """
     cwd = cwd or Path.cwd()
-    candidates = [Path(name)] if ("/" in name or name.startswith(".")) else []
-    candidates += [cwd / "pipelines" / name, PROJECT_ROOT / "pipelines" / name, cwd / name]
-    for c in candidates:
-        if (c / DEFINITION_FILE).is_file():
-            return c.resolve()
+    if not name or "\0" in name:
+        raise InputError("a release name or path is needed", file=name or "NAME")
+    if "/" in name or name.startswith((".", "~")):
+        folder = Path(name).expanduser()
+        if not folder.is_absolute():
+            folder = cwd / folder
+        if (folder / DEFINITION_FILE).is_file():
+            return folder.resolve()
+        what = "no such folder" if not os.path.lexists(folder) else \
+            f"not a release folder (no {DEFINITION_FILE} in it)"
+        raise InputError(what, file=name)
+    registered = next((c.resolve() for c in (cwd / "pipelines" / name, PROJECT_ROOT / "pipelines" / name)
+                       if (c / DEFINITION_FILE).is_file()), None)
+    here = cwd / name
+    if os.path.lexists(here):
+        try:
+            same = registered is not None and here.resolve() == registered
+        except (OSError, RuntimeError):  # a symlink loop here is still something here
+            same = False
+        if registered is not None and not same:
+            raise InputError(f"ambiguous: ./{name} exists here and pipelines/{name} is a release; write "
+                             f"./{name} for the folder here or {registered} for the release", file=name)
+        if registered is None:
+            if (here / DEFINITION_FILE).is_file():
+                return here.resolve()
+            raise InputError(f"./{name} is not a release folder (no {DEFINITION_FILE} in it), and there is no "
+                             f"release {name!r} under pipelines/", file=name)
+    if registered is not None:
+        return registered
     raise InputError(f"no release {name!r}: expected a folder with {DEFINITION_FILE} under pipelines/ "
                      f"or a path to one", file=name)
 
@@ -74,7 +110,11 @@ class Release:
         return self.definition.release.name
 
     def path(self, rel: str) -> Path:
-        return (self.dir / rel).resolve()
+        """A file the definition names, resolved inside the release folder (never outside it)."""
+        try:
+            return resolve_inside(self.dir, rel)
+        except PathRefused as exc:
+            raise InputError(str(exc), file=self.display(DEFINITION_FILE)) from exc
 
     def display(self, rel: str) -> str:
         """How a file of this release is named in messages: `<folder>/<rel>`."""
@@ -82,8 +122,13 @@ class Release:
 
     @property
     def base_path(self) -> Path | None:
-        p = self.definition.base.path
-        return self.path(p) if p else None
+        base = self.definition.base
+        if not base.path:
+            return None
+        try:
+            return resolve_inside(self.dir, base.path, allow_outside=base.path_outside)
+        except PathRefused as exc:
+            raise InputError(str(exc), file=self.display(DEFINITION_FILE), field="base.path") from exc
 
     @cached_property
     def siblings(self) -> list[Release]:
@@ -108,44 +153,18 @@ class Release:
 
 
 def resolve_sibling(pipeline_dir: Path, sibling: str) -> Path:
-    """Siblings are folder names beside this pipeline (or paths relative to it)."""
-    for c in (pipeline_dir.parent / sibling, pipeline_dir / sibling):
-        if (c / DEFINITION_FILE).is_file():
-            return c.resolve()
+    """Siblings are release folders beside this one, named by their folder name."""
+    if sibling in (".", "..") or "/" in sibling or "\\" in sibling or "\0" in sibling:
+        raise FileNotFoundError(sibling)
+    c = pipeline_dir.parent / sibling
+    if (c / DEFINITION_FILE).is_file():
+        return c.resolve()
     raise FileNotFoundError(sibling)
-
-
-def _read_toml(path: Path, display: str) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise InputError("file not found", file=display) from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text: {exc}", file=display) from exc
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"invalid TOML: {exc}", file=display) from exc
-
-
-def _read_json_object(path: Path, display: str, problems: list[Problem], field: str = "") -> dict | None:
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        problems.append(Problem(display, field, "file not found"))
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        problems.append(Problem(display, field, f"not valid JSON: {exc}"))
-        return None
-    if not isinstance(data, dict):
-        problems.append(Problem(display, field, "top level must be a JSON object"))
-        return None
-    return data
 
 
 def load_definition(pipeline_dir: Path) -> ReleaseDefinition:
     display = f"{pipeline_dir.name}/{DEFINITION_FILE}"
-    data = _read_toml(pipeline_dir / DEFINITION_FILE, display)
+    data = read_toml(pipeline_dir / DEFINITION_FILE, display)
     try:
         return ReleaseDefinition.model_validate(data)
     except ValidationError as exc:
@@ -166,40 +185,64 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
     def disp(rel: str) -> str:
         return f"{pipeline_dir.name}/{rel}"
 
+    files, path_problems = definition_paths(definition, pipeline_dir, rel_file, warnings)
+    problems += path_problems
     problems += definition_problems(definition, pipeline_dir, rel_file, warnings)
+
+    def read(key: str, reader: Callable[[Path, str], T]) -> T | None:
+        """`reader(path, display)` of the file field `key` names, or None (its problems recorded)."""
+        path = files.get(key)
+        if path is None:
+            return None
+        try:
+            return reader(path, disp(_field_value(definition, key)))
+        except InputError as exc:
+            problems.extend(exc.problems)
+            return None
 
     # Base config: the recorded copy, and the local checkpoint's when present.
     base = definition.base
-    config = _read_json_object(pipeline_dir / base.config, disp(base.config), problems)
+    config = read("base.config", read_json_object)
     family: Family | None = None
     if config is not None:
         try:
             family = for_config(config, file=disp(base.config))
         except InputError as exc:
             problems += exc.problems
-    base_dir = (pipeline_dir / base.path) if base.path else None
-    if base_dir is not None and (base_dir / "config.json").is_file() and config is not None:
-        local = _read_json_object(base_dir / "config.json", disp(f"{base.path}/config.json"), problems)
+        else:
+            bad = config_problems(config, family, disp(base.config))
+            if bad:
+                problems += bad
+                family = None  # its counts are unusable: nothing below may build lists from them
+    base_dir = files.get("base.path")
+    if base_dir is not None and (base_dir / "config.json").exists() and config is not None:
+        local_shown = f"{base_dir}/config.json" if base.path_outside else disp(f"{base.path}/config.json")
+        local: dict[str, Any] | None = None
+        try:
+            local = read_json_object(base_dir / "config.json", local_shown)
+        except InputError as exc:
+            problems += exc.problems
         if local is not None and family is not None:
+            bad = config_problems(local, family, local_shown)
+            problems += bad
             try:
-                if (family.num_experts(local), family.moe_layers(local)) != (
+                if not bad and (family.num_experts(local), family.moe_layers(local)) != (
                         family.num_experts(config), family.moe_layers(config)):
-                    problems.append(Problem(disp(f"{base.path}/config.json"), "num_experts",
+                    problems.append(Problem(local_shown, "num_experts",
                                             f"the local checkpoint disagrees with the recorded {base.config}"))
             except (KeyError, TypeError, ValueError) as exc:
-                problems.append(Problem(disp(f"{base.path}/config.json"), "", f"not a MoE config: {exc}"))
+                problems.append(Problem(local_shown, "", f"not a MoE config: {exc}"))
     elif base_dir is not None and not base.generator and not base_dir.exists():
         warnings.append(f"{rel_file}: base.path: {base.path!r} does not exist yet; it will be downloaded "
                         f"from {base.repo}@{base.revision[:12]}")
 
     drop_map: DropMap | None = None
-    try:
-        raw = (pipeline_dir / definition.prune.drop_map).read_bytes()
-        drop_map = parse_drop_map(raw, disp(definition.prune.drop_map))
-    except FileNotFoundError:
-        problems.append(Problem(rel_file, "prune.drop_map", f"file not found: {definition.prune.drop_map}"))
-    except InputError as exc:
-        problems += exc.problems
+    raw = read("prune.drop_map", read_input_bytes)
+    if raw is not None:
+        try:
+            drop_map = parse_drop_map(raw, disp(definition.prune.drop_map))
+        except InputError as exc:
+            problems += exc.problems
     if drop_map is not None and config is not None and family is not None:
         problems += check_against_config(drop_map, config, family, config_file=disp(base.config),
                                          base_repo=base.repo)
@@ -208,11 +251,7 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
                                     f"{definition.prune.experts_kept} but the drop map keeps "
                                     f"{drop_map.kept_count} per layer"))
 
-    scores: Scores | None = None
-    try:
-        scores = load_scores(pipeline_dir / definition.cards.scores, disp(definition.cards.scores))
-    except InputError as exc:
-        problems += exc.problems
+    scores = read("cards.scores", load_scores)
     if scores is not None and scores.per_quant is not None and definition.gguf is not None:
         known_tiers = set(definition.gguf.tiers) | {definition.gguf.baseline} | set(definition.gguf.removed)
         for tier in scores.per_quant.scores:
@@ -234,16 +273,86 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
     if drop_map is not None and scores is not None and config is not None and family is not None:
         release = Release(pipeline_dir, definition, drop_map, scores, config, family, warnings)
         if definition.gguf is not None and not problems:
-            from ..gguf.checks import recipe_problems, recipe_warnings
+            from ..gguf.checks import imatrix_is_calibration, recipe_problems, recipe_warnings
 
             problems += recipe_problems(release)
             warnings += recipe_warnings(release)
+            calibration = files.get("gguf.imatrix")
+            if calibration is not None and not problems and imatrix_is_calibration(definition.gguf.imatrix):
+                from .calibration import calibration_findings
+
+                try:
+                    found, said = calibration_findings(release, calibration)
+                except InputError as exc:
+                    found, said = exc.problems, []
+                problems += found
+                warnings += said
     if problems:
         raise InputError(sorted(set(problems), key=problems.index))
     assert release is not None
     if tool_checks:
         release.warnings += _tool_warnings(release)
     return release
+
+
+# Path fields of a definition, and what each names. A "file" must exist; the base folder may not
+# exist yet (it is downloaded or generated).
+PATH_FIELDS: tuple[tuple[str, str], ...] = (
+    ("base.config", "file"), ("base.path", "folder"), ("prune.drop_map", "file"), ("cards.scores", "file"),
+    ("gguf.imatrix", "file"), ("ollama.template", "file"), ("ollama.system", "file"),
+    ("ollama.license", "file"),
+)
+
+
+def _field_value(d: ReleaseDefinition, field: str) -> str:
+    section, key = field.split(".")
+    obj = getattr(d, section)
+    return "" if obj is None else getattr(obj, key)
+
+
+def definition_paths(d: ReleaseDefinition, pipeline_dir: Path, file: str,
+                     warnings: list[str]) -> tuple[dict[str, Path], list[Problem]]:
+    """Every path field resolved by the one resolver: {field: path} for the usable ones, and the
+    problems of the others (outside the folder, missing, a folder where a file is expected)."""
+    paths: dict[str, Path] = {}
+    problems: list[Problem] = []
+    for name, kind in PATH_FIELDS:
+        rel = _field_value(d, name)
+        if not rel:
+            continue
+        outside = name == "base.path" and d.base.path_outside
+        try:
+            path = resolve_inside(pipeline_dir, rel, allow_outside=outside)
+        except PathRefused as exc:
+            hint = " (a base checkpoint kept elsewhere needs [base] path_outside = true)" \
+                if name == "base.path" else ""
+            problems.append(Problem(file, name, f"{exc}{hint}"))
+            continue
+        shown = str(path) if outside else f"{pipeline_dir.name}/{rel}"
+        if kind == "file":
+            if path.is_dir():
+                problems.append(Problem(file, name, f"{shown} is a directory, expected a file"))
+                continue
+            if not path.exists():
+                problems.append(Problem(file, name, f"file not found: {shown}"))
+                continue
+            if not path.is_file():
+                problems.append(Problem(file, name, f"{shown} is not a regular file"))
+                continue
+        elif path.exists() and not path.is_dir():
+            problems.append(Problem(file, name, f"{shown} is not a folder"))
+            continue
+        paths[name] = path
+    if d.base.path_outside:
+        if d.base.generator:
+            problems.append(Problem(file, "base.path_outside", "a generated base lives in the release folder; "
+                                                               "drop path_outside"))
+        elif not d.base.path:
+            problems.append(Problem(file, "base.path_outside", "set base.path to the checkpoint kept elsewhere"))
+        elif "base.path" in paths and not paths["base.path"].is_relative_to(pipeline_dir):
+            warnings.append(f"{file}: base.path: the base checkpoint is read from {paths['base.path']}, outside "
+                            "the release folder (base.path_outside = true)")
+    return paths, problems
 
 
 def _tool_warnings(release: Release) -> list[str]:
@@ -260,22 +369,21 @@ def _tool_warnings(release: Release) -> list[str]:
 
 def definition_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str,
                         warnings: list[str]) -> list[Problem]:
-    """Rules beyond types: names the Hub/Ollama accept, files that exist, tiers llama.cpp knows."""
+    """Rules beyond types: names the Hub/Ollama accept, tiers llama.cpp knows, a license that says one
+    thing. (Files the definition names: `definition_paths`.)"""
     p: list[Problem] = []
 
     def add(field: str, message: str | None) -> None:
         if message:
             p.append(Problem(file, field, message))
 
-    def must_exist(field: str, rel: str) -> None:
-        if rel and not (pipeline_dir / rel).is_file():
-            add(field, f"file not found: {rel}")
-
     add("release.name", release_name_problem(d.release.name))
     add("base.revision", revision_problem(d.base.revision))
     add("base.repo", hub_repo_problem(d.base.repo))
-    must_exist("base.config", d.base.config)
-    must_exist("cards.scores", d.cards.scores)
+    p += license_problems(d.release.license, d.release.license_link, file)
+    for i, sib in enumerate(d.release.siblings):
+        if sib in (".", "..") or "/" in sib or "\\" in sib:
+            add(f"release.siblings[{i}]", f"{sib!r}: name a release folder beside this one (no '/' or '..')")
     if d.base.generator and not d.base.path:
         add("base.path", "a generated base needs a path to generate into")
 
@@ -293,9 +401,9 @@ def definition_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str,
             warnings.append(f"{file}: {field}: {repo!r} is outside the release owner {d.release.owner!r}")
 
     if d.gguf is not None:
-        p += _gguf_problems(d, pipeline_dir, file)
+        p += _gguf_problems(d, file)
     if d.ollama is not None:
-        p += _ollama_problems(d, pipeline_dir, file)
+        p += _ollama_problems(d, file)
     qs = d.cards.quick_start
     if qs.gguf_tier and (d.gguf is None or qs.gguf_tier not in d.gguf.tiers):
         add("cards.quick_start.gguf_tier", f"{qs.gguf_tier!r} is not a tier of [gguf]")
@@ -305,7 +413,24 @@ def definition_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str,
     return p
 
 
-def _gguf_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str) -> list[Problem]:
+def imatrix_need(ftype: str, types: list[str], *, edge_types: tuple[str, ...] = ()) -> str | None:
+    """Why a tier of `ftype` with override `types` (and embedding/output `edge_types`) needs an
+    importance matrix, or None.
+
+    llama.cpp's quantizer refuses IQ1_*, IQ2_*, IQ3_XXS and Q2_K_S tensors without one (it exempts the
+    embedding and output). The other i-quants (IQ3_S, IQ3_M, IQ4_NL, IQ4_XS) quantize without one, but
+    their grids are searched with importance weights; a release here never ships an IQ tier made
+    without them, as the README promises.
+    """
+    if ftype in gguf_tiers.FTYPES_NEEDING_IMATRIX or any(t in gguf_tiers.TYPES_NEEDING_IMATRIX for t in types):
+        return "llama.cpp refuses it without one"
+    iq = [t for t in (gguf_tiers.FTYPE_MAIN_TYPE.get(ftype, ""), *types, *edge_types) if t.startswith("iq")]
+    if iq:
+        return f"{iq[0].upper()} is an i-quant, made with importance weights"
+    return None
+
+
+def _gguf_problems(d: ReleaseDefinition, file: str) -> list[Problem]:
     g = d.gguf
     assert g is not None
     p: list[Problem] = []
@@ -329,8 +454,9 @@ def _gguf_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str) -> list[
             continue
         if recipe is not None and tier in g.recipes:
             add(f"gguf.recipes.{tier}", f"{tier!r} is a standard tier name; give the recipe its own name")
-        if recipe is not None and recipe.needs_imatrix and not has_imatrix:
-            add(field, f"{tier} needs an importance matrix: set [gguf] imatrix")
+        why = imatrix_need(recipe.ftype, [t for _, t in recipe.overrides]) if recipe is not None else None
+        if why and not has_imatrix:
+            add(field, f"{tier} needs an importance matrix ({why}): set [gguf] imatrix")
     for name, recipe in g.recipes.items():
         field = f"gguf.recipes.{name}"
         std = gguf_tiers.confusable_with(name)
@@ -346,7 +472,6 @@ def _gguf_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str) -> list[
             t = getattr(recipe, key)
             if t and t not in gguf_tiers.GGML_TYPES:
                 add(f"{field}.{key}", f"unknown ggml type {t!r} (known: {', '.join(gguf_tiers.GGML_TYPES)})")
-        needs = recipe.base in gguf_tiers.FTYPES_NEEDING_IMATRIX
         for j, (pattern, t) in enumerate(recipe.overrides):
             try:
                 re.compile(pattern)
@@ -354,21 +479,20 @@ def _gguf_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str) -> list[
                 add(f"{field}.overrides[{j}]", f"invalid regex {pattern!r}: {exc}")
             if t not in gguf_tiers.GGML_TYPES:
                 add(f"{field}.overrides[{j}]", f"unknown ggml type {t!r}")
-            needs = needs or t in gguf_tiers.TYPES_NEEDING_IMATRIX
-        if needs and not has_imatrix:
-            add(field, f"{name} needs an importance matrix: set [gguf] imatrix")
+        why = imatrix_need(recipe.base, [str(t).lower() for _, t in recipe.overrides],
+                           edge_types=tuple(t.lower() for t in (recipe.embed, recipe.output) if t))
+        if why and not has_imatrix:
+            add(field, f"{name} needs an importance matrix ({why}): set [gguf] imatrix")
     for i, tier in enumerate(g.recommended):
         if tier not in g.tiers:
             add(f"gguf.recommended[{i}]", f"{tier!r} is not in gguf.tiers")
     for tier in g.notes:
         if tier not in g.tiers and tier != g.baseline:
             add(f"gguf.notes.{tier}", f"{tier!r} is not in gguf.tiers")
-    if g.imatrix and not (pipeline_dir / g.imatrix).is_file():
-        add("gguf.imatrix", f"file not found: {g.imatrix}")
     return p
 
 
-def _ollama_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str) -> list[Problem]:
+def _ollama_problems(d: ReleaseDefinition, file: str) -> list[Problem]:
     o = d.ollama
     assert o is not None
     p: list[Problem] = []
@@ -394,10 +518,6 @@ def _ollama_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str) -> lis
             add(f"ollama.tags.{tag}", f"points to {tier!r}, which is not a tier of [gguf]")
     if o.latest not in o.tags:
         add("ollama.latest", f"{o.latest!r} is not one of ollama.tags")
-    for key in ("template", "system", "license"):
-        rel = getattr(o, key)
-        if rel and not (pipeline_dir / rel).is_file():
-            add(f"ollama.{key}", f"file not found: {rel}")
     for key, value in o.parameters.items():
         kind = OLLAMA_PARAMETERS.get(key)
         if kind is None:
@@ -406,6 +526,10 @@ def _ollama_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str) -> lis
             add(f"ollama.parameters.{key}", f"must be a number, got {value!r}")
         elif not isinstance(value, kind):
             add(f"ollama.parameters.{key}", f"wrong type {type(value).__name__} for {key}")
+        elif isinstance(value, float) and not math.isfinite(value):
+            add(f"ollama.parameters.{key}", f"must be a finite number, got {value!r}")
+        elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            add(f"ollama.parameters.{key}", "out of range of a 64-bit integer (ollama's Go int)")
     for tag in o.vram_gb:
         if tag not in o.tags:
             add(f"ollama.vram_gb.{tag}", f"{tag!r} is not one of ollama.tags")

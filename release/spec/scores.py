@@ -10,14 +10,14 @@ removed tiers. Cards compute every delta from these numbers; nobody types a delt
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from ..errors import InputError, Problem
+from .readers import read_json
 from .validation import pydantic_problems
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
@@ -38,11 +38,12 @@ class Harness(_Strict):
 
 class Benchmark(_Strict):
     name: NonEmpty
-    n: int | None = None
+    n: Annotated[int, Field(ge=1, le=10**9)] | None = None  # items evaluated
     metric: str = ""
     reference: Number
     variant: Number
     higher_is_better: bool = True
+    percent: bool = True  # scores are percentages (0–100); false for an unbounded metric (e.g. perplexity)
 
 
 class PerQuant(_Strict):
@@ -77,6 +78,7 @@ def semantic_problems(scores: Scores, file: str) -> list[Problem]:
     if not scores.benchmarks:
         problems.append(Problem(file, "benchmarks", "at least one benchmark row is needed"))
     problems += _non_finite(scores, file)
+    problems += _out_of_range(scores, file)
     known = set(names)
     pq = scores.per_quant
     if pq is not None:
@@ -113,15 +115,30 @@ def _non_finite(scores: Scores, file: str) -> list[Problem]:
             if value is not None and not math.isfinite(value)]
 
 
+def _out_of_range(scores: Scores, file: str) -> list[Problem]:
+    """A percentage outside 0–100 is a typo (or a fraction/per-mille), and a size is positive."""
+    percent = {b.name for b in scores.benchmarks if b.percent}
+    found: list[tuple[str, float | None]] = []
+    for i, b in enumerate(scores.benchmarks):
+        if b.percent:
+            found += [(f"benchmarks[{i}].reference", b.reference), (f"benchmarks[{i}].variant", b.variant)]
+    if scores.per_quant is not None:
+        found += [(f"per_quant.scores.{t}.{b}", v)
+                  for t, row in scores.per_quant.scores.items() for b, v in row.items() if b in percent]
+    for i, r in enumerate(scores.removed_tiers):
+        found += [(f"removed_tiers[{i}].scores.{b}", v) for b, v in r.scores.items() if b in percent]
+    problems = [Problem(file, where, f"{value!r} is not a percentage (0–100); set \"percent\": false on the "
+                                     "benchmark for a metric that is not one")
+                for where, value in found if value is not None and math.isfinite(value) and not 0 <= value <= 100]
+    for i, r in enumerate(scores.removed_tiers):
+        if r.size_gb is not None and math.isfinite(r.size_gb) and not 0 < r.size_gb <= 100_000:
+            problems.append(Problem(file, f"removed_tiers[{i}].size_gb", f"{r.size_gb!r} is out of range "
+                                                                          "(0, 100000] GB"))
+    return problems
+
+
 def load_scores(path: Path, display: str) -> Scores:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise InputError("file not found", file=display) from exc
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"not valid JSON: {exc}", file=display) from exc
+    data = read_json(path, display)
     try:
         scores = Scores.model_validate(data)
     except ValidationError as exc:
