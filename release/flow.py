@@ -95,6 +95,11 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     if to_ollama:
         _publish_ollama(ctx, summary)
     ctx.write_manifest()
+    if not opts.dry_run:
+        from .cards.preview import record_publish
+
+        record_publish(ctx.release, ctx.artifacts, ctx.dist, hub={r.repo: r.url for r in summary.repos},
+                       ollama={t.ref.rpartition(":")[2]: t.digest for t in summary.tags})
     if git_tag and not opts.dry_run and not opts.only:
         summary.git_tag = tag_pipelines_repo(ctx, summary)
     return summary
