@@ -99,7 +99,8 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
         from .cards.preview import record_publish
 
         record_publish(ctx.release, ctx.artifacts, ctx.dist, hub={r.repo: r.url for r in summary.repos},
-                       ollama={t.ref.rpartition(":")[2]: t.digest for t in summary.tags})
+                       ollama={t.ref.rpartition(":")[2]: t.digest for t in summary.tags},
+                       ollama_registry=opts.ollama_registry or "")
     if git_tag and not opts.dry_run and not opts.only:
         summary.git_tag = tag_pipelines_repo(ctx, summary)
     return summary

@@ -297,6 +297,7 @@ RUNNERS = {"transformers": run_transformers, "llama-cpp-python": run_llama_cpp, 
 
 # ---- tests -----------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # builds and publishes the demo once per module
 def test_every_code_block_of_every_card_runs(demo: Demo, tmp_path: Path) -> None:
     steps: list[tuple[Block, Step]] = []
     unknown = []
@@ -346,6 +347,7 @@ def test_classifier_knows_the_shapes_the_cards_use() -> None:
         "ollama-template"
 
 
+@pytest.mark.slow  # builds and publishes the demo once per module
 def test_transformers_snippet_fails_the_way_the_old_card_did(demo: Demo, tmp_path: Path) -> None:
     """The runner is a real check: the quick start as it was (`pipe(text=messages)`) fails it."""
     block = next(b for b in fenced_blocks("bf16", demo.card("bf16")) if b.info == "python")
@@ -357,6 +359,7 @@ def test_transformers_snippet_fails_the_way_the_old_card_did(demo: Demo, tmp_pat
 
 # ---- the NVFP4 card's transformers claim, checked on the built checkpoint -------------------------------
 
+@pytest.mark.slow  # builds and publishes the demo once per module
 def test_nvfp4_in_transformers_loads_with_random_experts(demo: Demo) -> None:
     """What the NVFP4 card says next to its quick start: transformers loads the checkpoint without an
     error, but reports every per-expert tensor as unexpected and leaves the fused experts missing
@@ -390,6 +393,7 @@ def _banner(preview: Path) -> str:
     return re.sub(r"<[^>]+>", "", m.group(1))
 
 
+@pytest.mark.slow  # builds and publishes the demo once per module
 def test_preview_reflects_publish(demo: Demo, tmp_path: Path) -> None:
     # Work on copies: the other tests read the published demo as it is.
     pipeline = _copy_pipeline(tmp_path / "pipelines" / "demo")
@@ -409,11 +413,27 @@ def test_preview_reflects_publish(demo: Demo, tmp_path: Path) -> None:
     _release("preview", str(pipeline), "--dist", str(dist))  # a later preview still knows
     assert "published: 3 of 3 Hub repos" in _banner(preview)
 
+    # A tag pushed with the digest built here reads as published; one with another digest as changed.
+    from release.cards.preview import record_publish
+    from release.manifest import Artifact, ArtifactRegistry
+    from release.spec.load import load_release
+
+    state = json.loads((dist / "demo" / "state.json").read_text())["artifacts"]
+    artifacts = ArtifactRegistry([Artifact.from_json(rec["artifact"]) for rec in state.values()])
+    built = artifacts["ollama:Q4_K_M"].facts["manifest_digest"]
+    record_publish(load_release(str(pipeline)), artifacts, dist / "demo", hub={},
+                   ollama={"Q4_K_M": built, "Q8_0": "sha256:" + "0" * 64}, ollama_registry="http://127.0.0.1:5999")
+    banner = _banner(preview)
+    assert "published: 3 of 3 Hub repos" in banner and "1 of 3 Ollama tags; 1 changed here since" in banner
+    tag_page = (preview / "ollama-q4-k-m.html").read_text()
+    assert f"Published as <code>127.0.0.1:5999/demo/tiny-gemma4-6e:Q4_K_M</code> ({built[7:19]})" in tag_page
+    assert "the tag built here differs" in (preview / "ollama-q8-0.html").read_text()
+
     scores = pipeline / "scores.json"
     scores.write_text(scores.read_text().replace('"variant": 60', '"variant": 61'))
     _release("cards", str(pipeline), "--dist", str(dist))
     banner = _banner(preview)
-    assert "published: 0 of 3 Hub repos" in banner and "3 changed here since" in banner
+    assert "published: 0 of 3 Hub repos" in banner and "4 changed here since" in banner
     assert "the files here differ from what was published" in (preview / "hf-demo--tiny-gemma4-6e-it.html").read_text()
 
 

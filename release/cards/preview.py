@@ -181,10 +181,10 @@ def _tag_digest_now(artifacts: ArtifactRegistry, tag: str) -> str:
 
 
 def record_publish(release: Release, artifacts: ArtifactRegistry, dist: Path, *, hub: dict[str, str],
-                   ollama: dict[str, str], templates_dir: Path = TEMPLATES_DIR) -> Path:
+                   ollama: dict[str, str], ollama_registry: str = "", templates_dir: Path = TEMPLATES_DIR) -> Path:
     """After a publish: record what the remotes now hold (`hub`: repo → its URL; `ollama`: tag → manifest
-    digest) in `dist/published.json`, then re-render the preview so it stops saying nothing is published.
-    Returns the record's path."""
+    digest, pushed to `ollama_registry` or else the definition's) in `dist/published.json`, then
+    re-render the preview so it stops saying nothing is published. Returns the record's path."""
     preview_dir = dist / "preview"
     record = read_published(preview_dir)
     for repo, url in hub.items():
@@ -194,7 +194,7 @@ def record_publish(release: Release, artifacts: ArtifactRegistry, dist: Path, *,
     d = release.definition
     for tag, digest in ollama.items():
         if digest:
-            ref = ollama_name(d.ollama.model, d.ollama.registry) if d.ollama else ""
+            ref = ollama_name(d.ollama.model, ollama_registry or d.ollama.registry) if d.ollama else ""
             record["ollama"][tag] = {"ref": f"{ref}:{tag}", "digest": digest}
     path = _record_path(preview_dir)
     atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
