@@ -129,9 +129,19 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     if ollama is not None:
         _ollama_summary(ctx, summary, ollama)
     ctx.write_manifest()
+    record_published(ctx, summary)
     if git_tag and not opts.only:
         summary.git_tag = tag_pipelines_repo(ctx, summary)
     return summary
+
+
+def record_published(ctx: Context, summary: PublishSummary) -> None:
+    """What the preview shows as published: the repos and tags this publish reached."""
+    from .cards.preview import record_publish
+
+    record_publish(ctx.release, ctx.artifacts, ctx.dist, hub={r.repo: r.url for r in summary.repos},
+                   ollama={t.ref.rpartition(":")[2]: t.digest for t in summary.tags},
+                   ollama_registry=ctx.options.ollama_registry or "")
 
 
 def _hub_token(ctx: Context) -> str | None:

@@ -16,6 +16,7 @@ from ..estimate import census
 from ..gguf.tiers import gguf_filename, large_variant_base
 from ..manifest import Artifact, ArtifactRegistry
 from ..spec.load import Release
+from .licenses import license_terms
 
 HUB = "https://huggingface.co"
 OLLAMA = "https://ollama.com"
@@ -49,9 +50,11 @@ def ollama_name(model: str, registry: str = "") -> str:
 
 
 def ollama_url(model: str, tag: str = "", registry: str = "") -> str:
-    host = ollama_host(registry) if registry else ""
-    if host:  # another OCI registry: the tag's manifest is what a page can point at
-        return f"{registry.rstrip('/')}/v2/{model}/manifests/{tag or 'latest'}"
+    """The page a browser can open for a model or tag: ollama.com's, or "" for another OCI registry —
+    its only URLs are API endpoints (a manifest answers 400 without an Accept header), so a card shows
+    the pull command there instead of a link."""
+    if registry and ollama_host(registry):
+        return ""
     return f"{OLLAMA}/{model}:{tag}" if tag else f"{OLLAMA}/{model}"
 
 
@@ -136,6 +139,35 @@ def _params_h(n: int | None) -> str:
     return f"{n / 1e3:.1f}K"
 
 
+def context_length(release: Release) -> int | None:
+    """The model's context in tokens: `max_position_embeddings` of its text config (pruning experts
+    leaves it alone; llama.cpp writes the same value as the GGUF's context_length)."""
+    value = release.family.text_config(release.base_config).get("max_position_embeddings")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+# Ollama's own default context by GPU memory (docs/context-length.mdx: "< 24 GiB VRAM: 4k, 24-48 GiB: 32k,
+# >= 48 GiB: 256k"; the values are those of server/routes.go in github.com/ollama/ollama). A `num_ctx`
+# baked into a tag replaces them, and only a request's own options override it again (not
+# OLLAMA_CONTEXT_LENGTH, which merely sets the server default).
+OLLAMA_DEFAULT_CONTEXTS = ((24, 4096), (48, 32768), (None, 262144))
+
+
+def num_ctx_advice(num_ctx: int, context: int | None) -> dict[str, Any]:
+    """What a card can truthfully say about a baked `num_ctx`: the largest Ollama default below it (to
+    lower it to when the model does not fit), or the model's context when the baked value is below it
+    and no default is smaller (so raising it is the only sensible advice)."""
+    defaults = [ctx for _, ctx in OLLAMA_DEFAULT_CONTEXTS]
+    lower = max((d for d in defaults if d < num_ctx), default=None)
+    return {
+        "value": num_ctx,
+        "lower_to": lower,
+        "raise_to": context if lower is None and context is not None and num_ctx < context else None,
+        "capped_at": context if context is not None and num_ctx > context else None,
+        "defaults": [{"below_gib": gib, "tokens": ctx} for gib, ctx in OLLAMA_DEFAULT_CONTEXTS],
+    }
+
+
 def release_summary(release: Release, artifacts: ArtifactRegistry | None = None) -> dict[str, Any]:
     """The facts of a release needed on its own cards and on its siblings' cards.
 
@@ -174,6 +206,7 @@ def release_summary(release: Release, artifacts: ArtifactRegistry | None = None)
         "capacity_removed_pct": 100.0 * dropped / experts_before if experts_before else 0.0,
         "moe_layers": len(dm.kept),
         "top_k": top_k,
+        "context_length": context_length(release),
         "params_before": params_before,
         "params_after": params_after,
         "params_before_h": _params_h(params_before),
@@ -330,12 +363,16 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
         siblings.append(s)
 
     parameters = []
+    num_ctx = None
     if o:
         from ..ollama.layers import param_text
 
         for key, value in o.parameters.items():
             for text in param_text(value):
                 parameters.append({"key": key, "value": text})
+        value = o.parameters.get("num_ctx")
+        if isinstance(value, int) and not isinstance(value, bool):
+            num_ctx = num_ctx_advice(value, me["context_length"])
     template_text = _read(release, o.template) if o else ""
     license_text = _read(release, o.license) if o else ""
 
@@ -347,6 +384,7 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
     ollama_files = artifacts.get("gguf:ollama-files")
     return {
         "release": {**d.release.model_dump(), "highlights": list(d.cards.highlights)},
+        "license": license_terms(d.release),
         "base": {**d.base.model_dump(), "url": hub_url(d.base.repo),
                  "revision_url": f"{HUB}/{d.base.repo}/tree/{d.base.revision}"},
         "prune": {**d.prune.model_dump(), "per_layer": per_layer, "drop_map_sha256": dm.sha256,
@@ -368,9 +406,7 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
             "any_estimated": any(q.size.estimated or q.bpw_estimated for q in quants),
             "recipes": {name: {**r.model_dump(), "overrides": [list(x) for x in r.overrides]}
                         for name, r in g.recipes.items()},
-            "imatrix": None if imatrix is None else {
-                "file": imatrix.files[0].path, "url": hub_url(g.repo, imatrix.files[0].path),
-                "source": g.imatrix, "chunks": g.imatrix_chunks},
+            "imatrix": None if imatrix is None else _imatrix(imatrix, g.repo, g.imatrix),
             "ollama_files": [] if ollama_files is None else [
                 {"file": f.path, "url": hub_url(g.repo, f.path)} for f in ollama_files.files],
             "quick_tier": gguf_tier,
@@ -394,11 +430,24 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
             "latest": o.latest, "tags": ollama_tags,
             "quick_tags": quick_tags, "parameters": parameters, "renderer": o.renderer, "parser": o.parser,
             "template_file": o.template, "template_text": template_text, "license_file": o.license,
-            "license_text": license_text, "hf_route": g is not None},
+            "license_text": license_text, "hf_route": g is not None, "num_ctx": num_ctx},
         "siblings": siblings,
         "extra": dict(d.cards.extra),
         "provenance": normalise_provenance(release, provenance),
     }
+
+
+def _imatrix(a: Artifact, repo: str, source: str) -> dict[str, Any]:
+    """The importance matrix as its file records it (chunks, chunk size, datasets), once built. The
+    requested chunk count is not shown: the calibration text may hold fewer chunks than were asked for."""
+    path = a.files[0].path
+    built = a.status != "planned"
+    chunks = a.facts.get("chunks") if built else None
+    datasets = a.facts.get("datasets") if built else None
+    return {"file": path, "url": hub_url(repo, path), "source": source, "built": built,
+            "chunks": int(chunks) if isinstance(chunks, int) else None,
+            "chunk_size": a.facts.get("chunk_size") if built else None,
+            "datasets": [str(x) for x in datasets] if isinstance(datasets, list) else []}
 
 
 NVFP4_GROUP = 16  # values sharing one FP8 scale

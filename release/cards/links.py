@@ -21,6 +21,7 @@ from ..gguf.tiers import gguf_filename
 from ..manifest import Artifact, ArtifactRegistry, Destination, FileEntry
 from ..spec.load import Release
 from .context import HUB, OLLAMA, ollama_host, ollama_name
+from .licenses import license_terms
 
 
 class CardLinkError(InputError):
@@ -42,9 +43,9 @@ class LinkIndex:
 
     hub: dict[str, HubRepo] = field(default_factory=dict)
     ollama: dict[str, set[str]] = field(default_factory=dict)  # model (host-prefixed off ollama.com) → tags
-    registries: set[str] = field(default_factory=set)  # origins of other OCI registries of the release
+    registries: set[str] = field(default_factory=set)  # origins of other OCI registries (no browser pages)
     gguf_tiers: dict[str, set[str]] = field(default_factory=dict)  # GGUF repo → tiers (for `-hf repo:TIER`)
-    urls: set[str] = field(default_factory=set)  # declared in the definition (license link)
+    urls: set[str] = field(default_factory=set)  # the license text's (declared, or the id's canonical one)
 
     def add_registry(self, release: Release, artifacts: ArtifactRegistry) -> None:
         d = release.definition
@@ -78,8 +79,9 @@ class LinkIndex:
                 self.ollama.setdefault(ollama_name(d.ollama.model, d.ollama.registry), set()).update(tags)
                 reg = urlparse(d.ollama.registry)
                 self.registries.add(f"{reg.scheme}://{reg.netloc}")
-        if d.release.license_link:
-            self.urls.add(d.release.license_link)
+        terms = license_terms(d.release)
+        if terms.url:
+            self.urls.add(terms.url)
 
 
 def link_index(release: Release, artifacts: ArtifactRegistry) -> LinkIndex:
@@ -121,6 +123,7 @@ _COMMANDS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"""from_pretrained\(\s*["']([^"']+)["']"""), "hub"),
     (re.compile(r"""\bLLM\(\s*(?:model\s*=\s*)?["']([^"']+)["']"""), "hub"),
     (re.compile(r"""\bmodel_id\s*=\s*["']([^"']+)["']"""), "hub"),
+    (re.compile(r"""\brepo_id\s*=\s*["']([^"']+)["'](?:\s*,\s*filename\s*=\s*["']([^"']+)["'])?"""), "hf-file"),
 ]
 
 
@@ -218,10 +221,8 @@ def check_url(idx: LinkIndex, url: str) -> str | None:
     if origin == OLLAMA:
         return _check_ollama_ref(idx, unquote(parsed.path.strip("/")))
     if origin in idx.registries:
-        m = re.fullmatch(r"/v2/(.+)/manifests/([^/]+)", unquote(parsed.path))
-        if m is None:
-            return f"not a manifest URL of {origin}"
-        return _check_ollama_ref(idx, f"{m.group(1)}:{m.group(2)}")
+        # An OCI registry serves an API, not pages: a browser gets 400 (no Accept header) or JSON.
+        return f"{origin} is a registry API, not a page a browser can open; show the pull command instead"
     if not parsed.scheme:
         return "relative link (cards are shown on several sites; link absolutely)"
     return "external link not declared in the release definition"
@@ -243,11 +244,12 @@ def check_code(idx: LinkIndex, code: str) -> list[tuple[str, str]]:
                         problem = _check_ollama_ref(idx, ref)
                 elif kind == "hf-tier":
                     problem = _check_hub_ref(idx, ref, tier=True)
-                elif kind == "hf-download":
+                elif kind in ("hf-download", "hf-file"):
                     problem = _check_hub_ref(idx, ref)
                     if problem is None and m.group(2):
                         repo = idx.hub[ref]
-                        for pat in re.findall(r"--include\s+(\S+)", m.group(2)):
+                        pats = re.findall(r"--include\s+(\S+)", m.group(2)) if kind == "hf-download" else [m.group(2)]
+                        for pat in pats:
                             pat = pat.strip("\"'")
                             if not repo.any_file and not fnmatch.filter(sorted(repo.files), pat):
                                 problem = f"{ref} has no file matching {pat!r} in this release"

@@ -19,10 +19,10 @@ import yaml
 from markdown_it import MarkdownIt
 
 from ..errors import InputError
-from ..fsutil import staging_dir
+from ..fsutil import atomic_write_text, staging_dir
 from ..manifest import ArtifactRegistry
 from ..spec.load import Release
-from .context import HUB, OLLAMA, Size, artifact_size, build_context, slug
+from .context import HUB, OLLAMA, Size, artifact_size, build_context, ollama_name, slug
 from .render import TEMPLATES_DIR, _gb, card_kinds
 
 _MD = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough")
@@ -133,11 +133,119 @@ def repo_files(release: Release, artifacts: ArtifactRegistry) -> dict[str, list[
     return out
 
 
+# ---- what has been published ----------------------------------------------------------------------
+#
+# `dist/<name>/published.json` records, after each publish, every Hub file (path → sha256) and Ollama tag
+# (manifest digest) that the remotes now hold. The preview compares it with the files as they are now, so
+# it says what is published, what changed locally since, and what never was.
+
+PUBLISHED_RECORD = "published.json"
+
+
+def _record_path(preview_dir: Path) -> Path:
+    return preview_dir.parent / PUBLISHED_RECORD
+
+
+def read_published(preview_dir: Path) -> dict[str, Any]:
+    """The publish record beside the preview; an unreadable or malformed one counts as none."""
+    try:
+        data = json.loads(_record_path(preview_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"hub": {}, "ollama": {}}
+    if not isinstance(data, dict):
+        return {"hub": {}, "ollama": {}}
+    hub = data.get("hub") if isinstance(data.get("hub"), dict) else {}
+    ollama = data.get("ollama") if isinstance(data.get("ollama"), dict) else {}
+    return {"hub": {k: v for k, v in hub.items() if isinstance(v, dict) and isinstance(v.get("files"), dict)},
+            "ollama": {k: v for k, v in ollama.items() if isinstance(v, dict)}}
+
+
+def _hub_files_now(artifacts: ArtifactRegistry, repo: str) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for a in artifacts:
+        dest = a.destination
+        if dest is None or dest.kind != "hub" or dest.repo != repo:
+            continue
+        if not a.files:
+            out[f"({a.id})"] = None  # not built yet: cannot be what was published
+        for f in a.files:
+            out[f"{dest.path_in_repo.strip('/')}/{f.path}".strip("/")] = f.sha256 if a.status != "planned" else None
+    return out
+
+
+def _tag_digest_now(artifacts: ArtifactRegistry, tag: str) -> str:
+    a = artifacts.get(f"ollama:{tag}")
+    if a is None or a.status == "planned":
+        return ""
+    return str(a.facts.get("manifest_digest") or a.facts.get("digest") or "")
+
+
+def record_publish(release: Release, artifacts: ArtifactRegistry, dist: Path, *, hub: dict[str, str],
+                   ollama: dict[str, str], ollama_registry: str = "", templates_dir: Path = TEMPLATES_DIR) -> Path:
+    """After a publish: record what the remotes now hold (`hub`: repo → its URL; `ollama`: tag → manifest
+    digest, pushed to `ollama_registry` or else the definition's) in `dist/published.json`, then
+    re-render the preview so it stops saying nothing is published. Returns the record's path."""
+    preview_dir = dist / "preview"
+    record = read_published(preview_dir)
+    for repo, url in hub.items():
+        entry = record["hub"].get(repo) or {"files": {}}
+        files = {p: sha for p, sha in _hub_files_now(artifacts, repo).items() if sha}
+        record["hub"][repo] = {"url": url, "files": {**entry["files"], **files}}
+    d = release.definition
+    for tag, digest in ollama.items():
+        if digest:
+            ref = ollama_name(d.ollama.model, ollama_registry or d.ollama.registry) if d.ollama else ""
+            record["ollama"][tag] = {"ref": f"{ref}:{tag}", "digest": digest}
+    path = _record_path(preview_dir)
+    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    cards_dir = dist / "cards"
+    if all((cards_dir / kind / "README.md").is_file() for kind in card_kinds(release)):
+        build_preview(release, artifacts, cards_dir, preview_dir, templates_dir=templates_dir)
+    return path
+
+
+def publish_state(release: Release, artifacts: ArtifactRegistry, record: dict[str, Any]) -> dict[str, Any]:
+    """Per Hub repo and Ollama tag: "published" (the remote holds exactly these files / this manifest),
+    "changed" (published, but the local files differ now) or "unpublished"; plus counts for the banner."""
+    d = release.definition
+    repos: dict[str, dict[str, str]] = {}
+    for kind in ("bf16", "gguf", "nvfp4"):
+        section = getattr(d, kind)
+        if section is None:
+            continue
+        rec = record["hub"].get(section.repo)
+        if rec is None:
+            repos[section.repo] = {"state": "unpublished", "url": ""}
+            continue
+        now = _hub_files_now(artifacts, section.repo)
+        same = bool(now) and all(sha is not None and rec["files"].get(path) == sha for path, sha in now.items())
+        repos[section.repo] = {"state": "published" if same else "changed", "url": str(rec.get("url", ""))}
+    tags: dict[str, dict[str, str]] = {}
+    for tag in (d.ollama.tags if d.ollama else {}):
+        rec = record["ollama"].get(tag)
+        if rec is None:
+            tags[tag] = {"state": "unpublished", "ref": "", "digest": ""}
+            continue
+        now = _tag_digest_now(artifacts, tag)
+        tags[tag] = {"state": "published" if now and now == rec.get("digest") else "changed",
+                     "ref": str(rec.get("ref", "")), "digest": str(rec.get("digest", ""))}
+    states = [*repos.values(), *tags.values()]
+    # Where it went, so a rehearsal on a local stand-in Hub never reads as a public release.
+    hosts = sorted({f"{urlparse(r['url']).scheme}://{urlparse(r['url']).netloc}" for r in repos.values() if r["url"]})
+    return {"repos": repos, "tags": tags, "hub_hosts": hosts,
+            "any": any(s["state"] != "unpublished" for s in states),
+            "repos_published": sum(r["state"] == "published" for r in repos.values()),
+            "tags_published": sum(t["state"] == "published" for t in tags.values()),
+            "changed": sum(s["state"] == "changed" for s in states)}
+
+
 def build_preview(release: Release, artifacts: ArtifactRegistry, cards_dir: Path, out_dir: Path,
                   *, templates_dir: Path = TEMPLATES_DIR) -> Path:
-    """Write the preview into `out_dir` (replaced atomically) and return its index.html."""
+    """Write the preview into `out_dir` (replaced atomically) and return its index.html. What is
+    published comes from the publish record beside it (see record_publish)."""
     d = release.definition
     ctx = build_context(release, artifacts, provenance={})
+    published = publish_state(release, artifacts, read_published(out_dir))
     files = repo_files(release, artifacts)
     urls = UrlMap(release, files)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir / "preview")),
@@ -167,7 +275,7 @@ def build_preview(release: Release, artifacts: ArtifactRegistry, cards_dir: Path
                                    any(r["size"].estimated for r in rows if r["size"])),
                       "meta": cards[kind]["meta"]})
     family = {"release": ctx["release"], "me": ctx["me"], "repos": repos,
-              "ollama": ctx["ollama"], "siblings": ctx["siblings"], "base": ctx["base"]}
+              "ollama": ctx["ollama"], "siblings": ctx["siblings"], "base": ctx["base"], "published": published}
     for r in repos:
         pages[r["page"]] = env.get_template("repo.html.j2").render(
             **family, page=r, card=cards[r["kind"]], file_rows=files.get(r["repo"], []), hub=HUB)

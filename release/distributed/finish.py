@@ -17,7 +17,15 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import RemoteError
-from ..flow import PublishSummary, RepoSummary, _ollama_push, _ollama_summary, _plan_ollama, tag_pipelines_repo
+from ..flow import (
+    PublishSummary,
+    RepoSummary,
+    _ollama_push,
+    _ollama_summary,
+    _plan_ollama,
+    record_published,
+    tag_pipelines_repo,
+)
 from ..pipeline import Context, ensure
 from ..publish.hubplan import HubPlan, PlannedFile, RepoPlan
 from .jobs import JobPlan, plan_jobs
@@ -86,6 +94,7 @@ def run_finish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
         _ollama_summary(ctx, summary, ollama)
     _delete_branches(ctx, plan, pub, summary)
     ctx.write_manifest()
+    record_published(ctx, summary)
     if git_tag:
         summary.git_tag = tag_pipelines_repo(ctx, summary)
     return summary
