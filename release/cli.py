@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import InputError, ReleaseError, WorkError
+from .errors import InputError, ReleaseError, Terminated, WorkError, describe, disk_full, network_failure
 from .pipeline import Context, Options, parse_only, run_build
 from .spec.load import load_release
 
@@ -29,7 +29,8 @@ out = Console(highlight=False)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Map our exceptions to one clear message and the contract's exit status."""
+    """Map every way a command can end to one clear line and the contract's exit status: our own
+    errors, a full disk, a network failure, Ctrl-C and SIGTERM (never a traceback for those)."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -40,13 +41,44 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 err.print(f"[bold red]error:[/] {escape(str(p))}", soft_wrap=True)
             sys.exit(exc.exit_code)
         except ReleaseError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            full = disk_full(exc)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}" + (f" (no space left on device{_on(full)})"
+                      if full and "space" not in str(exc) else ""), soft_wrap=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
-            err.print("[bold red]interrupted[/]")
+            err.print("[bold red]interrupted[/] (Ctrl-C); run the same command again to resume")
             sys.exit(130)
+        except Terminated as exc:
+            err.print(f"[bold red]terminated[/] ({exc.signal}); run the same command again to resume")
+            sys.exit(143)
+        except Exception as exc:
+            full, net = disk_full(exc), network_failure(exc)
+            if full is not None:
+                err.print(f"[bold red]error:[/] no space left on device{_on(full)}; free some and run the same "
+                          "command again", soft_wrap=True)
+                sys.exit(1)
+            if net is not None:
+                err.print(f"[bold red]error:[/] network failure: {escape(describe(exc))}", soft_wrap=True)
+                sys.exit(1)
+            raise
 
     return wrapper
+
+
+def hold_dist(dist: Path, release: Any, only: list[str] | None = None) -> None:
+    """Lock DIST/NAME until the command ends (one run at a time per output folder). Selectors are
+    checked first: bad input writes nothing, not even the lock."""
+    from .lock import dist_lock
+    from .pipeline import select_ids
+    from .plan import plan_artifacts
+
+    if only:
+        select_ids(plan_artifacts(release, estimates=False), only, release.name)
+    click.get_current_context().with_resource(dist_lock(dist.absolute() / release.name))
+
+
+def _on(exc: OSError | None) -> str:
+    return f" writing {exc.filename}" if exc is not None and exc.filename else ""
 
 
 class FiniteFloat(click.ParamType):
@@ -133,6 +165,8 @@ def plan(name: str, dist: Path, as_json: bool, matrix: bool, only: tuple[str, ..
     --json, the GitHub Actions matrix of each stage). Writes nothing then.
     """
     release = load_release(name, tool_checks=not matrix)
+    if not matrix:
+        hold_dist(dist, release)
     ctx = Context(release, Options(dist_root=dist, only=parse_only(only)), console=err)
     if matrix:
         from .distributed.jobs import plan_jobs
@@ -223,6 +257,7 @@ def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, max_memory: f
         err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     options = Options(dist_root=dist, only=parse_only(only), jobs=jobs, force=force, hub_endpoint=hub_endpoint,
                       max_memory=int(max_memory * 1e9) if max_memory else None)
+    hold_dist(dist, release, options.only)
     ctx = Context(release, options, console=err)
     built = run_build(ctx)
     _print_plan(ctx)
@@ -282,6 +317,7 @@ def publish(name: str, dist: Path, dry_run: bool, only: tuple[str, ...], job_id:
                       ollama_registry=ollama_registry, prune_remote=prune_remote, force=force, jobs=jobs,
                       via_ollama_cli=via_ollama_cli,
                       max_memory=int(max_memory * 1e9) if max_memory else None)
+    hold_dist(dist, release, options.only)
     ctx = Context(release, options, console=err)
     if from_kind:
         forget_from(ctx, from_kind)
@@ -305,6 +341,7 @@ def publish(name: str, dist: Path, dry_run: bool, only: tuple[str, ...], job_id:
     if local:
         with local_targets(ctx.dist / "local", release.definition.release.owner) as targets:
             options.hub_endpoint, options.hub_token = targets.hub_url, targets.hub_token
+            options.local_state = ctx.dist / "local"
             if targets.registry_url:
                 options.ollama_registry = targets.registry_url
             elif release.definition.ollama is not None:
@@ -395,6 +432,7 @@ def cards(name: str, dist: Path, push: bool, hub_endpoint: str | None, as_json: 
     Cards use what is built (sizes, types, digests) and planned estimates for the rest.
     """
     release = load_release(name)
+    hold_dist(dist, release)
     ctx = Context(release, Options(dist_root=dist, only=["cards"], force=True, hub_endpoint=hub_endpoint),
                   console=err)
     restore_built(ctx)
@@ -426,6 +464,7 @@ def preview(name: str, dist: Path) -> None:
     from .cards import build_preview
 
     release = load_release(name)
+    hold_dist(dist, release)
     ctx = Context(release, Options(dist_root=dist), console=err)
     restore_built(ctx)
     cards_dir = ctx.dist / "cards"
@@ -438,12 +477,11 @@ def preview(name: str, dist: Path) -> None:
 def restore_built(ctx: Context) -> None:
     """Put every artifact already built (state.json, files intact) into the registry, so cards and the
     preview describe what exists."""
-    from .manifest import Artifact
-
-    for artifact_id, rec in ctx.state.data.get("artifacts", {}).items():
+    for artifact_id in ctx.state.data["artifacts"]:
         if artifact_id in ctx.artifacts and not artifact_id.startswith("card:"):
-            a = Artifact.from_json(rec["artifact"])
-            if ctx.intact(a):
+            a = ctx.state.restore(artifact_id)
+            if a is not None and ctx.intact(a):
+                a.needs = ctx.artifacts[artifact_id].needs
                 ctx.artifacts.add(a)
 
 
@@ -510,6 +548,15 @@ def _jsonable(obj: Any) -> Any:
 
 
 def main() -> None:
+    import signal
+
+    def terminate(signum: int, _frame: Any) -> None:
+        raise Terminated(signum)
+
+    # SIGTERM (CI cancelling a job, `kill`) unwinds like Ctrl-C: partial outputs are removed by the
+    # usual cleanup, child processes stop with us, and the run ends with one line.
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
     cli(prog_name="release")
 
 

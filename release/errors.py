@@ -6,7 +6,8 @@ no remote call), every other ReleaseError → 1 (a failure while working: networ
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import errno
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 
@@ -81,3 +82,55 @@ class ProblemCollector:
     def raise_if_any(self) -> None:
         if self.problems:
             raise InputError(self.problems)
+
+
+class Terminated(BaseException):
+    """SIGTERM (or SIGHUP) arrived: unwind like Ctrl-C, so partial outputs are cleaned and children stop."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signal = signal.Signals(signum).name
+        super().__init__(self.signal)
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def describe(exc: BaseException, depth: int = 3) -> str:
+    """One line for an exception and what caused it: `Type: text <- Cause: text`."""
+    parts: list[str] = []
+    said: set[str] = set()
+    for e in exception_chain(exc):
+        text = " ".join(str(e).split())
+        if text and text in said:
+            continue  # a wrapper repeating its cause says nothing new
+        said.add(text)
+        parts.append(f"{type(e).__name__}: {text}" if text else type(e).__name__)
+        if len(parts) == depth:
+            break
+    return " <- ".join(parts)
+
+
+def disk_full(exc: BaseException) -> OSError | None:
+    """The ENOSPC/EDQUOT error somewhere in the chain, if any (never worth a retry)."""
+    for e in exception_chain(exc):
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return e
+    return None
+
+
+def network_failure(exc: BaseException) -> BaseException | None:
+    """A transport failure somewhere in the chain (refused, reset, timed out, name not resolved)."""
+    for e in exception_chain(exc):
+        mod = type(e).__module__
+        if isinstance(e, (ConnectionError, TimeoutError)) or (mod.startswith(("httpx", "httpcore")) and \
+                "Error" in type(e).__name__):
+            return e
+    return None

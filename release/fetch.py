@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import InputError, RemoteError
+from .errors import InputError, RemoteError, describe, disk_full
 from .fsutil import HashCache
 from .publish.redact import Redactor
 from .spec.load import Release
@@ -70,6 +70,7 @@ def download_base(release: Release, *, endpoint: str | None = None, token: str |
     redact = Redactor([token or os.environ.get("HF_TOKEN", "")])
     api = HfApi(endpoint=endpoint, token=token)
     where = f"{base.repo}@{base.revision}"
+    host = (endpoint or "https://huggingface.co").split("://", 1)[-1].split("/", 1)[0]
     try:
         info = api.model_info(base.repo, revision=base.revision, files_metadata=True)
     except RevisionNotFoundError as exc:
@@ -79,6 +80,8 @@ def download_base(release: Release, *, endpoint: str | None = None, token: str |
         raise RemoteError(f"base repo {base.repo} not found (or not accessible with this token)") from exc
     except HfHubHTTPError as exc:
         raise RemoteError(redact(f"cannot read {where}: {exc}")) from exc
+    except Exception as exc:  # transport failures: refused, reset, timed out, no DNS
+        raise RemoteError(redact(f"reading the base model {where} from {host} failed: {describe(exc)}")) from None
     if info.sha and info.sha != base.revision:
         raise RemoteError(f"{where} resolved to commit {info.sha}; pin the full commit sha")
     expected = {s.rfilename: s for s in info.siblings or [] if _wanted(s.rfilename)}
@@ -92,6 +95,11 @@ def download_base(release: Release, *, endpoint: str | None = None, token: str |
                                         endpoint=endpoint, token=token))
     except HfHubHTTPError as exc:
         raise RemoteError(redact(f"download of {where} failed: {exc}")) from exc
+    except Exception as exc:
+        if disk_full(exc):
+            raise  # said as such by the command line, never retried
+        raise RemoteError(redact(f"downloading the base model {where} from {host} failed: {describe(exc)}")) \
+            from None
     cache = hash_cache or HashCache(None)
     for name, sibling in sorted(expected.items()):
         path = folder / name

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InputError, RemoteError
+from .errors import InputError, RemoteError, WorkError
 from .pipeline import Context, ensure, select
 from .publish.redact import Redactor
 
@@ -110,6 +110,8 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
             _plan_ollama(ctx, summary)
         return summary
 
+    if opts.local_state is not None and plan is not None:
+        check_local_room(ctx, plan.bytes_to_send)
     ollama = _ollama_push(ctx, "blobs") if tags else None  # content first: invisible until a manifest
     result = None
     if hub_pub is not None and plan is not None:
@@ -133,6 +135,19 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     if git_tag and not opts.only:
         summary.git_tag = tag_pipelines_repo(ctx, summary)
     return summary
+
+
+def check_local_room(ctx: Context, nbytes: int) -> None:
+    """A rehearsal stores what it sends on this machine's disk: refuse before sending when it cannot."""
+    import shutil
+
+    folder = ctx.options.local_state
+    assert folder is not None
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if nbytes > free:
+        raise WorkError(f"the rehearsal Hub keeps what it receives under {folder}: {nbytes / 1e9:.2f} GB to send, "
+                        f"{free / 1e9:.2f} GB free there; nothing was sent")
 
 
 def record_published(ctx: Context, summary: PublishSummary) -> None:

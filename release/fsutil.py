@@ -15,6 +15,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 HASH_CHUNK = 8 << 20
 
@@ -99,6 +100,31 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def load_json_record(path: Path) -> tuple[dict[str, Any], str | None]:
+    """A JSON object this tool wrote earlier, or ({}, why) when it cannot be used. A record that is not
+    an object (binary junk, `[]`, a folder in its place) is moved aside to `<name>.unreadable`, so the
+    next write succeeds; the caller says so and carries on as if there were none."""
+    if not os.path.lexists(path):
+        return {}, None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            return data, None
+        why = f"holds a JSON {type(data).__name__}, not an object"
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        why = f"{type(exc).__name__}: {exc}"
+    return {}, set_aside(path, why)
+
+
+def set_aside(path: Path, why: str) -> str:
+    """Move an unusable record out of the way (to `<name>.unreadable`); returns what to tell the user."""
+    aside = path.with_name(path.name + ".unreadable")
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside)
+    os.replace(path, aside)
+    return f"{path} could not be used ({why}); moved to {aside.name} and treated as absent"
+
+
 class HashCache:
     """sha256 of files keyed by (absolute path, size, mtime_ns), persisted as JSON.
 
@@ -109,11 +135,11 @@ class HashCache:
         self.path = path
         self._lock = threading.Lock()
         self._entries: dict[str, list] = {}
-        if path is not None and path.exists():
-            try:
-                self._entries = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                self._entries = {}
+        self.problem: str | None = None
+        if path is not None:
+            data, self.problem = load_json_record(path)
+            self._entries = {k: v for k, v in data.items() if isinstance(v, list) and len(v) == 3
+                             and isinstance(v[0], int) and isinstance(v[1], int) and isinstance(v[2], str)}
         self._dirty = False
 
     def sha256(self, file: Path) -> str:

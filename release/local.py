@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import WorkError
+from .procs import child_preexec
 
 REGISTRY_BINARY = "docker-registry"
 PREFERRED_REGISTRY_PORT = 5000
@@ -87,7 +88,8 @@ def _start_registry(workdir: Path, *, port: int) -> LocalRegistry:
         f"http:\n  addr: 127.0.0.1:{port}\n"
     )
     log = open(workdir / "registry.log", "ab")  # noqa: SIM115 - kept open for the process's lifetime
-    proc = subprocess.Popen([exe, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([exe, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=child_preexec)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -31,7 +33,7 @@ from rich.progress import (
 )
 
 from .errors import InputError, WorkError
-from .fsutil import HashCache, atomic_write_text
+from .fsutil import HashCache, atomic_write_text, load_json_record, set_aside
 from .manifest import ARTIFACT_KINDS, Artifact, ArtifactRegistry, FileEntry, Manifest
 from .plan import plan_artifacts
 from .provenance import input_hashes, pipelines_git
@@ -57,6 +59,7 @@ class Options:
     prune_remote: bool = False
     via_ollama_cli: bool = False
     quiet: bool = False
+    local_state: Path | None = None  # --local: where the rehearsal Hub and registry keep what they receive
 
 
 def parse_only(values: tuple[str, ...] | list[str]) -> list[str]:
@@ -78,14 +81,28 @@ class State:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self.data: dict[str, Any] = json.loads(path.read_text())
-            self.data.setdefault("artifacts", {})
-        except (OSError, json.JSONDecodeError):
+        self.data, self.problem = load_json_record(path)
+        arts = self.data.get("artifacts")
+        if not isinstance(arts, dict) or not all(_is_record(r) for r in arts.values()):
+            if arts is not None and self.problem is None:
+                self.problem = set_aside(path, "its artifacts are not records of this tool")
             self.data = {"artifacts": {}}
+        if not isinstance(self.data.get("verified", {}), dict):
+            self.data["verified"] = {}
 
     def get(self, artifact_id: str) -> dict[str, Any] | None:
         return self.data["artifacts"].get(artifact_id)
+
+    def restore(self, artifact_id: str, inputs: str | None = None) -> Artifact | None:
+        """The recorded artifact (when recorded for `inputs`, if given), or None; a record that does not
+        parse counts as none."""
+        rec = self.get(artifact_id)
+        if rec is None or (inputs is not None and rec["inputs"] != inputs):
+            return None
+        try:
+            return Artifact.from_json(rec["artifact"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
 
     def record(self, artifact: Artifact, inputs: str) -> None:
         self.data["artifacts"][artifact.id] = {"inputs": inputs, "artifact": artifact.to_json()}
@@ -97,6 +114,11 @@ class State:
 
     def _save(self) -> None:
         atomic_write_text(self.path, json.dumps(self.data, indent=1) + "\n")
+
+
+def _is_record(rec: Any) -> bool:
+    return isinstance(rec, dict) and isinstance(rec.get("inputs"), str) and isinstance(rec.get("artifact"), dict) \
+        and isinstance(rec["artifact"].get("id"), str)
 
 
 def digest(*parts: Any) -> str:
@@ -118,6 +140,9 @@ class Context:
         self.artifacts: ArtifactRegistry = plan_artifacts(release, estimates=estimates)
         self.state = State(self.dist / "state.json")
         self.hash_cache = HashCache(self.dist / "hashes.json")
+        for problem in (self.state.problem, self.hash_cache.problem):
+            if problem:
+                self.console.print(f"[yellow]warning:[/] {escape(problem)}", soft_wrap=True, highlight=False)
         self.progress: Progress | None = None
         self.log: list[str] = []
         self._inputs: dict[str, str] | None = None
@@ -244,6 +269,7 @@ def ensure(ctx: Context, ids: list[str]) -> list[str]:
     their builder together (so the GGUF tiers of a wave are quantized in one parallel sweep).
     """
     pending = [i for i in closure(ctx.artifacts, ids) if ctx.artifacts[i].status not in ("built", "published")]
+    check_space(ctx, pending)
     built_now: list[str] = []
     registry = builders()
     while pending:
@@ -255,6 +281,27 @@ def ensure(ctx: Context, ids: list[str]) -> list[str]:
         pending = [i for i in pending if i not in {a.id for a in batch}]
         built_now += _build_batch(ctx, registry[step.builder], batch)
     return built_now
+
+
+def check_space(ctx: Context, ids: list[str]) -> None:
+    """Refuse before writing anything when the artifacts about to be made (planned sizes; those whose
+    recorded files are all still here will be restored, not made) do not fit on the disk."""
+    need = 0
+    for i in ids:
+        a = ctx.artifacts[i]
+        if a.kind in ("ollama", "card"):
+            continue  # hard links to GGUFs and a few kB of text
+        rec = ctx.state.restore(i)
+        if rec is not None and rec.files and all((ctx.artifact_dir(rec) / f.path).is_file() for f in rec.files):
+            continue
+        need += int(a.size or a.facts.get("size") or 0)
+    folder = ctx.dist
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise WorkError(f"not enough disk for this build: about {need / 1e9:.2f} GB to write under {ctx.dist}, "
+                        f"{free / 1e9:.2f} GB free; nothing was written (free some space, or --dist elsewhere)")
 
 
 def _ready(ctx: Context, artifact_id: str, pending: list[str]) -> bool:
@@ -269,9 +316,8 @@ def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[
     todo: list[tuple[Artifact, str]] = []
     for a in batch:
         inputs = builder.input_hash(ctx, a)
-        rec = ctx.state.get(a.id)
-        if rec and rec["inputs"] == inputs and not ctx.options.force:
-            restored = Artifact.from_json(rec["artifact"])
+        restored = ctx.state.restore(a.id, inputs) if not ctx.options.force else None
+        if restored is not None:
             restored.needs = a.needs
             if ctx.intact(restored):
                 ctx.artifacts.add(restored)
@@ -322,26 +368,30 @@ def selector_kind(artifact: Artifact) -> str:
 
 
 def select(ctx: Context, only: list[str] | None = None) -> list[str]:
-    """The artifact ids `--only` chooses (all without it). A selector that chooses nothing is bad input:
-    a typo must not turn into a successful run that did nothing."""
-    only = ctx.options.only if only is None else only
+    """The artifact ids `--only` chooses (all without it)."""
+    return select_ids(ctx.artifacts, ctx.options.only if only is None else only, ctx.release.name)
+
+
+def select_ids(artifacts: ArtifactRegistry, only: list[str], release_name: str) -> list[str]:
+    """The ids `only` chooses from `artifacts`. A selector that chooses nothing is bad input: a typo must
+    not turn into a successful run that did nothing."""
     if not only:
-        return [a.id for a in ctx.artifacts]
+        return [a.id for a in artifacts]
     chosen: list[str] = []
     for sel in only:
         kind, _, name = sel.partition(":")
         if kind == "hub":
-            matched = [a.id for a in ctx.artifacts
+            matched = [a.id for a in artifacts
                        if a.destination is not None and a.destination.kind == "hub"
                        and (not name or a.destination.repo == name)]
         else:
-            matched = [a.id for a in ctx.artifacts if selector_kind(a) == kind
+            matched = [a.id for a in artifacts if selector_kind(a) == kind
                        and (not name or a.id.split(":", 1)[-1] == name)]
         if not matched:
-            known = sorted({a.id.split(":", 1)[-1] for a in ctx.artifacts if selector_kind(a) == kind}) \
-                if kind != "hub" else sorted({a.destination.repo for a in ctx.artifacts
+            known = sorted({a.id.split(":", 1)[-1] for a in artifacts if selector_kind(a) == kind}) \
+                if kind != "hub" else sorted({a.destination.repo for a in artifacts
                                               if a.destination and a.destination.kind == "hub"})
-            hint = f" (this release has: {', '.join(known)})" if known else f" (release {ctx.release.name} has none)"
+            hint = f" (this release has: {', '.join(known)})" if known else f" (release {release_name} has none)"
             raise InputError(f"{sel!r} selects nothing{hint}", file="--only")
         chosen += [i for i in matched if i not in chosen]
     return chosen

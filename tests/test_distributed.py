@@ -157,6 +157,10 @@ def test_matrix_released_across_machines_equals_one_machine(remote: Targets, tmp
     stored = remote.hub.log.lfs_stored_by_oid()
     assert max(stored.values()) == 1 and set(stored_before) < set(stored), (stored_before, stored)
 
+    remote.hub.log.clear()
+    dry = _run(pipeline, remote, tmp_path / "m-nvfp4-dry", "--job", "nvfp4", "--dry-run")
+    assert dry["dry_run"] and dry["uploaded_files"] > 0 and dry["commits"] == 0
+    assert not remote.hub.log.writes(), "a dry run wrote to the Hub"
     for jid in fanout:
         if jid != killed:
             summaries[jid] = _run(pipeline, remote, tmp_path / f"m-{jid}", "--job", jid)
@@ -165,7 +169,8 @@ def test_matrix_released_across_machines_equals_one_machine(remote: Targets, tmp
         # Each tier job fetched the conversion and the imatrix (the killed one's rerun found them
         # fetched already): neither was made twice.
         assert summaries[jid]["fetched_files"] == (0 if jid == killed else 2), summaries[jid]
-    assert summaries["nvfp4"]["fetched_files"] == len(prepare_files(tmp_path / "m-prepare", "bf16"))
+    assert summaries["nvfp4"]["fetched_files"] == dry["fetched_files"] == len(
+        prepare_files(tmp_path / "m-prepare", "bf16"))
     assert _base_downloads(remote) == n_base, "the base was downloaded again"
     assert _untouched(remote), "a job changed main"
     again = _run(pipeline, remote, tmp_path / f"m-{tier_jobs[0]}-again", "--job", tier_jobs[0])

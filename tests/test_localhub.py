@@ -224,3 +224,43 @@ def test_faults_over_http_and_program_entry(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=10)
     assert TOKEN not in out + err
     time.sleep(0)
+
+
+def test_list_models_by_author_and_search(local_hub: LocalHub, tmp_path: Path) -> None:
+    """huggingface_hub users call list_models; the stand-in answers it as the Hub does (issue 13.17)."""
+    api = HfApi(endpoint=local_hub.url, token=TOKEN)
+    for name, private in (("alpha-GGUF", False), ("beta", False), ("secret", True)):
+        api.create_repo(f"{NAMESPACE}/{name}", private=private)
+    ids = [m.id for m in api.list_models(author=NAMESPACE)]
+    assert ids == [f"{NAMESPACE}/alpha-GGUF", f"{NAMESPACE}/beta", f"{NAMESPACE}/secret"]
+    assert [m.id for m in api.list_models(search="gguf")] == [f"{NAMESPACE}/alpha-GGUF"]
+    assert [m.id for m in api.list_models(author=NAMESPACE, limit=1)] == [f"{NAMESPACE}/alpha-GGUF"]
+    anonymous = HfApi(endpoint=local_hub.url, token=False)
+    assert f"{NAMESPACE}/secret" not in [m.id for m in anonymous.list_models(author=NAMESPACE)]
+    assert all(m.sha for m in api.list_models(author=NAMESPACE))
+
+
+def test_branches_and_server_side_copies(local_hub: LocalHub, tmp_path: Path) -> None:
+    """What staging needs: commit to a branch of its own, copy its LFS and regular files onto main
+    (LFS by oid, no upload), delete the branch."""
+    from huggingface_hub import CommitOperationCopy
+
+    api = HfApi(endpoint=local_hub.url, token=TOKEN)
+    api.create_repo(REPO)
+    main = api.model_info(REPO).sha
+    api.create_branch(REPO, branch="staging", revision=main)
+    files = {"w.safetensors": os.urandom(3 << 20), "config.json": b'{"a": 1}\n'}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    api.create_commit(REPO, [CommitOperationAdd(n, str(tmp_path / n)) for n in files], commit_message="stage",
+                      revision="staging")
+    assert api.model_info(REPO).sha == main, "a branch commit moved main"
+    local_hub.log.clear()
+    api.create_commit(REPO, [CommitOperationCopy(n, n, src_revision="staging") for n in files],
+                      commit_message="promote", parent_commit=main)
+    assert local_hub.log.upload_bytes() < 1024, "a copy re-sent the LFS object"
+    for name, data in files.items():
+        got = hf_hub_download(REPO, name, endpoint=local_hub.url, token=TOKEN, cache_dir=tmp_path / "c")
+        assert Path(got).read_bytes() == data
+    api.delete_branch(REPO, branch="staging")
+    assert [b.name for b in api.list_repo_refs(REPO).branches] == ["main"]

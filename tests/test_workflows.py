@@ -36,12 +36,29 @@ def test_release_workflow_contract() -> None:
     wf = yaml.safe_load((ROOT / ".github/workflows/release.yml").read_text())
     on = wf[True] if True in wf else wf["on"]  # YAML 1.1 reads the key `on` as True
     assert on["pull_request"]["paths"][0] == "pipelines/**"
-    assert set(on["workflow_dispatch"]["inputs"]) == {"release", "targets", "dry_run"}
+    assert set(on["workflow_dispatch"]["inputs"]) == {"release", "dry_run"}
     assert wf["concurrency"]["cancel-in-progress"] is False
     assert wf["permissions"] == {"contents": "read"}
     jobs = wf["jobs"]
     assert "secrets." not in yaml.safe_dump(jobs["dry-run"]), "pull requests get no secrets"
-    assert jobs["publish"]["environment"] == "huggingface-release"
-    for job in jobs.values():
-        for step in job["steps"]:
+    # plan → prepare → fan-out → finish, each stage's matrix straight from `release plan --matrix --json`
+    assert jobs["prepare"]["needs"] == "plan" and jobs["build"]["needs"] == ["plan", "prepare"]
+    assert jobs["finish"]["needs"] == ["plan", "build"]
+    for stage in ("prepare", "build"):
+        assert jobs[stage]["strategy"]["matrix"] == f"${{{{ fromJSON(needs.plan.outputs.{stage}) }}}}"
+        assert jobs[stage]["environment"] == "huggingface-release"
+    assert jobs["finish"]["environment"] == "huggingface-release"
+    # Weights travel through the Hub only: artifacts hold manifests, the cache holds the llama.cpp build.
+    text = (ROOT / ".github/workflows/release.yml").read_text() + \
+        (ROOT / ".github/actions/release-job/action.yml").read_text()
+    for doc in (wf, yaml.safe_load((ROOT / ".github/actions/release-job/action.yml").read_text())):
+        steps = [st for job in doc.get("jobs", {}).values() for st in job["steps"]] + \
+            doc.get("runs", {}).get("steps", [])
+        for step in steps:
+            uses = step.get("uses", "")
+            if "upload-artifact" in uses:
+                assert step["with"]["path"] in ("manifests/", "dist/*/manifest.json"), step
+            if "actions/cache" in uses:
+                assert step["with"]["path"] == "~/.cache/moe-release", step
             assert "${{ inputs" not in step.get("run", ""), "inputs go through env:, never into run:"
+    assert "download-artifact" not in text

@@ -36,6 +36,7 @@ from ..errors import InputError, WorkError
 from ..fsutil import atomic_write_bytes, link_or_copy, sha256_file
 from ..manifest import Artifact, Destination, FileEntry
 from ..plan import GGUF_WORK
+from ..procs import stop_pool, worker_init
 from ..toolchain import LLAMA_CPP_COMMIT, LLAMA_CPP_PYTHON, ensure_toolchain
 from . import tiers as T
 from .checks import imatrix_is_calibration, recipe_problems, release_tensors, requested_types, tier_recipe
@@ -298,7 +299,7 @@ def _sweep(release: Release, tiers: list[str], source: Path, out_dir: Path, root
     done_cost = 0
     results: dict[str, Artifact] = {}
     ctx = multiprocessing.get_context("spawn")  # never fork a process holding torch/libllama state
-    with ProcessPoolExecutor(max_workers=plan.workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=plan.workers, mp_context=ctx, initializer=worker_init) as pool:
         pending: dict[Future, str] = {pool.submit(run_job, jobs_[t]): t for t in order}
         try:
             while pending:
@@ -312,8 +313,7 @@ def _sweep(release: Release, tiers: list[str], source: Path, out_dir: Path, root
                     done_cost += tier_cost(recipes[tier])
                     update(done_cost, total_cost)
         except BaseException:
-            for fut in pending:
-                fut.cancel()
+            stop_pool(pool)
             raise
     shutil.rmtree(staging, ignore_errors=True)
     return [results[t] for t in tiers]

@@ -9,6 +9,7 @@ and a file without one is refused (runtimes then fall back to a wrong template).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import InputError, WorkError
+from ..procs import child_preexec
 from ..toolchain import Toolchain
 
 OUTTYPES = {"F16": "f16", "BF16": "bf16", "F32": "f32", "Q8_0": "q8_0"}
@@ -48,7 +50,8 @@ def convert(tc: Toolchain, hf_dir: Path, out: Path, *, outtype: str = "F16", mod
     started = time.perf_counter()
     with open(log, "wb") as fh:
         proc = subprocess.Popen(converter_command(tc, hf_dir, tmp, outtype, model_name), env=tc.converter_env(),
-                                stdout=fh, stderr=subprocess.STDOUT, cwd=str(tc.converter.parent))
+                                stdout=fh, stderr=subprocess.STDOUT, cwd=str(tc.converter.parent),
+                                preexec_fn=child_preexec)
         stop = threading.Event()
 
         def watch() -> None:
@@ -72,6 +75,11 @@ def convert(tc: Toolchain, hf_dir: Path, out: Path, *, outtype: str = "F16", mod
     if rc != 0:
         tmp.unlink(missing_ok=True)
         tail = log.read_text(errors="replace")[-2500:]
+        if "No space left on device" in tail or "[Errno 28]" in tail:
+            free = shutil.disk_usage(out.parent).free
+            raise WorkError(f"no space left on device while converting {hf_dir.name} to {out} (it needs about "
+                            f"{expected / 1e9:.1f} GB; {free / 1e9:.1f} GB are free there now); free some and run "
+                            "again")
         raise WorkError(f"llama.cpp converter failed on {hf_dir} (exit {rc}); log {log}:\n{tail}")
     os.replace(tmp, out)
     if progress:

@@ -6,6 +6,7 @@ Kept apart from the Hub semantics (routes.py) so a fault can cut a request at an
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import re
@@ -176,6 +177,14 @@ class Handler(BaseHTTPRequestHandler):
             self._answer_error(exc)
         except (ConnectionError, BrokenPipeError):
             self.close_connection = True
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                traceback.print_exc()
+                self._answer_error(HubError(500, f"stand-in hub bug: {type(exc).__name__}: {exc}"))
+                return
+            # The Hub's storage is full: say so (507, which clients do not retry), no traceback.
+            self.close_connection = True
+            self._answer_error(HubError(507, "insufficient storage on the stand-in Hub (no space left on its disk)"))
         except Exception as exc:  # a bug in the stand-in: answer 500 so the test sees it
             traceback.print_exc()
             self._answer_error(HubError(500, f"stand-in hub bug: {type(exc).__name__}: {exc}"))

@@ -202,6 +202,30 @@ def whoami(h: Handler) -> None:
     })
 
 
+def list_models(h: Handler) -> None:
+    """`HfApi.list_models(author=, search=, limit=)`: public repos (and the caller's private ones), as
+    the Hub lists them: short entries, paginated with a Link header."""
+    store = _hub(h).store
+    author, search = h.q("author"), (h.q("search") or "").lower()
+    allowed = _identity(h) or []
+    items = []
+    for key in store.repos("model"):
+        meta = store.repo(key)
+        if meta is None or (meta["private"] and key.namespace not in allowed):
+            continue
+        if (author and key.namespace != author) or (search and search not in key.id.lower()):
+            continue
+        sha = meta["heads"].get("main")
+        items.append({"_id": hashlib.sha1(key.id.encode()).hexdigest()[:24], "id": key.id, "modelId": key.id,
+                      "author": key.namespace, "sha": sha, "private": meta["private"], "createdAt": meta["createdAt"],
+                      "lastModified": store.commit_obj(sha)["date"] if sha else meta["createdAt"],
+                      "downloads": 0, "likes": 0, "tags": [], "library_name": None})
+    limit = h.q("limit")
+    if limit is not None and limit.isdigit():
+        items = items[:int(limit)]
+    _paginate(h, items, _hub(h).page_size)
+
+
 def repo_info(h: Handler, t: str, ns: str, name: str, rev: str = "main") -> None:
     key = _key(t, ns, name)
     meta = _readable_repo(h, key)
@@ -675,6 +699,7 @@ API_ROUTES: list[Route] = [
     _r("POST", r"^/api/repos/delete$", "repo_delete", repo_delete),
     _r("POST", r"^/api/validate-yaml$", "validate_yaml", validate_yaml),
     _r("GET", r"^/api/whoami-v2$", "whoami", whoami),
+    _r("GET", r"^/api/models$", "list_models", list_models),
     _r("POST", r"^/api/collections$", "collection_create", collection_create),
     _r("GET", r"^/api/collections$", "collection_list", collection_list),
     _r("GET", r"^/api/collections/(?P<slug>[^/]+/[^/]+)$", "collection_get", collection_get),

@@ -178,6 +178,11 @@ class Store:
             return None
         return json.loads(p.read_bytes())
 
+    def repos(self, repo_type: str = "model") -> list[RepoKey]:
+        """Every repo of a type, sorted by id."""
+        base = self.root / "repos" / repo_type
+        return [RepoKey(repo_type, p.parent.name, p.stem) for p in sorted(base.glob("*/*.json"))]
+
     def require_repo(self, key: RepoKey) -> dict:
         meta = self.repo(key)
         if meta is None:

@@ -51,7 +51,16 @@ from huggingface_hub import CommitOperationAdd, CommitOperationCopy, CommitOpera
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from ..errors import InputError, Problem, ReleaseError, RemoteError, WorkError
+from ..errors import (
+    InputError,
+    Problem,
+    ReleaseError,
+    RemoteError,
+    WorkError,
+    describe,
+    disk_full,
+    exception_chain,
+)
 from ..fsutil import HashCache, sha256_file
 from ..manifest import Artifact, RemoteFile
 from .gitsha import git_blob_sha1_file
@@ -83,25 +92,19 @@ __all__ = ["HubPlan", "HubPublisher", "HubResult"]
 # ---- classifying client errors ------------------------------------------------------------------
 
 def _status(exc: BaseException) -> int | None:
-    for e in _chain(exc):
+    for e in exception_chain(exc):
         resp = getattr(e, "response", None)
         if resp is not None and getattr(resp, "status_code", None) is not None:
             return int(resp.status_code)
     return None
 
 
-def _chain(exc: BaseException) -> Iterable[BaseException]:
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        yield e
-        e = e.__cause__ or e.__context__
-
-
 def is_transient(exc: BaseException) -> bool:
-    """5xx/429/408 answers and transport failures (resets, timeouts), wherever they sit in the chain."""
-    for e in _chain(exc):
+    """5xx/429/408 answers and transport failures (resets, timeouts), wherever they sit in the chain;
+    never a full disk, here or on the other side (507)."""
+    if disk_full(exc) is not None or _status(exc) == 507:
+        return False
+    for e in exception_chain(exc):
         if isinstance(e, httpx2.TransportError):
             return True
         if isinstance(e, HfHubHTTPError) and _status(e) in TRANSIENT_STATUS:
@@ -110,7 +113,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def retry_after(exc: BaseException) -> float | None:
-    for e in _chain(exc):
+    for e in exception_chain(exc):
         resp = getattr(e, "response", None)
         value = resp.headers.get("Retry-After") if resp is not None else None
         if value:
@@ -120,16 +123,6 @@ def retry_after(exc: BaseException) -> float | None:
                 with contextlib.suppress(TypeError, ValueError):
                     return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     return None
-
-
-def _describe(exc: BaseException) -> str:
-    parts = []
-    for e in _chain(exc):
-        text = " ".join(str(e).split())
-        parts.append(f"{type(e).__name__}: {text}" if text else type(e).__name__)
-        if len(parts) == 3:
-            break
-    return " <- ".join(parts)
 
 
 class HubPublisher:
@@ -180,7 +173,7 @@ class HubPublisher:
     def _call(self, what: str, fn: Callable[[], T], *, retry: bool = True) -> T:
         """Run one client call; transient failures retried; every failure a redacted RemoteError."""
         def on_retry(attempt: int, exc: BaseException, wait: float) -> None:
-            self.say(f"{what}: {_describe(exc)}; retry {attempt} in {wait:.1f}s")
+            self.say(f"{what}: {describe(exc)}; retry {attempt} in {wait:.1f}s")
 
         try:
             if not retry:
@@ -190,7 +183,7 @@ class HubPublisher:
         except ReleaseError:
             raise
         except Exception as exc:
-            raise RemoteError(self._redact(f"{what} failed: {_describe(exc)}")) from None
+            raise RemoteError(self._redact(f"{what} failed: {describe(exc)}")) from None
 
     def _head(self, repo: str, revision: str = "main") -> str | None:
         """Head of `revision`, or None if the repo (or that branch) does not exist."""
@@ -582,7 +575,7 @@ class HubPublisher:
             except Exception as exc:
                 landed = self._landed(repo, parent, batch, revision)
                 if landed is not None:
-                    self.say(f"{repo}: commit answer lost ({_describe(exc)}), but it landed as {short(landed)}")
+                    self.say(f"{repo}: commit answer lost ({describe(exc)}), but it landed as {short(landed)}")
                     return landed
                 status = _status(exc)
                 if status == 412:
@@ -591,10 +584,10 @@ class HubPublisher:
                                       "re-run plan") from None
                 wait = next(waits, None)
                 if not is_transient(exc) or wait is None:
-                    raise RemoteError(self._redact(f"commit to {repo} failed: {_describe(exc)}")) from None
+                    raise RemoteError(self._redact(f"commit to {repo} failed: {describe(exc)}")) from None
                 hint = retry_after(exc)
                 wait = min(max(wait, hint), self.backoff.max_wait) if hint is not None else wait
-                self.say(f"{repo}: commit failed ({_describe(exc)}); not landed; retry in {wait:.1f}s")
+                self.say(f"{repo}: commit failed ({describe(exc)}); not landed; retry in {wait:.1f}s")
                 self._sleep(wait)
                 continue
             if info.oid == parent:
