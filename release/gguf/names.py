@@ -22,6 +22,18 @@ class ExpectedTensor:
     ne0: int  # row width (ggml ne[0]); quantized block sizes must divide it
     n_elements: int
     quantizable: bool  # 2-D+ weights llama.cpp may quantize (norms, scales, router stay F32)
+    shape: tuple[int, ...] = ()  # ggml order (ne0, ne1, ne2); () when unknown
+
+
+@dataclass(frozen=True)
+class ModelHparams:
+    """The hyperparameters llama.cpp's quantizer consults when it picks tensor types (src/llama-quant.cpp):
+    the expert count, the layer count (`n_layer_all`) and heads per KV head of layer 0 (`n_gqa()`)."""
+
+    n_expert: int
+    n_layer: int
+    n_gqa: int
+    vocab_size: int
 
 
 def group_of(name: str) -> str:
@@ -60,6 +72,26 @@ def expected_tensors(config: dict[str, Any], *, num_experts: int | None = None) 
     return None
 
 
+def expected_hparams(config: dict[str, Any], *, num_experts: int | None = None) -> ModelHparams | None:
+    """What the converter writes for the quantizer's rules (the pruned expert count if given)."""
+    model_type = config.get("model_type") or _text_config(config).get("model_type")
+    if model_type not in ("gemma4", "gemma4_text"):
+        return None
+    tc = _text_config(config)
+    n_layers = tc["num_hidden_layers"]
+    layer_types = tc.get("layer_types") or ["sliding_attention"] * n_layers
+    full = bool(layer_types) and layer_types[0] == "full_attention"
+    lc = (tc.get("per_layer_config") or {}).get("0", {})
+    kv = tc["num_key_value_heads"]
+    if full:
+        kv = tc.get("num_global_key_value_heads") or kv
+    kv = lc.get("num_key_value_heads", kv)
+    experts = num_experts if num_experts is not None else tc.get("num_experts", 0)
+    return ModelHparams(n_expert=int(experts or 0), n_layer=int(n_layers),
+                        n_gqa=int(tc["num_attention_heads"]) // int(kv) if kv else 0,
+                        vocab_size=int(tc["vocab_size"]))
+
+
 def _gemma4(tc: dict[str, Any], top: dict[str, Any], num_experts: int | None) -> list[ExpectedTensor]:
     out: list[ExpectedTensor] = []
 
@@ -67,7 +99,7 @@ def _gemma4(tc: dict[str, Any], top: dict[str, Any], num_experts: int | None) ->
         n = 1
         for s in shape:
             n *= s
-        out.append(ExpectedTensor(name, shape[0], n, quantizable and len(shape) >= 2))
+        out.append(ExpectedTensor(name, shape[0], n, quantizable and len(shape) >= 2, tuple(shape)))
 
     h = tc["hidden_size"]
     vocab = tc["vocab_size"]
