@@ -21,9 +21,11 @@ class GgufBuilder:
             o = ctx.release.definition.ollama
             return digest("gguf-ollama-files", o.parameters if o else None,
                           ctx.inputs.get(o.template) if o and o.template else None)
+        from ..gguf.metadata import metadata_inputs
+
         bf16 = ctx.require("bf16")
         shared = (__version__, LLAMA_CPP_PYTHON, g.baseline, g.model_name or ctx.release.definition.release.title,
-                  [(f.path, f.sha256) for f in bf16.files])
+                  [(f.path, f.sha256) for f in bf16.files], metadata_inputs(ctx.release))
         imatrix = (g.imatrix, ctx.inputs.get(g.imatrix), g.imatrix_chunks) if g.imatrix else None
         if name in (g.baseline,):
             return digest("gguf-baseline", shared)

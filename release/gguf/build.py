@@ -37,6 +37,7 @@ from .checks import imatrix_is_calibration, recipe_problems, release_tensors, re
 from .convert import checkpoint_bytes, convert
 from .imatrix import compute_imatrix, load_imatrix
 from .inspect import file_facts
+from .metadata import release_metadata
 from .names import ExpectedTensor
 from .quantize import QuantizeJob, run_job
 from .split import split_gguf
@@ -160,13 +161,15 @@ def build_gguf(release: Release, pruned_dir: Path, out_dir: Path, *, only: set[s
     publish_base = g.publish_baseline and want(g.baseline)
     source = work / base_name
     stamp = source.with_suffix(".source.json")
+    metadata = release_metadata(release)
     fp = _fingerprint(list(pruned_dir.glob("*")), {"converter": LLAMA_CPP_PYTHON, "name": model_name,
-                                                    "outtype": g.baseline})
+                                                    "outtype": g.baseline, "metadata": metadata.overrides,
+                                                    "license": metadata.license})
     convert_s = 0.0
     if source.is_file() and stamp.is_file() and stamp.read_text() == fp:
         say(f"gguf: reusing {source.name} (checkpoint unchanged)")
     else:
-        t = convert(tc, pruned_dir, source, outtype=g.baseline, model_name=model_name,
+        t = convert(tc, pruned_dir, source, outtype=g.baseline, model_name=model_name, metadata=metadata,
                     progress=progress(f"gguf: convert → {g.baseline}", checkpoint_bytes(pruned_dir)))
         convert_s = t["wall_s"]
         atomic_write_text(stamp, fp)
