@@ -1,13 +1,16 @@
 """The release's own `general.*` metadata in its GGUF files (license, base model, basename, sampling), read
-back with the gguf package."""
+back with the gguf package, and the verify gate comparing each GGUF's chat template with the pruned
+checkpoint's."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from release.errors import VerifyError
 from release.gguf.metadata import base_model_entry, release_metadata
 from release.spec.load import load_release
 
@@ -154,3 +157,66 @@ def test_conversion_leaves_the_checkpoint_untouched(built):
     assert (bf16 / "README.md").read_text() == BASE_CARD
     work = root / "dist" / "demo" / ".gguf-work"
     assert not [p.name for p in work.iterdir() if p.name.endswith((".input", ".metadata.json"))]
+
+
+def _context(release, root: Path, arts: dict):
+    from release.manifest import Artifact
+    from release.pipeline import Context, Options
+
+    ctx = Context(release, Options(dist_root=root / "dist"), estimates=False)
+    ctx.artifacts.add(Artifact(id="bf16", kind="bf16", status="built", root="bf16",
+                               files=ctx.file_entries(ctx.dist / "bf16", sorted(
+                                   p.name for p in (ctx.dist / "bf16").iterdir() if p.is_file()))))
+    for a in arts.values():
+        ctx.artifacts.add(a)
+    return ctx
+
+
+@pytest.mark.slow
+def test_verify_fails_on_an_edited_chat_template(built, tmp_path):
+    from release.verify import verify_release
+    from release.verify.gguf import verify_gguf
+
+    release, root, arts = built
+    ctx = _context(release, root, arts)
+    q4 = arts["gguf:Q4_K_M"]
+    assert verify_gguf(ctx, q4) == []  # the file as built passes
+
+    path = ctx.dist / "gguf" / q4.files[0].path
+    original = path.read_bytes()
+    template = _fields(path)["tokenizer.chat_template"]
+    edited = tmp_path / "edited.gguf"
+    rewrite_gguf(path, edited, {"tokenizer.chat_template": template.replace("<|turn>", "<|turn >", 1)})
+    try:
+        shutil.copyfile(edited, path)
+        problems = verify_gguf(ctx, q4)
+        assert problems == [f"{q4.files[0].path}: tokenizer.chat_template differs from bf16/chat_template.jinja "
+                            f"of the pruned checkpoint ({len(template) + 1} vs {len(template)} characters, "
+                            f"first difference at character {template.index('<|turn>') + 6})"]
+        ctx.state.data.pop("verified", None)
+        with pytest.raises(VerifyError, match=r"gguf:Q4_K_M: tiny-gemma4-6e-Q4_K_M\.gguf: tokenizer\.chat_template"):
+            verify_release(ctx, [q4])
+    finally:
+        path.write_bytes(original)
+
+
+@pytest.mark.slow
+def test_verify_fails_when_the_template_is_missing_or_extra(built, tmp_path):
+    from release.verify.gguf import template_problems
+
+    _release, root, arts = built
+    dist = root / "dist" / "demo"
+    path = dist / "gguf" / arts["gguf:F16"].files[0].path
+    assert template_problems(path, dist / "bf16") == []
+    # a second, named template the checkpoint does not have
+    rewrite_gguf(path, tmp_path / "extra.gguf", {}, extra={"tokenizer.chat_template.tool_use": "{{ messages }}"})
+    assert template_problems(tmp_path / "extra.gguf", dist / "bf16") == [
+        "extra.gguf: tokenizer.chat_template.tool_use is not in the pruned checkpoint (bf16/)"]
+    # the checkpoint's template moved into tokenizer_config.json (which wins) and changed there
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(dist / "bf16", ckpt, ignore=shutil.ignore_patterns("*.safetensors"))
+    cfg = json.loads((ckpt / "tokenizer_config.json").read_text())
+    cfg["chat_template"] = "{{ bos_token }}"
+    (ckpt / "tokenizer_config.json").write_text(json.dumps(cfg))
+    assert template_problems(path, ckpt)[0].startswith(
+        f"{path.name}: tokenizer.chat_template differs from ckpt/tokenizer_config.json")

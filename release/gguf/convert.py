@@ -47,9 +47,7 @@ def convert(tc: Toolchain, hf_dir: Path, out: Path, *, outtype: str = "F16", mod
     """Convert `hf_dir` into `out` (written under a temporary name, renamed when complete)."""
     if not (hf_dir / "config.json").is_file():
         raise InputError("not a Hugging Face checkpoint (no config.json)", file=str(hf_dir))
-    has_template = (hf_dir / "chat_template.jinja").is_file() or '"chat_template"' in \
-        _read(hf_dir / "tokenizer_config.json")
-    if not has_template:
+    if "tokenizer.chat_template" not in expected_chat_templates(hf_dir)[0]:
         raise InputError("no chat template (chat_template.jinja or tokenizer_config.json chat_template): "
                          "the GGUF would carry none", file=str(hf_dir))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -120,8 +118,46 @@ def _run(cmd: list[str], tc: Toolchain, tmp: Path, log: Path, expected: int,
     return rc
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return ""
+def expected_chat_templates(hf_dir: Path) -> tuple[dict[str, str], str]:
+    """The chat template keys the converter writes for `hf_dir` (`tokenizer.chat_template`, plus
+    `tokenizer.chat_template.<name>` for named ones) and the file they come from.
+
+    gguf-py SpecialVocab._try_load_from_tokenizer_json (0c1e570): tokenizer_config.json's `chat_template`
+    wins; else chat_template.jinja (with additional_chat_templates/*.jinja as named ones), else
+    chat_template.json. GGUFWriter.add_chat_template keeps a list's "default" entry as the plain key.
+    """
+    source, value = "", None
+    config_path = hf_dir / "tokenizer_config.json"
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"unreadable: {exc}", file=str(config_path)) from exc
+        if isinstance(config, dict) and config.get("chat_template") is not None:
+            source, value = "tokenizer_config.json", config["chat_template"]
+    if value is None:
+        jinja, as_json = hf_dir / "chat_template.jinja", hf_dir / "chat_template.json"
+        if jinja.is_file():
+            source, value = "chat_template.jinja", jinja.read_text(encoding="utf-8")
+            extra = sorted((hf_dir / "additional_chat_templates").glob("*.jinja"))
+            if extra:
+                value = [{"name": "default", "template": value}] + [
+                    {"name": p.stem, "template": p.read_text(encoding="utf-8")} for p in extra]
+        elif as_json.is_file():
+            try:
+                value = json.loads(as_json.read_text(encoding="utf-8")).get("chat_template")
+            except (OSError, ValueError, AttributeError) as exc:
+                raise InputError(f"unreadable: {exc}", file=str(as_json)) from exc
+            source = "chat_template.json"
+    out: dict[str, str] = {}
+    if isinstance(value, str):
+        out["tokenizer.chat_template"] = value
+    elif isinstance(value, list):
+        for choice in value:
+            if not isinstance(choice, dict):
+                continue
+            name = "".join(c if c.isascii() and c.isalnum() else "_" for c in str(choice.get("name", "")))
+            template = choice.get("template")
+            if name and isinstance(template, str):
+                out["tokenizer.chat_template" if name == "default" else f"tokenizer.chat_template.{name}"] = template
+    return out, source
