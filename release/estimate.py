@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .gguf import sizes
-from .gguf.names import ExpectedTensor, ModelHparams, expected_hparams, expected_tensors
+from .gguf.names import ExpectedTensor, ModelHparams, UnreadableConfig, expected_hparams, expected_tensors
 from .gguf.tiers import FTYPES, GGML_TYPES, TierRecipe, large_variant_base
 from .spec.load import Release
 
@@ -64,9 +64,14 @@ def census(release: Release) -> Census:
     base_total = release.definition.base.parameters
     pruned = base_total - per_expert * layers * (before - after) if base_total else None
     embedding = int(cfg.get("vocab_size", 0) or 0) * int(cfg.get("hidden_size", 0) or 0)
-    tensors = expected_tensors(release.base_config, num_experts=after)
-    hparams = expected_hparams(release.base_config, num_experts=after)
     g = release.definition.gguf
+    tensors, hparams = None, None
+    if g is not None:
+        try:
+            tensors = expected_tensors(release.base_config, num_experts=after)
+            hparams = expected_hparams(release.base_config, num_experts=after)
+        except UnreadableConfig:
+            tensors, hparams = None, None  # `check` reports it; plan falls back to a whole-file estimate
     return Census(base_total, pruned, per_expert, layers, before, after, embedding,
                   tuple(tensors) if tensors is not None else None, hparams, bool(g and g.imatrix))
 

@@ -209,3 +209,32 @@ def test_sizes_need_no_gguf_package_at_plan_time():
                          cwd=Path(__file__).resolve().parents[1], env={**os.environ, "PYTHONPATH": "."})
     assert res.returncode == 0, res.stderr
     assert int(res.stdout) > 0
+
+
+@pytest.mark.parametrize(("key", "value", "field", "says"), [
+    ("head_dim", None, "text_config.head_dim", "missing"),
+    ("num_key_value_heads", "8", "text_config", "num_key_value_heads = '8' is not a count"),
+    ("moe_intermediate_size", 704.5, "text_config", "is not a count"),
+])
+def test_config_the_tensor_list_cannot_read_is_one_clear_error(tmp_path, key, value, field, says):
+    """`check` names the base config and the key (exit 2), `plan` falls back instead of a traceback."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    folder = tmp_path / "v4"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "pipelines" / "v4", folder)
+    toml = (folder / "release.toml").read_text()
+    (folder / "release.toml").write_text(toml.replace('siblings = ["v3", "v5-coder"]\n', ""))
+    cfg = json.loads((folder / "base-config.json").read_text())
+    if value is None:
+        del cfg["text_config"][key]
+    else:
+        cfg["text_config"][key] = value
+    (folder / "base-config.json").write_text(json.dumps(cfg))
+    res = subprocess.run([sys.executable, "-m", "release", "check", str(folder)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    assert f"v4/base-config.json: {field}: " in res.stderr and says in res.stderr
