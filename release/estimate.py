@@ -1,16 +1,22 @@
 """Parameter census and size estimates from a config alone, so `plan` and the cards can show sizes
 before anything is built. Built artifacts replace these with measured sizes.
+
+GGUF sizes of families whose GGUF tensors are known from the config (release.gguf.names) are summed
+tensor by tensor at the type llama.cpp's quantizer will pick (release.gguf.mixture): text tensors only,
+as the converter leaves the vision tower out. Other families fall back to whole-file bits per weight.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .gguf.tiers import FTYPES, GGML_TYPES, large_variant_base
+from .gguf import sizes
+from .gguf.names import ExpectedTensor, ModelHparams, UnreadableConfig, expected_hparams, expected_tensors
+from .gguf.tiers import FTYPES, GGML_TYPES, TierRecipe, large_variant_base
 from .spec.load import Release
 
-# Effective bits per weight of whole files, measured on a Gemma-4-layout model at the 26B's widths
-# (shared/notes/gguf.md §5: fallbacks on 704/2112-wide tensors included). Others: the type's own bpw.
+# Fallback for families without a tensor list: effective bits per weight of whole files, measured on a
+# Gemma-4-layout model at the 26B's widths (fallbacks on 704/2112-wide tensors included).
 MEASURED_BPW: dict[str, float] = {
     "Q2_K": 3.26, "Q3_K_S": 3.79, "Q3_K_M": 4.13, "Q3_K_L": 4.32, "Q4_0": 4.53, "Q4_K_S": 4.85,
     "Q4_K_M": 5.31, "Q5_K_S": 5.67, "Q5_K_M": 6.07, "Q6_K": 7.19, "Q8_0": 8.51, "IQ2_M": 3.22,
@@ -32,6 +38,16 @@ class Census:
     experts_before: int
     experts_after: int
     embedding: int
+    # The GGUF's tensors and the hyperparameters the quantizer reads, when the family is known to
+    # release.gguf.names; None otherwise.
+    gguf_tensors: tuple[ExpectedTensor, ...] | None = None
+    gguf_hparams: ModelHparams | None = None
+    has_imatrix: bool = False
+
+    @property
+    def gguf_parameters(self) -> int | None:
+        """Parameters the GGUF files hold (the text model: the converter leaves a vision tower out)."""
+        return sum(t.n_elements for t in self.gguf_tensors) if self.gguf_tensors is not None else None
 
     @property
     def removed(self) -> int:
@@ -48,7 +64,16 @@ def census(release: Release) -> Census:
     base_total = release.definition.base.parameters
     pruned = base_total - per_expert * layers * (before - after) if base_total else None
     embedding = int(cfg.get("vocab_size", 0) or 0) * int(cfg.get("hidden_size", 0) or 0)
-    return Census(base_total, pruned, per_expert, layers, before, after, embedding)
+    g = release.definition.gguf
+    tensors, hparams = None, None
+    if g is not None:
+        try:
+            tensors = expected_tensors(release.base_config, num_experts=after)
+            hparams = expected_hparams(release.base_config, num_experts=after)
+        except UnreadableConfig:
+            tensors, hparams = None, None  # `check` reports it; plan falls back to a whole-file estimate
+    return Census(base_total, pruned, per_expert, layers, before, after, embedding,
+                  tuple(tensors) if tensors is not None else None, hparams, bool(g and g.imatrix))
 
 
 def _expert_params(release: Release) -> int:
@@ -74,8 +99,12 @@ def ftype_bpw(ftype: str) -> float:
 
 def gguf_size(c: Census, ftype: str, *, embed_type: str | None = None,
               expert_types: list[str] | None = None) -> int | None:
-    """Estimated bytes of a GGUF file of the pruned model."""
-    if c.pruned_total is None or ftype not in FTYPES:
+    """Estimated bytes of a GGUF file of the pruned model (the baseline conversion when `ftype` is one)."""
+    if ftype not in FTYPES:
+        return None
+    if c.gguf_tensors is not None and c.gguf_hparams is not None and not expert_types:
+        return _per_tensor(c, TierRecipe(ftype, ftype, embed_type=embed_type))
+    if c.pruned_total is None:
         return None
     bpw = ftype_bpw(ftype)
     total = c.pruned_total
@@ -89,8 +118,18 @@ def gguf_size(c: Census, ftype: str, *, embed_type: str | None = None,
     return int(bits / 8)
 
 
+def _per_tensor(c: Census, recipe: TierRecipe) -> int:
+    assert c.gguf_tensors is not None and c.gguf_hparams is not None
+    return sizes.tier_size(list(c.gguf_tensors), c.gguf_hparams, recipe, has_imatrix=c.has_imatrix)
+
+
 def tier_size(c: Census, tier: str, recipe: dict) -> int | None:
+    """Estimated bytes of one tier; `recipe` as release.plan.gguf_recipe gives it."""
     base = recipe.get("ftype") or large_variant_base(tier) or tier
+    if base in FTYPES and c.gguf_tensors is not None and c.gguf_hparams is not None:
+        return _per_tensor(c, TierRecipe(tier, base, recipe.get("embed_type") or None,
+                                         recipe.get("output_type") or None,
+                                         tuple((str(p), str(t).lower()) for p, t in recipe.get("overrides") or [])))
     expert_types = [t for pattern, t in recipe.get("overrides", []) if "exps" in pattern]
     return gguf_size(c, base, embed_type=recipe.get("embed_type") or None, expert_types=expert_types or None)
 

@@ -24,8 +24,11 @@ class GgufBuilder:
             return digest("gguf-ollama-files", o.parameters if o else None,
                           ctx.inputs.get(o.template) if o and o.template else None)
         if name == g.baseline:
+            from ..gguf.metadata import metadata_inputs
+
             return digest("gguf-baseline", __version__, LLAMA_CPP_PYTHON, g.baseline, g.publish_baseline,
-                          g.split_size_gb, g.model_name or ctx.release.definition.release.title, needs)
+                          g.split_size_gb, g.model_name or ctx.release.definition.release.title,
+                          metadata_inputs(ctx.release), needs)
         if name == "imatrix":
             return digest("gguf-imatrix", __version__, LLAMA_CPP_PYTHON, g.imatrix, ctx.inputs.get(g.imatrix),
                           g.imatrix_chunks, needs)

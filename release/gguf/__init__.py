@@ -6,6 +6,9 @@ Public interface (modules are imported lazily: `release.spec` needs only `tiers`
                                               gguf:ollama-files)
   checks.recipe_problems(release) -> list[Problem]   check-time rules (InputError material)
   checks.recipe_warnings(release) -> list[str]       type fallbacks a recipe will hit
+  mixture.tensor_types(tensors, recipe, hparams, has_imatrix) -> dict   the type llama.cpp writes per tensor
+  sizes.tier_size(tensors, hparams, recipe, has_imatrix) -> int         planned bytes of a tier
+  metadata.release_metadata(release) -> GgufMetadata the release's general.* keys for the converter
   inspect.file_facts(paths, ...) -> dict             histogram, bpw, fallbacks, metadata checks of a file
   runtime.Runner(path)                               libllama forward pass (smoke tests, verify gate)
   imatrix.compute_imatrix / load_imatrix             importance matrix in llama-imatrix's GGUF format

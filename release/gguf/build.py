@@ -43,6 +43,7 @@ from .checks import imatrix_is_calibration, recipe_problems, release_tensors, re
 from .convert import checkpoint_bytes, convert
 from .imatrix import compute_imatrix, load_imatrix
 from .inspect import file_facts
+from .metadata import release_metadata
 from .names import ExpectedTensor
 from .quantize import QuantizeJob, run_job
 from .split import split_gguf
@@ -167,6 +168,7 @@ def convert_baseline(job: GgufJob, pruned_dir: Path) -> Artifact:
     name = T.gguf_filename(g.prefix, g.baseline)
     source = job.work / name
     t = convert(tc, pruned_dir, source, outtype=g.baseline, model_name=model_name,
+                metadata=release_metadata(release),
                 progress=job.progress(f"gguf: convert → {g.baseline}", checkpoint_bytes(pruned_dir)))
     experts, used = _expert_counts(pruned_dir)
     facts = file_facts([source], expected_experts=experts, expected_used=used)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import Problem
 from . import tiers as T
-from .names import ExpectedTensor, expected_tensors
+from .names import ExpectedTensor, UnreadableConfig, expected_tensors
 
 if TYPE_CHECKING:
     from ..spec.load import Release
@@ -26,8 +26,12 @@ def imatrix_is_calibration(path: str) -> bool:
 
 
 def release_tensors(release: Release) -> list[ExpectedTensor] | None:
+    """The GGUF's tensors, or None for an unknown family or a config they cannot be read from."""
     kept = release.drop_map.kept_count if release.drop_map.kept else None
-    return expected_tensors(release.base_config, num_experts=kept)
+    try:
+        return expected_tensors(release.base_config, num_experts=kept)
+    except UnreadableConfig:
+        return None
 
 
 def tier_recipe(release: Release, tier: str) -> T.TierRecipe:
@@ -52,6 +56,10 @@ def recipe_problems(release: Release) -> list[Problem]:
     p: list[Problem] = []
     has_imatrix = bool(g.imatrix)
     tensors = release_tensors(release)
+    try:
+        expected_tensors(release.base_config)
+    except UnreadableConfig as exc:
+        p.append(Problem(release.display(d.base.config), exc.key, f"{exc.detail}: needed to plan the GGUF's tensors"))
 
     for i, tier in enumerate(g.tiers):
         if tier in g.recipes:

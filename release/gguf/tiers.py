@@ -128,6 +128,26 @@ GGML_TYPE_IDS: dict[str, int] = {
 }
 
 
+# (elements per block, bytes per block) of each ggml type (gguf-py constants.py GGML_QUANT_SIZES, 0c1e570).
+GGML_BLOCKS: dict[str, tuple[int, int]] = {
+    "f32": (1, 4), "f16": (1, 2), "bf16": (1, 2), "q4_0": (32, 18), "q4_1": (32, 20), "q5_0": (32, 22),
+    "q5_1": (32, 24), "q8_0": (32, 34), "q2_k": (256, 84), "q3_k": (256, 110), "q4_k": (256, 144),
+    "q5_k": (256, 176), "q6_k": (256, 210), "iq2_xxs": (256, 66), "iq2_xs": (256, 74), "iq3_xxs": (256, 98),
+    "iq1_s": (256, 50), "iq4_nl": (32, 18), "iq3_s": (256, 110), "iq2_s": (256, 82), "iq4_xs": (256, 136),
+    "iq1_m": (256, 56), "tq1_0": (256, 54), "tq2_0": (256, 66), "mxfp4": (32, 17),
+}
+
+
+def block_size(ggml_type: str) -> int:
+    return GGML_BLOCKS[ggml_type.lower()][0]
+
+
+def tensor_bytes(ggml_type: str, n_elements: int) -> int:
+    """Bytes of a tensor's data (rows are whole blocks once `fallback_type` has been applied)."""
+    elems, nbytes = GGML_BLOCKS[ggml_type.lower()]
+    return -(-n_elements // elems) * nbytes
+
+
 def fallback_type(ggml_type: str, ne0: int) -> str:
     """The type llama.cpp actually writes when asked for `ggml_type` on rows `ne0` wide (G4)."""
     t = ggml_type.lower()

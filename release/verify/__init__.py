@@ -2,7 +2,8 @@
 
 - bf16:   config, index and every copied byte range equal what pruning the base gives (any size); on
           small models, fp32 logits equal the base's with the dropped experts' router logits at −inf
-- gguf:   opens with the gguf reader, expected expert count and types; Q8_0 runs a forward pass
+- gguf:   opens with the gguf reader, expected expert count and types, the pruned checkpoint's chat
+          template unchanged; Q8_0 runs a forward pass
 - nvfp4:  decompresses within the NVFP4 error bound; other tensors byte-identical
 - ollama: every manifest references blobs present with the right size and digest
 - card:   every link resolves to this release, its base, or a sibling

@@ -1,8 +1,10 @@
-"""GGUF gate: each file opens with the gguf reader with the expected expert count, top-k, chat
-template and known tensor types; the Q8_0 tier (or, lacking one, the baseline) runs a forward pass
-in llama.cpp with finite logits."""
+"""GGUF gate: each file opens with the gguf reader with the expected expert count, top-k and known
+tensor types, and carries the pruned checkpoint's chat template unchanged; the Q8_0 tier (or, lacking
+one, the baseline) runs a forward pass in llama.cpp with finite logits."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +34,10 @@ def verify_gguf(ctx: Context, a: Artifact) -> list[str]:
         problems.append(f"expert_used_count {checks.get('expert_used_count')}")
     if not checks.get("chat_template"):
         problems.append("no tokenizer.chat_template in the metadata")
+    else:
+        bf16 = ctx.require("bf16")
+        first = min(f.path for f in a.files if f.path.endswith(".gguf"))  # metadata lives in shard 1
+        problems += template_problems(ctx.artifact_dir(a) / first, ctx.artifact_dir(bf16), name=first)
     unknown = sorted(t for t in facts["types"] if t not in T.GGML_TYPES)
     if unknown:
         problems.append(f"unknown tensor types {unknown}")
@@ -40,6 +46,35 @@ def verify_gguf(ctx: Context, a: Artifact) -> list[str]:
     forward = tier in FORWARD_TIERS or (g is not None and "Q8_0" not in g.tiers and tier == g.baseline)
     if forward and not problems and len(paths) == 1:
         problems += _forward(paths[0])
+    return problems
+
+
+def template_problems(gguf_path: Path, hf_dir: Path, *, name: str | None = None) -> list[str]:
+    """Differences between the chat templates in a GGUF and those the converter takes from `hf_dir`."""
+    import gguf
+
+    from ..gguf.convert import expected_chat_templates
+
+    expected, source = expected_chat_templates(hf_dir)
+    reader = gguf.GGUFReader(str(gguf_path))
+    name = name or gguf_path.name
+    keys = set(expected) | {k for k in reader.fields if k.startswith("tokenizer.chat_template")
+                            and k != "tokenizer.chat_templates"}
+    problems: list[str] = []
+    for key in sorted(keys):
+        field = reader.fields.get(key)
+        got = field.contents() if field is not None else None
+        want = expected.get(key)
+        if got == want:
+            continue
+        if want is None:
+            problems.append(f"{name}: {key} is not in the pruned checkpoint ({hf_dir.name}/)")
+        elif got is None:
+            problems.append(f"{name}: no {key}; expected the template of {hf_dir.name}/{source}")
+        else:
+            at = next((i for i, (x, y) in enumerate(zip(got, want, strict=False)) if x != y), min(len(got), len(want)))
+            problems.append(f"{name}: {key} differs from {hf_dir.name}/{source} of the pruned checkpoint "
+                            f"({len(got)} vs {len(want)} characters, first difference at character {at})")
     return problems
 
 
