@@ -190,8 +190,10 @@ def test_verify_fails_on_an_edited_chat_template(built, tmp_path):
     try:
         shutil.copyfile(edited, path)
         problems = verify_gguf(ctx, q4)
-        assert problems == [f"{q4.files[0].path}: tokenizer.chat_template differs from bf16/chat_template.jinja "
-                            f"of the pruned checkpoint ({len(template) + 1} vs {len(template)} characters, "
+        # a tier is compared with the baseline it was quantized from (a tier job holds no checkpoint)
+        baseline = arts["gguf:F16"].files[0].path
+        assert problems == [f"{q4.files[0].path}: tokenizer.chat_template differs from the baseline {baseline} "
+                            f"it was made from ({len(template) + 1} vs {len(template)} characters, "
                             f"first difference at character {template.index('<|turn>') + 6})"]
         ctx.state.data.pop("verified", None)
         with pytest.raises(VerifyError, match=r"gguf:Q4_K_M: tiny-gemma4-6e-Q4_K_M\.gguf: tokenizer\.chat_template"):
@@ -211,7 +213,7 @@ def test_verify_fails_when_the_template_is_missing_or_extra(built, tmp_path):
     # a second, named template the checkpoint does not have
     rewrite_gguf(path, tmp_path / "extra.gguf", {}, extra={"tokenizer.chat_template.tool_use": "{{ messages }}"})
     assert template_problems(tmp_path / "extra.gguf", dist / "bf16") == [
-        "extra.gguf: tokenizer.chat_template.tool_use is not in the pruned checkpoint (bf16/)"]
+        "extra.gguf: tokenizer.chat_template.tool_use is not in bf16/chat_template.jinja of the pruned checkpoint"]
     # the checkpoint's template moved into tokenizer_config.json (which wins) and changed there
     ckpt = tmp_path / "ckpt"
     shutil.copytree(dist / "bf16", ckpt, ignore=shutil.ignore_patterns("*.safetensors"))

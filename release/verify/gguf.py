@@ -35,9 +35,16 @@ def verify_gguf(ctx: Context, a: Artifact) -> list[str]:
     if not checks.get("chat_template"):
         problems.append("no tokenizer.chat_template in the metadata")
     else:
-        bf16 = ctx.require("bf16")
+        # The baseline against the pruned checkpoint; a tier against the baseline it was made from (the
+        # machine that quantizes a tier may hold only the baseline, never the checkpoint).
+        g = release.definition.gguf
+        baseline = ctx.built(f"gguf:{g.baseline}") if g is not None else None
+        if baseline is None or baseline.id == a.id:
+            reference = ctx.artifact_dir(ctx.built("bf16"))
+        else:
+            reference = ctx.artifact_dir(baseline) / min(f.path for f in baseline.files if f.path.endswith(".gguf"))
         first = min(f.path for f in a.files if f.path.endswith(".gguf"))  # metadata lives in shard 1
-        problems += template_problems(ctx.artifact_dir(a) / first, ctx.artifact_dir(bf16), name=first)
+        problems += template_problems(ctx.artifact_dir(a) / first, reference, name=first)
     unknown = sorted(t for t in facts["types"] if t not in T.GGML_TYPES)
     if unknown:
         problems.append(f"unknown tensor types {unknown}")
@@ -49,32 +56,40 @@ def verify_gguf(ctx: Context, a: Artifact) -> list[str]:
     return problems
 
 
-def template_problems(gguf_path: Path, hf_dir: Path, *, name: str | None = None) -> list[str]:
-    """Differences between the chat templates in a GGUF and those the converter takes from `hf_dir`."""
+def chat_templates(gguf_path: Path) -> dict[str, str]:
+    """Every `tokenizer.chat_template*` key of a GGUF (split files keep them in shard 1)."""
     import gguf
 
+    reader = gguf.GGUFReader(str(gguf_path))
+    return {k: f.contents() for k, f in reader.fields.items()
+            if k.startswith("tokenizer.chat_template") and k != "tokenizer.chat_templates"}
+
+
+def template_problems(gguf_path: Path, reference: Path, *, name: str | None = None) -> list[str]:
+    """Differences between the chat templates in a GGUF and those of `reference`: the pruned checkpoint
+    (what the converter takes from it) or the baseline GGUF a tier was quantized from."""
     from ..gguf.convert import expected_chat_templates
 
-    expected, source = expected_chat_templates(hf_dir)
-    reader = gguf.GGUFReader(str(gguf_path))
+    if reference.is_dir():
+        expected, source = expected_chat_templates(reference)
+        where = f"{reference.name}/{source} of the pruned checkpoint"
+    else:
+        expected, where = chat_templates(reference), f"the baseline {reference.name} it was made from"
+    got_all = chat_templates(gguf_path)
     name = name or gguf_path.name
-    keys = set(expected) | {k for k in reader.fields if k.startswith("tokenizer.chat_template")
-                            and k != "tokenizer.chat_templates"}
     problems: list[str] = []
-    for key in sorted(keys):
-        field = reader.fields.get(key)
-        got = field.contents() if field is not None else None
-        want = expected.get(key)
+    for key in sorted(set(expected) | set(got_all)):
+        got, want = got_all.get(key), expected.get(key)
         if got == want:
             continue
         if want is None:
-            problems.append(f"{name}: {key} is not in the pruned checkpoint ({hf_dir.name}/)")
+            problems.append(f"{name}: {key} is not in {where}")
         elif got is None:
-            problems.append(f"{name}: no {key}; expected the template of {hf_dir.name}/{source}")
+            problems.append(f"{name}: no {key}; expected the template of {where}")
         else:
             at = next((i for i, (x, y) in enumerate(zip(got, want, strict=False)) if x != y), min(len(got), len(want)))
-            problems.append(f"{name}: {key} differs from {hf_dir.name}/{source} of the pruned checkpoint "
-                            f"({len(got)} vs {len(want)} characters, first difference at character {at})")
+            problems.append(f"{name}: {key} differs from {where} ({len(got)} vs {len(want)} characters, first "
+                            f"difference at character {at})")
     return problems
 
 
