@@ -125,18 +125,31 @@ def plan_jobs(ctx: Context) -> JobPlan:
     reg = ctx.artifacts
     chosen = closure(reg, select(ctx))
     heavy = [i for i in chosen if not finish_side(reg[i])]
-    needed = {n for i in heavy for n in reg[i].needs}
-    prepare = [i for i in heavy if i in needed]
-    leaves = [i for i in heavy if i not in needed]
+    consumers = {i: [c for c in heavy if i in reg[c].needs] for i in heavy}
+    # Shared: what two or more others are made from, and everything upstream of that.
+    shared: set[str] = set()
+    for i in heavy:
+        if len(consumers[i]) >= 2:
+            shared |= {n for n in closure(reg, [i]) if n in consumers}
+    prepare = [i for i in heavy if i in shared]
+    # Every other artifact leads to exactly one leaf: the leaf's unit is made on one machine.
+    units: dict[str, list[str]] = {}
+    for i in heavy:
+        if i not in shared:
+            leaf = i
+            while consumers[leaf]:
+                leaf = consumers[leaf][0]
+            units.setdefault(leaf, []).append(i)
     d = ctx.release.definition
     budget = d.jobs
     jobs: list[Job] = []
     if prepare:
         jobs.append(Job("prepare", "prepare", prepare))
-    for group in _groups(ctx, leaves, prepare, budget.tiers_per_job, budget.max_disk_gb, budget.max_hours):
-        kind = group[0].split(":", 1)[0]
-        jid = job_slug(kind + "".join(f"-{i.split(':', 1)[-1]}" for i in group if ":" in i))
-        jobs.append(Job(jid, "build", group))
+    for group in _groups(ctx, list(units.values()), budget.tiers_per_job, budget.max_disk_gb, budget.max_hours):
+        leaves = [u[-1] for u in group]
+        kind = leaves[0].split(":", 1)[0]
+        jid = job_slug(kind + "".join(f"-{i.split(':', 1)[-1]}" for i in leaves if ":" in i))
+        jobs.append(Job(jid, "build", [i for u in group for i in u]))
     finishing = [i for i in chosen if finish_side(reg[i])]
     if finishing or jobs:
         jobs.append(Job("finish", "finish", finishing))
@@ -162,34 +175,45 @@ def plan_jobs(ctx: Context) -> JobPlan:
     return plan
 
 
-def _groups(ctx: Context, leaves: list[str], prepare: list[str], per_job: int, max_disk_gb: float,
-            max_hours: float) -> list[list[str]]:
-    """Leaves with the same needs packed first-fit (costliest first) within the count, disk and hour
-    budgets; other leaves alone. A group shares one download of what it needs."""
+def _groups(ctx: Context, units: list[list[str]], per_job: int, max_disk_gb: float,
+            max_hours: float) -> list[list[list[str]]]:
+    """Units that need the same things from outside, packed first-fit (costliest first) within the count,
+    disk and hour budgets; a group shares one download of what it needs. Units other than GGUF tiers
+    stay alone."""
     reg = ctx.artifacts
-    by_needs: dict[tuple[str, ...], list[str]] = {}
-    for i in leaves:
-        by_needs.setdefault(tuple(reg[i].needs), []).append(i)
-    groups: list[list[str]] = []
+
+    def external(unit: list[str]) -> tuple[str, ...]:
+        return tuple(sorted({n for i in unit for n in reg[i].needs if n not in unit}))
+
+    def cost(unit: list[str]) -> float:
+        return sum(_quantize_cost(ctx, i) for i in unit)
+
+    def size(unit: list[str]) -> int:
+        return sum(_size(ctx, i) or 0 for i in unit)
+
+    by_needs: dict[tuple[str, ...], list[list[str]]] = {}
+    for u in units:
+        by_needs.setdefault(external(u), []).append(u)
+    groups: list[list[list[str]]] = []
     for needs, members in by_needs.items():
-        if len(members) == 1 or reg[members[0]].kind != "gguf":
+        if len(members) == 1 or not any(reg[i].kind == "gguf" for i in members[0]):
             groups += [[m] for m in members]
             continue
         inputs_gb = sum((_size(ctx, n) or 0) for n in needs if n != BASE) / GB
-        packed: list[list[str]] = []
-        for m in sorted(members, key=lambda i: -_quantize_cost(ctx, i)):
+        packed: list[list[list[str]]] = []
+        for m in sorted(members, key=lambda u: -cost(u)):
             for g in packed:
-                disk = inputs_gb + sum(_size(ctx, x) or 0 for x in [*g, m]) / GB + OVERHEAD_GB
-                hours = sum(_quantize_cost(ctx, x) for x in [*g, m]) / CORES["standard"] / 3600
+                disk = inputs_gb + sum(size(x) for x in [*g, m]) / GB + OVERHEAD_GB
+                hours = sum(cost(x) for x in [*g, m]) / CORES["standard"] / 3600
                 if len(g) < per_job and disk <= max_disk_gb and hours <= max_hours:
                     g.append(m)
                     break
             else:
                 packed.append([m])
-        order = {i: n for n, i in enumerate(members)}
-        groups += sorted((sorted(g, key=order.__getitem__) for g in packed), key=lambda g: order[g[0]])
-    position = {i: n for n, i in enumerate(leaves)}
-    return sorted(groups, key=lambda g: position[g[0]])
+        order = {u[-1]: n for n, u in enumerate(members)}
+        groups += sorted((sorted(g, key=lambda u: order[u[-1]]) for g in packed), key=lambda g: order[g[0][-1]])
+    position = {u[-1]: n for n, u in enumerate(units)}
+    return sorted(groups, key=lambda g: position[g[0][-1]])
 
 
 def _size(ctx: Context, artifact_id: str) -> int | None:
