@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import InputError, RemoteError, WorkError
@@ -112,10 +113,11 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
 
     if opts.local_state is not None and plan is not None:
         check_local_room(ctx, plan.bytes_to_send)
+    preflight(ctx, plan, bool(tags))
     ollama = _ollama_push(ctx, "blobs") if tags else None  # content first: invisible until a manifest
     result = None
     if hub_pub is not None and plan is not None:
-        hub_pub.upload(plan)  # LFS objects of every repo before the first commit
+        hub_pub.upload(plan, rehash=False)  # LFS objects of every repo before the first commit
         result = hub_pub.apply(plan, message=f"Release {ctx.release.name}")
     if tags:
         ollama = _ollama_push(ctx, "manifests", ollama)
@@ -135,6 +137,34 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     if git_tag and not opts.only:
         summary.git_tag = tag_pipelines_repo(ctx, summary)
     return summary
+
+
+def preflight(ctx: Context, plan: Any, ollama: bool) -> None:
+    """Before the first remote write: hash afresh every file that will be sent (the hash cache trusts
+    path, size and mtime; bit rot keeps all three) and every Ollama blob against its digest. One
+    mismatch stops the release with nothing sent. A file is hashed once however many names it has."""
+    from .fsutil import sha256_file
+    from .ollama.build import load_builds
+
+    files: list[tuple[Path, str | None, str]] = [
+        (pf.local, pf.sha256, f"{rp.repo}/{pf.path}") for rp in (plan.repos if plan is not None else [])
+        for pf in rp.uploads]
+    if ollama:
+        for b in load_builds(ctx.dist / "ollama")[2]:
+            files += [(b.blob_file(blob), blob.hex, f"Ollama blob {blob.digest[:19]}") for blob in b.blobs
+                      if b.blob_file(blob).is_file()]
+    seen: set[tuple[int, int]] = set()
+    bad = []
+    for path, want, what in files:
+        st = path.stat()
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        if sha256_file(path) != want:
+            bad.append(f"{what} ({path})")
+    if bad:
+        raise WorkError("these files do not hash to what was built (changed or corrupt on disk); nothing was "
+                        "sent — rebuild them (`--force`, or delete them):\n  " + "\n  ".join(bad))
 
 
 def check_local_room(ctx: Context, nbytes: int) -> None:

@@ -197,3 +197,39 @@ def test_killed_publish_resumes_to_the_same_state(pipelines_repo: Path, built_di
         assert again["commits"] == 0 and again["bytes_sent"] == 0
     finally:
         targets.close()
+
+
+def test_flipped_gguf_byte_never_reaches_a_remote(pipelines_repo: Path, built_dist: Path, targets: Targets,
+                                                  tmp_path: Path) -> None:
+    """A byte flipped in a built GGUF shared (hard-linked) with its Ollama blob: with a changed mtime the
+    tier and the blob are rebuilt; with size and mtime kept (the hash cache trusts both), the fresh hash
+    before the first remote write stops the release — nothing on the Hub, nothing on the registry."""
+    dist = copy_dist(built_dist, tmp_path / "dist")
+    state = json.loads((dist / "demo" / "state.json").read_text())
+    q4 = state["artifacts"]["gguf:Q4_K_M"]["artifact"]
+    gguf = dist / "demo" / "gguf" / q4["files"][0]["path"]
+    blob = dist / "demo" / "ollama" / "blobs" / f"sha256-{q4['files'][0]['sha256']}"
+    gguf.unlink()  # break the links to the shared build, then make the blob a link of the file again
+    shutil.copyfile(built_dist / "demo" / "gguf" / q4["files"][0]["path"], gguf)
+    blob.unlink()
+    os.link(gguf, blob)
+
+    st = gguf.stat()
+    with open(gguf, "r+b") as fh:  # in place: the blob (same inode) flips too
+        fh.seek(st.st_size // 2)
+        byte = fh.read(1)
+        fh.seek(st.st_size // 2)
+        fh.write(bytes([byte[0] ^ 0x10]))
+    os.utime(gguf, ns=(st.st_atime_ns, st.st_mtime_ns))
+    (dist / "demo" / "hashes.json").write_text(json.dumps({str(gguf.resolve()): [st.st_size, st.st_mtime_ns,
+                                                                                  q4["files"][0]["sha256"]]}))
+    targets.hub.log.clear()
+    proc = release("publish", str(pipelines_repo), "--dist", str(dist), *targets.args(), "--no-git-tag", check=False)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "do not hash to what was built" in proc.stderr and q4["files"][0]["path"] in proc.stderr
+    assert not targets.hub.log.writes(), [r.path for r in targets.hub.log.writes()]
+    assert not any(targets.proxy.requests(m) for m in ("POST", "PUT", "PATCH"))
+
+    os.utime(gguf)  # now the change shows: the tier is rebuilt, and its blob with it
+    release("build", str(pipelines_repo), "--dist", str(dist), "--only", "ollama:Q4_K_M")
+    assert sha256(blob) == q4["files"][0]["sha256"], "the Ollama blob kept the flipped byte"
