@@ -47,3 +47,8 @@ def stop_pool(pool) -> None:  # type: ignore[no-untyped-def]
     for proc in procs:
         if proc.is_alive():
             proc.kill()
+    for proc in procs:
+        proc.join(timeout=10)
+    # With its workers gone the pool's manager thread ends at once; joining it now keeps the interpreter's
+    # exit hook from writing to the pipe it already closed ("Bad file descriptor" at exit).
+    pool.shutdown(wait=True)

@@ -214,7 +214,7 @@ def test_sizes_need_no_gguf_package_at_plan_time():
 @pytest.mark.parametrize(("key", "value", "field", "says"), [
     ("head_dim", None, "text_config.head_dim", "missing"),
     ("num_key_value_heads", "8", "text_config", "num_key_value_heads = '8' is not a count"),
-    ("moe_intermediate_size", 704.5, "text_config", "is not a count"),
+    ("moe_intermediate_size", 704.5, "text_config.moe_intermediate_size", "must be an integer"),
 ])
 def test_config_the_tensor_list_cannot_read_is_one_clear_error(tmp_path, key, value, field, says):
     """`check` names the base config and the key (exit 2), `plan` falls back instead of a traceback."""

@@ -73,7 +73,7 @@ def test_v4_metadata_values():
     assert o["general.basename"] == "gemma-4-A4B-98e-v4"
     assert o["general.base_models"] == [{"name": "Gemma 4 26B A4B It", "organization": "Google",
                                          "repo_url": "https://huggingface.co/google/gemma-4-26B-A4B-it"}]
-    assert o["general.license.link"] == "https://ai.google.dev/gemma/terms"
+    assert "general.license.link" not in o  # v4 is Apache 2.0; its definition links no other terms
     # [ollama.parameters] temperature 0.6, top_p 0.95, repeat_penalty 1.15, repeat_last_n 256; no top_k
     assert (o["general.sampling.temp"], o["general.sampling.top_p"]) == (0.6, 0.95)
     assert (o["general.sampling.penalty_repeat"], o["general.sampling.penalty_last_n"]) == (1.15, 256)
