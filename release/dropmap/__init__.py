@@ -1,0 +1,1 @@
+"""`release dropmap`: derive a drop map from calibration text."""
