@@ -23,7 +23,7 @@ def derived_map_problems(pipeline_dir: Path, definition: ReleaseDefinition, drop
     path, file = pipeline_dir / rel, f"{pipeline_dir.name}/{rel}"
     if not path.is_file():
         if definition.dropmap is not None:
-            warnings.append(f"{file}: not found; [dropmap] asks for a derived map: "
+            warnings.append(f"{file}: not found; the dropmap section of the definition asks for a derived map: "
                             f"run `release dropmap {pipeline_dir.name} --out {definition.prune.drop_map}`")
         return []
     try:
