@@ -63,7 +63,8 @@ class ExpertProbe:
                 top_k_weights: torch.Tensor) -> torch.Tensor:
         n, k = top_k_index.shape
         rows = hidden_states.repeat_interleave(k, dim=0)
-        unit = torch.ones((n * k, 1), dtype=top_k_weights.dtype, device=top_k_weights.device)
+        # Unit weights in the hidden dtype: x × 1 is exact and keeps the implementation's buffers in that dtype.
+        unit = torch.ones((n * k, 1), dtype=hidden_states.dtype, device=hidden_states.device)
         outputs = self.original(rows, top_k_index.reshape(n * k, 1), unit).view(n, k, -1)
         self._record(outputs, top_k_index, top_k_weights)
         weighted = outputs * top_k_weights.unsqueeze(-1)
@@ -80,7 +81,7 @@ class ExpertProbe:
 
     def _record(self, outputs: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> None:
         assert self.valid is not None and self.valid.numel() == index.shape[0], "token mask out of step"
-        norms = torch.linalg.vector_norm(outputs.float(), dim=-1)
+        norms = torch.linalg.vector_norm(outputs, dim=-1, dtype=torch.float32)
         contribution = norms * weights.float()
         keep = self.valid.unsqueeze(1).expand_as(index)
         # Sums in float64 on the CPU, in token order: the same inputs give the same bits on any device.
