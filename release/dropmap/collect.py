@@ -66,6 +66,7 @@ class ExpertProbe:
         # Unit weights in the hidden dtype: x × 1 is exact and keeps the implementation's buffers in that dtype.
         unit = torch.ones((n * k, 1), dtype=hidden_states.dtype, device=hidden_states.device)
         outputs = self.original(rows, top_k_index.reshape(n * k, 1), unit).view(n, k, -1)
+        del rows, unit  # working memory: a layer's worth of these per batch
         self._record(outputs, top_k_index, top_k_weights)
         weighted = outputs * top_k_weights.unsqueeze(-1)
         if self.implementation != "eager":

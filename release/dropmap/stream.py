@@ -20,6 +20,7 @@ running layer + the next layer's bytes + one batch's working memory.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -75,27 +76,31 @@ class TensorReader:
         return total
 
     def read(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
-        by_shard: dict[Path, list[tuple[ShardHeader, TensorEntry]]] = {}
-        for n in names:
-            shard, entry = self.where[n]
-            by_shard.setdefault(shard.path, []).append((shard, entry))
+        """The tensors as views of one buffer: one allocation per layer, returned to the system as a whole
+        once the layer is dropped (many medium-sized allocations would stay in the allocator's heap)."""
+        items = sorted((self.where[n] for n in names), key=lambda se: (str(se[0].path), se[1].begin))
+        offsets, total = [], 0
+        for shard, entry in items:
+            if entry.dtype not in TORCH_DTYPES:
+                raise InputError(f"tensor dtype {entry.dtype} cannot be computed with here",
+                                 file=shard.file, field=entry.name)
+            offsets.append(total)
+            total += -(-entry.nbytes // 64) * 64  # 64-byte aligned views
+        buf = torch.empty(total, dtype=torch.uint8)
+        view = memoryview(buf.numpy()).cast("B")
         out: dict[str, torch.Tensor] = {}
-        for path, items in by_shard.items():
+        placed = list(zip(items, offsets, strict=True))
+        for path, group in itertools.groupby(placed, key=lambda p: p[0][0].path):
             with open(path, "rb", buffering=0) as fh:
-                for shard, entry in sorted(items, key=lambda se: se[1].begin):
-                    dtype = TORCH_DTYPES.get(entry.dtype)
-                    if dtype is None:
-                        raise InputError(f"tensor dtype {entry.dtype} cannot be computed with here",
-                                         file=shard.file, field=entry.name)
-                    buf = torch.empty(entry.nbytes, dtype=torch.uint8)
-                    view = memoryview(buf.numpy()).cast("B")
+                for (shard, entry), start in group:
                     pos, offset = 0, shard.data_start + entry.begin
                     while pos < entry.nbytes:
-                        got = os.preadv(fh.fileno(), [view[pos:]], offset + pos)
+                        got = os.preadv(fh.fileno(), [view[start + pos:start + entry.nbytes]], offset + pos)
                         if got <= 0:
                             raise InputError("file ends inside a tensor", file=shard.file, field=entry.name)
                         pos += got
-                    out[entry.name] = buf.view(dtype).reshape(entry.shape)
+                    raw = buf[start:start + entry.nbytes]
+                    out[entry.name] = raw.view(TORCH_DTYPES[entry.dtype]).reshape(entry.shape)
         return out
 
 
