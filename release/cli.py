@@ -549,13 +549,11 @@ def dropmap(name: str, calibration: Path | None, out_file: Path, recipe: str | N
     if class_weights:
         weights = {}
         for item in class_weights:
-            cls, sep, value = item.partition("=")
+            cls, _, value = item.partition("=")
             try:
-                weights[cls] = float(value) if sep and cls else float("nan")
+                weights[cls] = float(value)
             except ValueError:
-                weights[cls] = float("nan")
-            if weights[cls] != weights[cls]:
-                raise InputError(f"{item!r}: expected CLASS=WEIGHT", file="--class-weight")
+                raise InputError(f"{item!r}: expected CLASS=WEIGHT", file="--class-weight") from None
     request = DropmapRequest(out=out_file, calibration=calibration, recipe=recipe,
                              keep_top_per_class=keep_top_per_class, class_weights=weights, device=device,
                              dtype=dtype, max_tokens=max_tokens, batch_tokens=batch_tokens,

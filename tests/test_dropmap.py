@@ -387,7 +387,14 @@ def test_bad_inputs_write_nothing(demo_base: Path, tmp_path: Path) -> None:
     assert code == 2 and "class_weights.poetry" in output and "no calibration class 'poetry'" in output
     code, output = _run("dropmap", str(folder), "--calibration", str(cal), "--out", str(out),
                         "--keep-top-per-class", "7")
-    assert code == 2 and "forces" in output
+    assert code == 2 and "keep_top_per_class: 7 is more than the 6 experts kept" in output
+    two = write_calibration(tmp_path / "two", {"prose": PROSE, "code": CODE})
+    code, output = _run("dropmap", str(folder), "--calibration", str(two), "--out", str(out),
+                        "--keep-top-per-class", "6")
+    assert code == 2 and "command line: keep_top_per_class: keep_top_per_class = 6 forces" in output
+    code, output = _run("dropmap", str(folder), "--calibration", str(cal), "--out", str(out),
+                        "--class-weight", "prose")
+    assert code == 2 and "--class-weight" in output and "expected CLASS=WEIGHT" in output
     if not torch.cuda.is_available():
         code, output = _run("dropmap", str(folder), "--calibration", str(cal), "--out", str(out), "--device", "cuda")
         assert code == 2 and "--device" in output and "no CUDA device" in output

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -67,7 +67,6 @@ class DropmapResult:
     seconds: float
     layer_bytes: int
     activation_bytes: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tokens_per_second(self) -> float:
@@ -167,8 +166,11 @@ def derive(name: str, request: DropmapRequest, progress: Callable[[str], None] |
     recipe = _recipe(definition, request)
     from_cli = request.recipe is not None or request.keep_top_per_class is not None or \
         request.class_weights is not None
-    problems += recipe_problems(recipe, [c.name for c in classes], file="command line" if from_cli else rel_file,
-                                field="" if from_cli else "dropmap")
+    recipe_file, recipe_field = ("command line", "") if from_cli else (rel_file, "dropmap")
+    problems += recipe_problems(recipe, [c.name for c in classes], file=recipe_file, field=recipe_field)
+    if recipe.keep_top_per_class > kept_count:
+        problems.append(Problem(recipe_file, f"{recipe_field}.keep_top_per_class".lstrip("."),
+                                f"{recipe.keep_top_per_class} is more than the {kept_count} experts kept"))
     max_tokens = request.max_tokens or (definition.dropmap.max_tokens if definition.dropmap else 512)
     if problems:
         raise InputError(problems)
@@ -218,7 +220,11 @@ def derive(name: str, request: DropmapRequest, progress: Callable[[str], None] |
     )
     # The map is derived from the scores as written, exactly as `release check` re-derives it.
     scores = parse_scores(scores.to_bytes(), scores_out.name)
-    kept = scores.kept()
+    try:
+        kept = scores.kept()
+    except InputError as exc:  # keep_top_per_class forces more experts than a layer keeps
+        raise InputError([Problem(recipe_file, f"{recipe_field}.keep_top_per_class".lstrip("."), p.message)
+                          for p in exc.problems]) from exc
     drop_map_bytes = render_drop_map(base.repo, num_experts, kept, _source(scores, recipe, scores_out.name))
     drop_map = parse_drop_map(drop_map_bytes, out.name)
     bad = check_against_config(drop_map, config, family, config_file=config_file, base_repo=base.repo)

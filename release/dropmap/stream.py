@@ -110,10 +110,8 @@ class LayerStream:
     def __init__(self, info: CheckpointInfo, *, device: torch.device, dtype: torch.dtype) -> None:
         import transformers
         from transformers.conversion_mapping import get_model_conversion_mapping
-        from transformers.utils import logging as hf_logging
         from transformers.utils.generic import ContextManagers
 
-        hf_logging.disable_progress_bar()
         self.info, self.device, self.dtype = info, device, dtype
         self.reader = TensorReader(info.base_dir, info.shards)
         if info.config.get("quantization_config") is not None:
@@ -166,10 +164,17 @@ class LayerStream:
     def _load(self, tensors: dict[str, torch.Tensor], scope: str) -> None:
         from transformers.core_model_loading import convert_and_load_state_dict_in_model
         from transformers.modeling_utils import LoadStateDictConfig
+        from transformers.utils import logging as hf_logging
 
         config = LoadStateDictConfig(dtype=self.dtype, dtype_plan=self.dtype_plan,
                                      device_map={"": str(self.device)}, weight_mapping=self.mapping)
-        loaded, _ = convert_and_load_state_dict_in_model(self.model, tensors, config)
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # one "Loading weights" bar per layer is noise
+        try:
+            loaded, _ = convert_and_load_state_dict_in_model(self.model, tensors, config)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         ignored = [re.compile(p) for p in (self.text._keys_to_ignore_on_load_unexpected or [])]
         unexpected = sorted(k for k in loaded.unexpected_keys if not any(p.search(k) for p in ignored))
         if loaded.mismatched_keys:
