@@ -48,12 +48,19 @@ def demo_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_tiny_gemma4(tmp_path_factory.mktemp("demo") / "base")
 
 
-def demo_release(tmp: Path, base: Path, edit: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> Path:
-    """A copy of pipelines/demo whose generated base is `base` (optionally with edited tensors)."""
+def demo_release(tmp: Path, base: Path, edit: Callable[[str, torch.Tensor], torch.Tensor] | None = None, *,
+                 generated: bool = False) -> Path:
+    """A copy of pipelines/demo with `base` in it: as the generated base (its stamp copied, so ensure_base takes
+    it as current) or as a local checkpoint, which tests may edit (an edited generated base is regenerated)."""
     folder = tmp / "demo"
     shutil.copytree(ROOT / "pipelines" / "demo", folder, ignore=shutil.ignore_patterns("base", ".base.demo.json"))
     shutil.copytree(base, folder / "base")
-    shutil.copy(base.with_name(f".{base.name}.demo.json"), folder / ".base.demo.json")  # "generated, current"
+    if generated:
+        assert edit is None
+        shutil.copy(base.with_name(f".{base.name}.demo.json"), folder / ".base.demo.json")
+        return folder
+    toml = folder / "release.toml"
+    toml.write_text(toml.read_text().replace('generator = "tiny-gemma4"\n', ""))
     if edit is not None:
         for shard in sorted((folder / "base").glob("*.safetensors")):
             tensors = load_file(shard)
@@ -325,10 +332,12 @@ def test_a_specialist_survives_max_class_and_is_dropped_by_pooled(demo_base: Pat
 # -- the scores file and `release check` --------------------------------------------------------------
 
 def test_check_refuses_a_map_that_does_not_follow_from_its_scores(demo_base: Path, tmp_path: Path) -> None:
-    folder = demo_release(tmp_path, demo_base)
+    folder = demo_release(tmp_path, demo_base, generated=True)
+    stamp = (folder / ".base.demo.json").read_bytes()
     cal = write_calibration(tmp_path / "cal", {"prose": PROSE, "code": CODE})
     out = folder / "dropmap.json"
     assert _run("dropmap", str(folder), "--calibration", str(cal), "--out", str(out))[0] == 0
+    assert (folder / ".base.demo.json").read_bytes() == stamp  # the generated base was used, not regenerated
     assert _run("check", str(folder))[0] == 0
     original = out.read_text()
 

@@ -9,7 +9,6 @@ place; on bad input nothing is written.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -25,6 +24,8 @@ from ..spec.definition import ReleaseDefinition
 from ..spec.dropmap import FORMAT as DROP_MAP_FORMAT
 from ..spec.dropmap import check_against_config, parse_drop_map
 from ..spec.load import DEFINITION_FILE, Release, load_definition, resolve_pipeline_dir
+from ..spec.paths import PathRefused, resolve_inside
+from ..spec.readers import read_json_object
 from .calibration import read_calibration, tokenize
 from .recipes import Recipe, recipe_problems
 from .scores import (
@@ -103,10 +104,10 @@ def resolve_dtype(name: str, config: dict[str, Any], family: Family) -> Any:
 
 
 def _inside(folder: Path, rel: str, file: str, field: str) -> Path:
-    path = (folder / rel).resolve()
-    if not path.is_relative_to(folder.resolve()):
-        raise InputError(f"{rel!r} leads outside the release folder", file=file, field=field)
-    return path
+    try:
+        return resolve_inside(folder, rel)
+    except PathRefused as exc:
+        raise InputError(str(exc), file=file, field=field) from exc
 
 
 def _recipe(d: ReleaseDefinition, request: DropmapRequest) -> Recipe:
@@ -127,12 +128,7 @@ def derive(name: str, request: DropmapRequest, progress: Callable[[str], None] |
     rel_file = f"{pipeline_dir.name}/{DEFINITION_FILE}"
     base = definition.base
     config_file = f"{pipeline_dir.name}/{base.config}"
-    try:
-        config = json.loads(_inside(pipeline_dir, base.config, rel_file, "base.config").read_bytes())
-    except FileNotFoundError as exc:
-        raise InputError("file not found", file=config_file) from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"not valid JSON: {exc}", file=config_file) from exc
+    config = read_json_object(_inside(pipeline_dir, base.config, rel_file, "base.config"), config_file)
     family = for_config(config, file=config_file)
     try:
         num_experts, top_k, groups = family.num_experts(config), family.top_k(config), family.num_groups(config)

@@ -12,6 +12,8 @@ from ..errors import InputError, Problem
 from ..families import Family
 from .definition import ReleaseDefinition
 from .dropmap import DropMap
+from .paths import PathRefused, resolve_inside
+from .readers import read_input_bytes
 
 
 def derived_map_problems(pipeline_dir: Path, definition: ReleaseDefinition, drop_map: DropMap, family: Family,
@@ -20,14 +22,18 @@ def derived_map_problems(pipeline_dir: Path, definition: ReleaseDefinition, drop
     from ..dropmap.scores import parse_scores, scores_path_for
 
     rel = scores_path_for(definition.prune.drop_map)
-    path, file = pipeline_dir / rel, f"{pipeline_dir.name}/{rel}"
-    if not path.is_file():
+    file = f"{pipeline_dir.name}/{rel}"
+    try:
+        path = resolve_inside(pipeline_dir, rel)
+    except PathRefused as exc:
+        return [Problem(file, "", str(exc))]
+    if not path.exists():
         if definition.dropmap is not None:
             warnings.append(f"{file}: not found; the dropmap section of the definition asks for a derived map: "
                             f"run `release dropmap {pipeline_dir.name} --out {definition.prune.drop_map}`")
         return []
     try:
-        scores = parse_scores(path.read_bytes(), file)
+        scores = parse_scores(read_input_bytes(path, file), file)
     except InputError as exc:
         return exc.problems
     p: list[Problem] = []

@@ -302,7 +302,7 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
 PATH_FIELDS: tuple[tuple[str, str], ...] = (
     ("base.config", "file"), ("base.path", "folder"), ("prune.drop_map", "file"), ("cards.scores", "file"),
     ("gguf.imatrix", "file"), ("ollama.template", "file"), ("ollama.system", "file"),
-    ("ollama.license", "file"),
+    ("ollama.license", "file"), ("dropmap.calibration", "folder"),
 )
 
 
