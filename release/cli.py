@@ -518,6 +518,57 @@ def prune(base: Path, drop_map: Path, out_dir: Path, base_repo: str, base_revisi
 
 
 @cli.command()
+@click.argument("name")
+@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+              help="Folder with one .txt or .jsonl file per task class (default: [dropmap] calibration).")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Drop map to write; its scores go beside it as <stem>.scores.json.")
+@click.option("--recipe", type=click.Choice(["pooled", "max-class"]), default=None,
+              help="How experts are ranked (default: [dropmap] recipe, else max-class).")
+@click.option("--keep-top-per-class", type=click.IntRange(0), default=None,
+              help="Always keep each class's N best experts.")
+@click.option("--class-weight", "class_weights", multiple=True, metavar="CLASS=W",
+              help="Weight of a class (default 1). Repeatable.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+              show_default=True, help="Compute dtype; auto = the checkpoint's.")
+@click.option("--max-tokens", type=click.IntRange(1), default=None, help="Tokens per sample (default 512).")
+@click.option("--batch-tokens", type=click.IntRange(1), default=4096, show_default=True,
+              help="Padded tokens per batch.")
+@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL for downloading the base.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@handle_errors
+def dropmap(name: str, calibration: Path | None, out_file: Path, recipe: str | None, keep_top_per_class: int | None,
+            class_weights: tuple[str, ...], device: str, dtype: str, max_tokens: int | None, batch_tokens: int,
+            hub_endpoint: str | None, as_json: bool) -> None:
+    """Derive the drop map of release NAME from calibration text: run its base model layer by layer, measure
+    each expert's router-weighted output per class, rank by the recipe, keep [prune] experts_kept per layer."""
+    from .dropmap.derive import DropmapRequest, derive
+
+    weights: dict[str, float] | None = None
+    if class_weights:
+        weights = {}
+        for item in class_weights:
+            cls, _, value = item.partition("=")
+            try:
+                weights[cls] = float(value)
+            except ValueError:
+                raise InputError(f"{item!r}: expected CLASS=WEIGHT", file="--class-weight") from None
+    request = DropmapRequest(out=out_file, calibration=calibration, recipe=recipe,
+                             keep_top_per_class=keep_top_per_class, class_weights=weights, device=device,
+                             dtype=dtype, max_tokens=max_tokens, batch_tokens=batch_tokens,
+                             hub_endpoint=hub_endpoint)
+    result = derive(name, request, progress=None if as_json else err.print)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    low = sorted(result.kept_share.items(), key=lambda kv: kv[1])[:3]
+    out.print(f"[green]✓[/] {result.drop_map} and {result.scores_file.name}: recipe {result.recipe.describe()}, "
+              f"{result.tokens} tokens in {result.seconds:.1f} s ({result.tokens_per_second:.1f} tokens/s); "
+              "lowest kept share: " + ", ".join(f"layer {k} {v:.1%}" for k, v in low))
+
+
+@cli.command()
 @click.option("--install", is_flag=True, help="Install what is missing (llama.cpp tools; cached).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @handle_errors

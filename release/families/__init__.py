@@ -14,6 +14,11 @@ Optional `mtp = { pattern = …, min_layer_key = … }` names the multi-token-pr
 routed experts no drop map covers (the pruner refuses it or, on request, leaves it out). With
 `min_layer_key`, the pattern's `layer` group must be ≥ config[min_layer_key] (DeepSeek-V3 layer 61).
 
+Optional `collect = { experts = …, routing = … }` lets `release dropmap` measure expert contributions:
+`experts` is the module path, relative to a decoder layer, that the model calls as
+experts(hidden, top_k_index, top_k_weights) with the router's final weights; `routing` describes how
+the model computes them (recorded with the scores). Without it the family has no collector.
+
 moe_layers rules:
 - `all`            — every layer (optionally only if `enabled_key` is true when present)
 - `first_k_dense`  — layers ≥ config[`key`] (DeepSeek-V3, GLM-4.5)
@@ -41,6 +46,12 @@ HERE = Path(__file__).parent
 class TensorRule:
     pattern: re.Pattern[str]
     action: str  # "slice" | "renumber"
+
+
+@dataclass(frozen=True)
+class CollectSpec:
+    experts: str  # module path relative to a decoder layer, e.g. "mlp.experts"
+    routing: str  # how the model turns router logits into the weights the experts receive
 
 
 @dataclass(frozen=True)
@@ -114,6 +125,13 @@ class Family:
             step = int(tc.get(rule["key"], 1) or 1)
             return [i for i in range(n) if (i + 1) % step == 0]
         raise ValueError(f"unknown moe_layers rule {kind!r} in family {self.family}")
+
+    def collect(self) -> CollectSpec | None:
+        """How `release dropmap` reads this family's expert contributions; None when it cannot."""
+        spec = self.extra.get("collect")
+        if not isinstance(spec, dict):
+            return None
+        return CollectSpec(experts=str(spec["experts"]), routing=str(spec.get("routing", "")))
 
     def classify(self, tensor_name: str) -> tuple[TensorRule, re.Match[str]] | None:
         for rule in self.tensors:

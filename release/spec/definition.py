@@ -61,6 +61,16 @@ class PruneSection(Section):
     method: str = ""  # one paragraph: how the drop map was chosen (cards)
 
 
+class DropmapSection(Section):
+    """How `release dropmap NAME` derives [prune] drop_map from calibration text (optional)."""
+
+    recipe: Literal["pooled", "max-class"] = "max-class"
+    calibration: RelPath = "calibration"  # folder with one .txt or .jsonl file per task class
+    keep_top_per_class: int = Field(default=0, ge=0)  # each class's N best experts are always kept
+    class_weights: dict[NonEmpty, float] = {}  # class → weight (default 1)
+    max_tokens: int = Field(default=512, gt=0)  # per calibration sample
+
+
 class Bf16Section(Section):
     repo: NonEmpty
 
@@ -149,6 +159,7 @@ class ReleaseDefinition(Section):
     release: ReleaseSection
     base: BaseSection
     prune: PruneSection
+    dropmap: DropmapSection | None = None
     bf16: Bf16Section | None = None
     gguf: GgufSection | None = None
     nvfp4: Nvfp4Section | None = None

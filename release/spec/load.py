@@ -24,6 +24,7 @@ from ..gguf import tiers as gguf_tiers
 from .bounds import config_problems
 from .definition import ReleaseDefinition
 from .dropmap import DropMap, check_against_config, parse_drop_map
+from .dropmap_scores import derived_map_problems
 from .licenses import license_problems
 from .names import (
     hub_repo_problem,
@@ -250,6 +251,7 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
             problems.append(Problem(rel_file, "prune.experts_kept",
                                     f"{definition.prune.experts_kept} but the drop map keeps "
                                     f"{drop_map.kept_count} per layer"))
+        problems += derived_map_problems(pipeline_dir, definition, drop_map, family, config, warnings)
 
     scores = read("cards.scores", load_scores)
     if scores is not None and scores.per_quant is not None and definition.gguf is not None:
@@ -300,7 +302,7 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
 PATH_FIELDS: tuple[tuple[str, str], ...] = (
     ("base.config", "file"), ("base.path", "folder"), ("prune.drop_map", "file"), ("cards.scores", "file"),
     ("gguf.imatrix", "file"), ("ollama.template", "file"), ("ollama.system", "file"),
-    ("ollama.license", "file"),
+    ("ollama.license", "file"), ("dropmap.calibration", "folder"),
 )
 
 
