@@ -482,7 +482,7 @@ def restore_built(ctx: Context) -> None:
             a = ctx.state.restore(artifact_id)
             if a is not None and ctx.intact(a):
                 a.needs = ctx.artifacts[artifact_id].needs
-                ctx.artifacts.add(a)
+                ctx.adopt(a)
 
 
 @cli.command()

@@ -11,6 +11,7 @@ rebuilds only what changed (new scores → only the cards) and restores the rest
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -41,7 +42,7 @@ from .spec.load import Release
 from .steps import BASE, ORDER, STEP_OF, closure
 
 # What `--only` takes: an artifact kind (cards for card), or hub for every artifact bound for the Hub.
-KINDS = (*ARTIFACT_KINDS[:-1], "cards", "hub")  # bf16 gguf nvfp4 ollama cards hub
+KINDS = (*ARTIFACT_KINDS[:-1], "cards", "hub")  # dropmap bf16 gguf nvfp4 ollama cards hub
 
 
 @dataclass
@@ -229,6 +230,17 @@ class Context:
             raise WorkError(f"{artifact_id} is needed but not built (a step ran out of flow order)")
         return a
 
+    def adopt(self, artifact: Artifact) -> Artifact:
+        """Put a built artifact into the registry (built here, restored, or made on another machine), and
+        let what it establishes take effect: a derived drop map becomes the release's drop map."""
+        self.artifacts.add(artifact)
+        if artifact.kind == "dropmap" and artifact.status in ("built", "published"):
+            from .dropmap.derive import drop_map_of
+
+            self.release = dataclasses.replace(self.release, drop_map=drop_map_of(self.release, artifact))
+            self._inputs = None
+        return artifact
+
     def need_files(self, artifact: Artifact) -> list[tuple[str, list[tuple[str, str | None]]]]:
         """What an input hash takes from the artifact's needs: their recorded files (path, sha256), or,
         while `keyed` holds it, a need's own key (a job hashes what it will make before making it)."""
@@ -320,7 +332,7 @@ def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[
         if restored is not None:
             restored.needs = a.needs
             if ctx.intact(restored):
-                ctx.artifacts.add(restored)
+                ctx.adopt(restored)
                 continue
         todo.append((a, inputs))
     if not todo:
@@ -336,7 +348,7 @@ def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[
             path = ctx.artifact_dir(built) / f.path
             if f.sha256 and path.is_file():  # (an Ollama model blob may live on the registry only)
                 ctx.hash_cache.remember(path, f.sha256)
-        ctx.artifacts.add(built)
+        ctx.adopt(built)
         if built.id in hashes:
             ctx.state.record(built, hashes[built.id])
             built_now.append(built.id)

@@ -7,11 +7,14 @@ sizes and hashes. Ids: `bf16`, `gguf:<TIER>` (baseline and every tier), `gguf:im
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from .dropmap.scores import scores_path_for
 from .estimate import bf16_size, census, gguf_size, tier_size
 from .gguf.tiers import gguf_filename, standard_recipe
 from .manifest import Artifact, ArtifactRegistry, Destination, FileEntry
 from .spec.load import Release
-from .steps import wire
+from .steps import derives_drop_map, wire
 
 GGUF_WORK = ".gguf-work"  # below dist/<release>/: GGUF files made but not published
 
@@ -38,6 +41,15 @@ def plan_artifacts(release: Release, *, estimates: bool = True) -> ArtifactRegis
     def hub(repo: str, path: str = "") -> Destination:
         return Destination(kind="hub", repo=repo, path_in_repo=path)
 
+    if derives_drop_map(release):
+        # Published beside the weights it chose (with the scores it was derived from) when there is a
+        # BF16 repo; otherwise made, staged between machines, and kept locally.
+        name = Path(d.prune.drop_map).name
+        reg.add(Artifact(id="dropmap", kind="dropmap", root="dropmap",
+                         destination=hub(d.bf16.repo, "pruning") if d.bf16 else None,
+                         files=[FileEntry(name), FileEntry(scores_path_for(name))],
+                         recipe={"recipe": d.dropmap.recipe if d.dropmap else "",
+                                 "experts_kept": d.prune.experts_kept}))
     if d.bf16:
         reg.add(Artifact(id="bf16", kind="bf16", root="bf16", destination=hub(d.bf16.repo),
                          recipe={"drop_map_sha256": release.drop_map.sha256,

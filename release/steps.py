@@ -1,7 +1,8 @@
 """The release flow, written once: every artifact kind in order, and what each of its artifacts needs.
 
     base ─→ bf16 ─→ gguf:<baseline> ─→ gguf:imatrix ─→ gguf:<tier> ─→ ollama:<tag>
-               └──→ nvfp4                   (a tier needs the imatrix when the release has one)
+      ↘ dropmap ↗  └──→ nvfp4                (a tier needs the imatrix when the release has one;
+                                              the drop map is an artifact when the release derives it)
     card:<repo> describes everything above (it reads what is built, it never builds)
 
 Both ways of running a release are derived from this list and nothing else:
@@ -25,8 +26,17 @@ if TYPE_CHECKING:
 
 BASE = "base"  # the base checkpoint: an input of the release, fetched or generated, never published
 
-def _bf16(release: Release, a: Artifact) -> list[str]:
+def derives_drop_map(release: Release) -> bool:
+    d = release.definition.dropmap
+    return d is not None and d.derive
+
+
+def _dropmap(release: Release, a: Artifact) -> list[str]:
     return [BASE]
+
+
+def _bf16(release: Release, a: Artifact) -> list[str]:
+    return [BASE, "dropmap"] if derives_drop_map(release) else [BASE]
 
 
 def _gguf(release: Release, a: Artifact) -> list[str]:
@@ -66,9 +76,12 @@ class Step:
     builder: str  # key of release.builders.BUILDERS
     needs: Callable[[Release, Artifact], list[str]]
     describes_all: bool = False  # rendered from every other artifact as it stands (cards)
+    stage: str = ""  # a job stage of its own in the plan for many machines (and its runner)
+    runner: str = ""
 
 
 FLOW: tuple[Step, ...] = (
+    Step("dropmap", "dropmap", _dropmap, stage="dropmap", runner="gpu"),
     Step("bf16", "bf16", _bf16),
     Step("gguf", "gguf", _gguf),
     Step("nvfp4", "nvfp4", _nvfp4),

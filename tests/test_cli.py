@@ -53,7 +53,7 @@ def test_plan_matrix_is_the_job_plan_as_json() -> None:
     plan = json.loads(out)
     for job in plan["jobs"]:
         assert {"id", "stage", "artifacts", "needs", "inputs", "disk_gb", "ram_gb", "hours", "runner"} <= set(job)
-    assert set(plan["stages"]) == {"prepare", "build", "finish"}
+    assert set(plan["stages"]) == {"dropmap", "prepare", "build", "finish"}
     ids = [j["id"] for j in plan["jobs"]]
     assert [i["job"] for s in plan["stages"].values() for i in s["include"]] == ids
 

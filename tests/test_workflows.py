@@ -42,9 +42,10 @@ def test_release_workflow_contract() -> None:
     jobs = wf["jobs"]
     assert "secrets." not in yaml.safe_dump(jobs["dry-run"]), "pull requests get no secrets"
     # plan → prepare → fan-out → finish, each stage's matrix straight from `release plan --matrix --json`
-    assert jobs["prepare"]["needs"] == "plan" and jobs["build"]["needs"] == ["plan", "prepare"]
+    assert jobs["dropmap"]["needs"] == "plan" and jobs["prepare"]["needs"] == ["plan", "dropmap"]
+    assert jobs["build"]["needs"] == ["plan", "prepare"]
     assert jobs["finish"]["needs"] == ["plan", "build"]
-    for stage in ("prepare", "build"):
+    for stage in ("dropmap", "prepare", "build"):
         assert jobs[stage]["strategy"]["matrix"] == f"${{{{ fromJSON(needs.plan.outputs.{stage}) }}}}"
         assert jobs[stage]["environment"] == "huggingface-release"
     assert jobs["finish"]["environment"] == "huggingface-release"

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from .bf16 import Bf16Builder
 from .cards import CardsBuilder
+from .dropmap import DropmapBuilder
 from .gguf import GgufBuilder
 from .nvfp4 import Nvfp4Builder
 from .ollama import OllamaBuilder
 
 BUILDERS = {
+    "dropmap": DropmapBuilder(),
     "bf16": Bf16Builder(),
     "gguf": GgufBuilder(),
     "nvfp4": Nvfp4Builder(),

@@ -119,7 +119,7 @@ def _adopt(ctx: Context, plan: JobPlan, records: dict[str, JobRecord], pub: Any)
         for a in rec.artifacts:
             a.needs = ctx.artifacts[a.id].needs
             a.status = "built"
-            ctx.artifacts.add(a)
+            ctx.adopt(a)
 
 
 def _promotion_plan(ctx: Context, pub: Any, records: dict[str, JobRecord], repos: list[str]) -> HubPlan:

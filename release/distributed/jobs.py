@@ -42,7 +42,8 @@ DISK_GB = {"standard": 70, "large": 250}  # usable after the free-disk step, wit
 OVERHEAD_GB = 2.0  # the venv, the llama.cpp build, logs
 IMATRIX_CHUNK_TOKENS = 512
 
-STAGES = ("prepare", "build", "finish")
+STAGES = ("dropmap", "prepare", "build", "finish")
+DROPMAP_TOKENS_PER_S = {"gpu": 2000.0, "standard": 20.0}  # 26B-A4B, layer-streamed (benchmarks/dropmap.py)
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Job:
     disk_gb: float = 0.0
     ram_gb: float = 0.0
     hours: float = 0.0
-    runner: str = "standard"
+    runner: str = ""  # standard | large | gpu (set by _estimate unless a step asks for one)
     ollama_blobs: list[str] = field(default_factory=list)  # tags whose model blob this job pushes
 
     def to_json(self) -> dict[str, Any]:
@@ -124,7 +125,8 @@ def plan_jobs(ctx: Context) -> JobPlan:
 
     reg = ctx.artifacts
     chosen = closure(reg, select(ctx))
-    heavy = [i for i in chosen if not finish_side(reg[i])]
+    own_stage = [i for i in chosen if STEP_OF[reg[i].kind].stage]  # e.g. a derived drop map, on a GPU
+    heavy = [i for i in chosen if not finish_side(reg[i]) and i not in own_stage]
     consumers = {i: [c for c in heavy if i in reg[c].needs] for i in heavy}
     # Shared: what two or more others are made from, and everything upstream of that.
     shared: set[str] = set()
@@ -143,6 +145,9 @@ def plan_jobs(ctx: Context) -> JobPlan:
     d = ctx.release.definition
     budget = d.jobs
     jobs: list[Job] = []
+    for i in own_stage:
+        step = STEP_OF[reg[i].kind]
+        jobs.append(Job(job_slug(i), step.stage, [i], runner=step.runner))
     if prepare:
         jobs.append(Job("prepare", "prepare", prepare))
     for group in _groups(ctx, list(units.values()), budget.tiers_per_job, budget.max_disk_gb, budget.max_hours):
@@ -155,7 +160,7 @@ def plan_jobs(ctx: Context) -> JobPlan:
         jobs.append(Job("finish", "finish", finishing))
     owner = {i: j.id for j in jobs for i in j.artifacts}
     for j in jobs:
-        external = sorted({n for i in j.artifacts for n in reg[i].needs if owner.get(n, j.id) != j.id},
+        external = sorted({n for i in j.artifacts for n in reg[i].needs if owner.get(n, "") != j.id},
                           key=lambda n: (n != BASE, n))
         if j.stage == "finish":
             j.needs = [x.id for x in jobs if x is not j]
@@ -269,7 +274,12 @@ def _estimate(ctx: Context, job: Job) -> None:
     g = ctx.release.definition.gguf
     for i in job.artifacts:
         a = reg[i]
-        if a.kind == "bf16":
+        if a.kind == "dropmap":
+            tokens = _calibration_tokens(ctx)
+            serial += tokens / DROPMAP_TOKENS_PER_S["gpu" if job.runner == "gpu" else "standard"]
+            layers = max(len(ctx.release.family.moe_layers(ctx.release.base_config)), 1)
+            ram = max(ram, 2 * (base_size(ctx) or 0) / layers / GB + 1)  # two layers + activations
+        elif a.kind == "bf16":
             serial += size[i] / PRUNE_BPS
         elif a.kind == "nvfp4":
             serial += (_size(ctx, "bf16") or 0) / NVFP4_BPS
@@ -288,8 +298,19 @@ def _estimate(ctx: Context, job: Job) -> None:
     job.disk_gb = disk / GB + OVERHEAD_GB
     job.ram_gb = ram
     fits_standard = job.disk_gb <= DISK_GB["standard"] and job.ram_gb <= RAM_GB["standard"]
-    job.runner = "standard" if fits_standard or job.stage == "finish" else "large"
-    job.hours = (serial + cpu / CORES[job.runner]) / 3600
+    if not job.runner or job.runner == "standard":
+        job.runner = "standard" if fits_standard or job.stage == "finish" else "large"
+    job.hours = (serial + cpu / CORES.get(job.runner, CORES["standard"])) / 3600
+
+
+def _calibration_tokens(ctx: Context) -> int:
+    """Calibration tokens of a derived drop map: ≈4 bytes of text a token, capped per sample."""
+    d = ctx.release.definition.dropmap
+    if d is None:
+        return 0
+    folder = ctx.release.path(d.calibration)
+    total = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) if folder.is_dir() else 0
+    return total // 4
 
 
 def _quantize_ram_gb(ctx: Context) -> float:

@@ -46,13 +46,15 @@ def record_path(job_id: str) -> str:
 
 def stage_repo(ctx: Context, a: Artifact) -> str | None:
     """The repo an artifact is staged in: its destination, or for an unpublished GGUF (the baseline
-    when it is not published) the GGUF repo, since other machines make the tiers from it."""
+    when it is not published) the GGUF repo, since other machines make the tiers from it; other
+    unpublished artifacts travel through the release's first repo."""
     if a.destination is not None and a.destination.kind == "hub":
         return a.destination.repo
-    g = ctx.release.definition.gguf
-    if a.kind == "gguf" and g is not None:
-        return g.repo
-    return None
+    d = ctx.release.definition
+    if a.kind == "gguf" and d.gguf is not None:
+        return d.gguf.repo
+    # Anything else unpublished travels through the release's first repo.
+    return next((s.repo for s in (d.bf16, d.gguf, d.nvfp4) if s is not None), None)
 
 
 def path_in_repo(a: Artifact, path: str) -> str:

@@ -112,7 +112,7 @@ def adopt_upstream(ctx: Context, plan: JobPlan, job: Job, pub: Any) -> dict[str,
         for a in rec.artifacts:
             a.needs = ctx.artifacts[a.id].needs if a.id in ctx.artifacts else a.needs
             a.status = "built"
-            ctx.artifacts.add(a)
+            ctx.adopt(a)
         records[need] = rec
     return records
 

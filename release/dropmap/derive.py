@@ -275,3 +275,23 @@ def _write_together(files: list[tuple[Path, bytes]]) -> None:
         for tmp, _ in staged:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def drop_map_of(release: Release, artifact: Any) -> Any:
+    """The drop map a built `dropmap` artifact holds, from its recorded facts (the file itself may be on
+    another machine), checked against the base config like a given one."""
+    from ..spec.dropmap import DropMap
+
+    kept = {int(layer): tuple(v) for layer, v in artifact.facts["kept"].items()}
+    dm = DropMap(file=release.drop_map.file, base=release.definition.base.repo,
+                 num_experts=release.drop_map.num_experts, kept=kept, sha256=artifact.files[0].sha256 or "",
+                 source=str(artifact.facts.get("source", "")))
+    problems = check_against_config(dm, release.base_config, release.family, config_file=release.definition.base.config,
+                                    base_repo=release.definition.base.repo)
+    if dm.kept_count != release.definition.prune.experts_kept:
+        problems.append(Problem(dm.file, "keep", f"keeps {dm.kept_count} per layer, not "
+                                                 f"{release.definition.prune.experts_kept}"))
+    if problems:
+        raise WorkError(f"the derived drop map ({artifact.id}) does not fit the base: "
+                        + "; ".join(str(p) for p in problems[:3]))
+    return dm

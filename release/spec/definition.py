@@ -69,6 +69,9 @@ class DropmapSection(Section):
     keep_top_per_class: int = Field(default=0, ge=0)  # each class's N best experts are always kept
     class_weights: dict[NonEmpty, float] = {}  # class → weight (default 1)
     max_tokens: int = Field(default=512, gt=0)  # per calibration sample
+    # The release makes [prune] drop_map itself: a `dropmap` artifact built by a job of its own (on a GPU
+    # runner when there is one) before anything is pruned. The file must then not exist in the folder.
+    derive: bool = False
 
 
 class Bf16Section(Section):

@@ -31,6 +31,12 @@ class DropMap:
     sha256: str
     source: str = ""
     notes: str = ""
+    planned_kept: int = 0  # a map the release derives itself, before it exists: experts it will keep
+
+    @property
+    def pending(self) -> bool:
+        """Not derived yet ([dropmap] derive): only the counts are known."""
+        return not self.kept and self.planned_kept > 0
 
     @property
     def layers(self) -> list[int]:
@@ -39,7 +45,9 @@ class DropMap:
     @property
     def kept_count(self) -> int:
         """Experts kept per layer (uniform: validated at load)."""
-        return len(next(iter(self.kept.values()))) if self.kept else self.num_experts
+        if self.kept:
+            return len(next(iter(self.kept.values())))
+        return self.planned_kept or self.num_experts
 
     @property
     def dropped_count(self) -> int:

@@ -144,6 +144,17 @@ class Release:
             d.prune.drop_map: self.path(d.prune.drop_map),
             d.cards.scores: self.path(d.cards.scores),
         }
+        if d.dropmap is not None:
+            if not d.dropmap.derive:  # the scores a given map was derived from, when they are beside it
+                from ..dropmap.scores import scores_path_for
+
+                rel = str(Path(d.prune.drop_map).with_name(scores_path_for(Path(d.prune.drop_map).name)))
+                files[rel] = self.path(rel)
+            calibration = self.path(d.dropmap.calibration)
+            if calibration.is_dir():
+                for f in sorted(calibration.iterdir()):
+                    if f.is_file():
+                        files[f"{d.dropmap.calibration}/{f.name}"] = f
         if d.gguf and d.gguf.imatrix:
             files[d.gguf.imatrix] = self.path(d.gguf.imatrix)
         if d.ollama:
@@ -238,13 +249,22 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
                         f"from {base.repo}@{base.revision[:12]}")
 
     drop_map: DropMap | None = None
-    raw = read("prune.drop_map", read_input_bytes)
+    derived = definition.dropmap is not None and definition.dropmap.derive
+    raw = None if derived else read("prune.drop_map", read_input_bytes)
+    if derived and config is not None and family is not None:
+        try:
+            drop_map = DropMap(file=disp(definition.prune.drop_map), base=base.repo,
+                               num_experts=family.num_experts(config), kept={}, sha256="",
+                               source="derived by the release (release dropmap)",
+                               planned_kept=definition.prune.experts_kept)
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(Problem(disp(base.config), "", f"not a MoE config: {exc}"))
     if raw is not None:
         try:
             drop_map = parse_drop_map(raw, disp(definition.prune.drop_map))
         except InputError as exc:
             problems += exc.problems
-    if drop_map is not None and config is not None and family is not None:
+    if drop_map is not None and not drop_map.pending and config is not None and family is not None:
         problems += check_against_config(drop_map, config, family, config_file=disp(base.config),
                                          base_repo=base.repo)
         if drop_map.kept and drop_map.kept_count != definition.prune.experts_kept:
@@ -318,9 +338,20 @@ def definition_paths(d: ReleaseDefinition, pipeline_dir: Path, file: str,
     problems of the others (outside the folder, missing, a folder where a file is expected)."""
     paths: dict[str, Path] = {}
     problems: list[Problem] = []
+    derived = d.dropmap is not None and d.dropmap.derive
     for name, kind in PATH_FIELDS:
         rel = _field_value(d, name)
         if not rel:
+            continue
+        if name == "prune.drop_map" and derived:
+            try:
+                there = resolve_inside(pipeline_dir, rel).exists()
+            except PathRefused as exc:
+                problems.append(Problem(file, name, str(exc)))
+                continue
+            if there:
+                problems.append(Problem(file, "dropmap.derive", f"{pipeline_dir.name}/{rel} exists, but the release "
+                                        "derives its drop map: delete the file, or set derive = false to use it"))
             continue
         outside = name == "base.path" and d.base.path_outside
         try:

@@ -1,5 +1,6 @@
 """The verify gate: every artifact about to be published is checked; one failure publishes nothing.
 
+- dropmap: a derived map parses, fits the base and follows from its scores by the recorded recipe
 - bf16:   config, index and every copied byte range equal what pruning the base gives (any size); on
           small models, fp32 logits equal the base's with the dropped experts' router logits at −inf
 - gguf:   opens with the gguf reader, expected expert count and types, the pruned checkpoint's chat
@@ -90,7 +91,33 @@ def _card(ctx: Context, a: Artifact) -> list[str]:
     return []
 
 
-CHECKS: dict[str, Check] = {"bf16": _bf16, "gguf": _gguf, "nvfp4": _nvfp4, "ollama": _ollama, "card": _card}
+def _dropmap(ctx: Context, a: Artifact) -> list[str]:
+    """A derived map parses, fits the base, and follows from the scores beside it by its recipe."""
+    from ..dropmap.scores import parse_scores
+    from ..errors import InputError
+    from ..spec.dropmap import check_against_config, parse_drop_map
+
+    root = ctx.artifact_dir(a)
+    map_file, scores_file = (root / f.path for f in a.files)
+    try:
+        dm = parse_drop_map(map_file.read_bytes(), a.files[0].path)
+        scores = parse_scores(scores_file.read_bytes(), a.files[1].path)
+        derived = scores.kept()
+    except InputError as exc:
+        return [str(p) for p in exc.problems]
+    problems = [str(p) for p in check_against_config(dm, ctx.release.base_config, ctx.release.family,
+                                                      config_file=ctx.release.definition.base.config,
+                                                      base_repo=ctx.release.definition.base.repo)]
+    problems += [f"layer {layer}: the map keeps {list(dm.kept.get(layer, ()))}, its scores give {list(kept)}"
+                 for layer, kept in sorted(derived.items()) if dm.kept.get(layer) != kept]
+    if dm.kept_count != ctx.release.definition.prune.experts_kept:
+        problems.append(f"keeps {dm.kept_count} experts per layer, [prune] experts_kept says "
+                        f"{ctx.release.definition.prune.experts_kept}")
+    return problems
+
+
+CHECKS: dict[str, Check] = {
+    "dropmap": _dropmap,"bf16": _bf16, "gguf": _gguf, "nvfp4": _nvfp4, "ollama": _ollama, "card": _card}
 
 
 def verify_release(ctx: Context, artifacts: list[Artifact]) -> None:
