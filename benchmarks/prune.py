@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from release.prune.safetensors_header import TensorEntry, encode_header  # noqa: E402
 
-# Gemma 4 layout scaled down in width (notes §7): 4 layers of 128 fused experts, BF16.
+# Gemma 4 layout scaled down in width (docs/moe-pruning.md §7): 4 layers of 128 fused experts, BF16.
 HIDDEN, MOE_INTER, DENSE_INTER, EXPERTS, TOP_K, LAYERS, VOCAB = 1024, 512, 2048, 128, 8, 4, 32000
 HEADS, KV_HEADS, HEAD_DIM = 8, 4, 128
 KEEP = 98

@@ -180,7 +180,7 @@ def generate_tiny_gemma4(out_dir: Path, *, seed: int = SEED) -> Path:
     with staging_dir(out_dir) as tmp:
         model.save_pretrained(tmp, max_shard_size="4MB")
         _write_tokenizer(tmp, ids)
-        # transformers' save drops keys other runtimes read (notes/moe-pruning.md §5): restore them.
+        # transformers' save drops keys other runtimes read (docs/moe-pruning.md §5): restore them.
         cfg_path = tmp / "config.json"
         cfg = json.loads(cfg_path.read_text())
         tc = cfg["text_config"]

@@ -1,7 +1,7 @@
 """llama.cpp for the GGUF builder: the quantizer (libllama from llama-cpp-python) and the converter.
 
 Both come from one pinned PyPI sdist, llama-cpp-python 0.3.36 (llama.cpp 0c1e570), so converter,
-gguf-py and libllama always agree (shared/notes/gguf.md G9):
+gguf-py and libllama always agree (docs/gguf.md G9):
 
 - the quantizer: the sdist built into a wheel with portable flags (GGML_NATIVE=OFF: a native build
   picks AMX repacking, which segfaults on VMs that don't grant tile state, G1), cached in

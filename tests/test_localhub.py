@@ -1,4 +1,4 @@
-"""The stand-in Hub speaks what the unmodified huggingface_hub client needs (notes/hf-hub.md §3)."""
+"""The stand-in Hub speaks what the unmodified huggingface_hub client needs (docs/hf-hub.md §3)."""
 
 from __future__ import annotations
 

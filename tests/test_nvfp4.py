@@ -1,4 +1,4 @@
-"""NVFP4A16 builder against compressed-tensors 0.20 as the oracle (notes/nvfp4.md §8).
+"""NVFP4A16 builder against compressed-tensors 0.20 as the oracle (docs/nvfp4.md §8).
 
 Bit-exactness: for every module we wrote, compressed-tensors' own compressor, fed the *source* weight
 and the global scale it derives from the fusion group's amax (groups defined here from module names,
@@ -61,7 +61,7 @@ def fusion_group(module: str) -> str:
 
 
 def oracle(weight: torch.Tensor, group_amax: torch.Tensor) -> dict[str, torch.Tensor]:
-    """compressed-tensors 0.20 compressing `weight` with the group's global scale (notes §8 step 1)."""
+    """compressed-tensors 0.20 compressing `weight` with the group's global scale (docs/nvfp4.md §8 step 1)."""
     gs = generate_gparam(-group_amax.reshape(1), group_amax.reshape(1))
     blocks = weight.reshape(weight.shape[0], -1, 16)
     scale, _ = calculate_qparams(blocks.amin(-1), blocks.amax(-1), SCHEME.weights, global_scale=gs)
@@ -119,7 +119,7 @@ def gemma4(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def adversarial_edit(t: dict[str, torch.Tensor]) -> None:
-    """Edge cases of notes §8.4, written into a real tiny Gemma 4 (layer 5 is full attention, k_eq_v)."""
+    """Edge cases of docs/nvfp4.md §8.4, written into a real tiny Gemma 4 (layer 5 is full attention, k_eq_v)."""
     p = "model.language_model.layers."
     g = torch.Generator().manual_seed(11)
     bf = torch.bfloat16
@@ -224,7 +224,7 @@ def test_compressed_tensors_decompression(gemma4: tuple[Path, Path]) -> None:
         assert rel < 0.13, (m, rel)
         errors.append(rel)
     errors.sort()
-    assert 0.08 < errors[len(errors) // 2] < 0.11  # ≈0.095 for Gaussian-like weights (notes §8.3)
+    assert 0.08 < errors[len(errors) // 2] < 0.11  # ≈0.095 for Gaussian-like weights (docs/nvfp4.md §8.3)
 
 
 def test_passthrough_byte_identical(gemma4: tuple[Path, Path]) -> None:
@@ -359,7 +359,7 @@ def test_output_independent_of_worker_count(gemma4: tuple[Path, Path], tmp_path:
 
 def test_compressed_tensors_checkpoint_dequantizer_reads_the_artifact(gemma4: tuple[Path, Path],
                                                                        tmp_path: Path) -> None:
-    """compressed-tensors' own checkpoint converter (notes §8 step 2) parses our config.json and shards
+    """compressed-tensors' own checkpoint converter (docs/nvfp4.md §8 step 2) parses our config.json and shards
     and dequantizes every module to bf16 bit-identical to ours, close to the source; the rest unchanged."""
     from compressed_tensors.entrypoints.convert import convert_checkpoint
     from compressed_tensors.entrypoints.convert.converters.ct_dequantizer import CompressedTensorsDequantizer

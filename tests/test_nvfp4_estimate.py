@@ -1,4 +1,4 @@
-"""NVFP4 size before building: exact from headers, and from a config alone (notes/nvfp4.md §6)."""
+"""NVFP4 size before building: exact from headers, and from a config alone (docs/nvfp4.md §6)."""
 
 from __future__ import annotations
 
@@ -49,10 +49,10 @@ def test_config_estimate_close_to_built_size(tmp_path: Path) -> None:
     assert abs(est - built) / built < 0.02, (est, built)
 
 
-def test_gemma4_26b_98_experts_rows_of_the_notes() -> None:
-    """notes/nvfp4.md §6: 98 experts → A 13.36 GB, B 14.95 GB, C 15.72 GB; 128 experts A 16.37 GB.
+def test_gemma4_26b_98_experts_rows_of_docs_nvfp4() -> None:
+    """docs/nvfp4.md §6: 98 experts → A 13.36 GB, B 14.95 GB, C 15.72 GB; 128 experts A 16.37 GB.
 
-    The notes count the vision tower as ≈550M (its real intermediate size, 4304); the v4 base config
+    docs/nvfp4.md counts the vision tower as ≈550M (its real intermediate size, 4304); the v4 base config
     leaves vision intermediate_size at transformers' default, so the test sets it.
     """
     config = json.loads(V4_CONFIG.read_text())

@@ -1,6 +1,6 @@
 """Exactness of the byte-range pruner on tiny real checkpoints (Gemma 4, Qwen3-MoE, Mixtral, OLMoE).
 
-Pruning experts ≡ the original model with the dropped experts' router logits at −inf (notes §3). To be
+Pruning experts ≡ the original model with the dropped experts' router logits at −inf (docs/moe-pruning.md §3). To be
 robust to reduction order and top-k ties, both models route with the same code: softmax over the kept
 experts only and a stable descending sort (ties → lowest index). The reference is the *original*
 checkpoint routing over its kept experts; the candidate is the *pruned* checkpoint routing over all of
@@ -138,7 +138,7 @@ def test_pruned_model_matches_minus_inf_masking_with_stock_router(base: tuple[st
     masked = original(**inputs).logits
     plain = pruned(**inputs).logits
     mask = inputs["attention_mask"].bool()
-    # Not bit-exact: the softmax denominator sums a different number of terms (notes §3, cause 1).
+    # Not bit-exact: the softmax denominator sums a different number of terms (docs/moe-pruning.md §3, cause 1).
     torch.testing.assert_close(plain[mask], masked[mask], rtol=1e-4, atol=1e-4)
 
 
@@ -156,7 +156,7 @@ def _masked_linear_forward(orig: Callable[..., Routed], bias: torch.Tensor) -> C
 
 @torch.no_grad()
 def test_bf16_pruned_logits_equal_kept_only_reference(tmp_path: Path) -> None:
-    """In BF16 top-k ties are common (notes §3); with the shared stable router the match is still exact."""
+    """In BF16 top-k ties are common (docs/moe-pruning.md §3); with the shared stable router the match is still exact."""
     import transformers
 
     base_dir = make_checkpoint("gemma4", tmp_path / "base", seed=8, dtype=torch.bfloat16, with_tokenizer=False)

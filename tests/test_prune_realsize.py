@@ -1,9 +1,9 @@
 """The real Gemma 4 26B-A4B layout, planned at full size without a byte of weights.
 
-The model is built on the meta device from the published config (notes §1), its tensors are written as
+The model is built on the meta device from the published config (docs/moe-pruning.md §1), its tensors are written as
 safetensors headers over *sparse* files (the data is holes: gigabytes apparent, nothing on disk), and
 the pruner plans 128 → 98 experts on it. The planned output shapes must equal those of the same model
-built by transformers with 98 experts, and the removed parameters must be exactly what notes §2 derives.
+built by transformers with 98 experts, and the removed parameters must be exactly what docs/moe-pruning.md §2 derives.
 Nothing is copied (copying holes would write zeros), only `check_prune` runs.
 """
 
@@ -22,7 +22,7 @@ from release.prune import check_prune
 from release.prune.safetensors_header import TensorEntry, encode_header
 from release.spec.dropmap import load_drop_map
 
-TEXT = {  # google/gemma-4-26B-A4B-it text_config (notes §1)
+TEXT = {  # google/gemma-4-26B-A4B-it text_config (docs/moe-pruning.md §1)
     "hidden_size": 2816, "intermediate_size": 2112, "moe_intermediate_size": 704, "num_experts": 128,
     "top_k_experts": 8, "enable_moe_block": True, "num_hidden_layers": 30,
     "layer_types": (["sliding_attention"] * 5 + ["full_attention"]) * 5, "num_attention_heads": 16,
@@ -33,7 +33,7 @@ TEXT = {  # google/gemma-4-26B-A4B-it text_config (notes §1)
 }
 VISION = {"hidden_size": 1152, "num_hidden_layers": 27}
 SHARD_BYTES = 5 << 30  # the Hub's usual 5 GB shards
-PER_EXPERT = 3 * 704 * 2816  # gate, up, down rows of one expert (notes §2: 5,947,392)
+PER_EXPERT = 3 * 704 * 2816  # gate, up, down rows of one expert (docs/moe-pruning.md §2: 5,947,392)
 
 
 @functools.cache  # shared by the tests of this file; treated as read-only

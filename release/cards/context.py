@@ -22,7 +22,7 @@ HUB = "https://huggingface.co"
 OLLAMA = "https://ollama.com"
 CARD_KINDS = ("bf16", "gguf", "nvfp4", "ollama")
 
-# NVFP4A16: 4-bit values plus one FP8 scale per 16 weights (notes/nvfp4.md); embeddings stay BF16.
+# NVFP4A16: 4-bit values plus one FP8 scale per 16 weights (docs/nvfp4.md); embeddings stay BF16.
 NVFP4_BPW = 4.5
 
 

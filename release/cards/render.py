@@ -112,7 +112,7 @@ def card_data(release: Release, kind: str) -> ModelCardData | None:
     tags += [t for t in extra_tags if t and t not in tags]
     kwargs: dict[str, Any] = {}
     if kind == "bf16":
-        # No "pruned" relation exists; a pruned checkpoint is a derived model of the base (notes/hf-hub.md).
+        # No "pruned" relation exists; a pruned checkpoint is a derived model of the base (docs/hf-hub.md).
         base, relation = d.base.repo, "finetune"
         kwargs["library_name"] = "transformers"
     else:

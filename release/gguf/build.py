@@ -57,7 +57,7 @@ Log = Callable[[str], None]
 
 GB = 1_000_000_000
 
-# Relative quantization cost per ftype (CPU-s per GB of F16 input, shared/notes/gguf.md §5, medium model);
+# Relative quantization cost per ftype (CPU-s per GB of F16 input, docs/gguf.md §5, medium model);
 # used to start the slowest tiers first so the pool drains evenly.
 _COST = {"Q8_0": 4, "Q4_0": 15, "Q6_K": 12, "Q3_K_S": 17, "Q3_K_M": 18, "Q4_K_S": 43, "Q4_K_M": 40,
          "Q3_K_L": 31, "Q2_K": 45, "Q5_K_S": 56, "Q5_K_M": 48, "IQ4_XS": 98, "IQ4_NL": 99, "IQ3_M": 118,

@@ -1,5 +1,5 @@
 """One tier = one in-process `llama_model_quantize` call (byte-identical to the llama-quantize binary,
-shared/notes/gguf.md §2.3), run in its own process so tiers can go in parallel and a crash in C++ costs
+docs/gguf.md §2.3), run in its own process so tiers can go in parallel and a crash in C++ costs
 only that tier.
 """
 

@@ -3,7 +3,7 @@ a batch, read logits, and optionally watch every matrix multiplication through `
 
 Used for the importance matrix (release.gguf.imatrix) and the smoke test (next-token distributions vs the
 baseline). The high-level `llama_cpp.Llama` is avoided: it hides `cb_eval` and trips on the iSWA cache
-when reused (shared/notes/gguf.md G8).
+when reused (docs/gguf.md G8).
 """
 
 from __future__ import annotations

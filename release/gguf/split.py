@@ -1,7 +1,7 @@
 """Split a GGUF above the size limit in llama.cpp's split format (what `llama-gguf-split --split
 --split-max-size` writes: `<stem>-00001-of-0000N.gguf`, `split.no`/`split.count`/`split.tensors.count`,
 metadata in the first shard), into a per-tier folder as bartowski and unsloth publish them. Written with
-gguf's GGUFWriter (notes §5: same shards and identical logits as llama-gguf-split).
+gguf's GGUFWriter (docs/gguf.md §5: same shards and identical logits as llama-gguf-split).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """GGUF tiers: llama.cpp's file types and tensor types, `_L` variants, CD-* recipes, and names.
 
-Facts: shared/notes/gguf.md (§2.3 ftypes, §2.5 bits per weight, G4 fallbacks, G5 imatrix, §6 `-hf`).
+Facts: docs/gguf.md (§2.3 ftypes, §2.5 bits per weight, G4 fallbacks, G5 imatrix, §6 `-hf`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Hub endpoints the unmodified huggingface_hub client uses (notes/hf-hub.md §3), on top of Store.
+"""The Hub endpoints the unmodified huggingface_hub client uses (docs/hf-hub.md §3), on top of Store.
 
 Two origins, like the real Hub: the API (repos, commits, trees, resolve, LFS batch) and a storage
 origin for LFS bytes (signed PUT/GET URLs, no Authorization header), so downloads go through a 302 to

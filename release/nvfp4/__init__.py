@@ -1,5 +1,5 @@
 """NVFP4A16: weight-only NVFP4 checkpoints in the compressed-tensors layout vLLM loads, produced on
-CPU by streaming, bit-exact with compressed-tensors' own compressor (notes/nvfp4.md).
+CPU by streaming, bit-exact with compressed-tensors' own compressor (docs/nvfp4.md).
 
 Public interface (what the build step, `plan` and the verify gate call):
 - quantize_checkpoint(src_dir, out_dir, *, fmt, ignore, quantize_attention, quantize_dense_mlp,

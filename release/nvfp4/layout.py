@@ -1,7 +1,7 @@
 """Which tensors become NVFP4, how they group, and what the output checkpoint holds — from names,
 shapes and dtypes alone, so `plan` can size the artifact and the builder can stream it.
 
-Selection rules (notes/nvfp4.md §3–§6):
+Selection rules (docs/nvfp4.md §3–§6):
 - Quantized: 2-D `<m>.weight` of decoder-layer linears named q/k/v/o_proj, gate/up/down_proj or
   w1/w2/w3 (Mixtral experts), and fused 3-D Gemma-4 style experts (`experts.gate_up_proj`
   [E, 2I, H], `experts.down_proj` [E, H, I]) split per expert.
@@ -257,7 +257,7 @@ def _add_fused(t: SrcTensor, container: str, kind: str, by_name: dict[str, SrcTe
     # Output: one module per expert, `experts.{e}.gate_proj|up_proj|down_proj.weight_packed/_scale/
     # _global_scale` — the per-expert names vLLM's compressed-tensors MoE loader maps into its
     # w13/w2 stacks (fused_moe expert params mapping), the layout llm-compressor's oneshot writes for
-    # Gemma 4 (byte-identical on tiny models, notes §8) and every quantized Gemma-4 checkpoint in the
+    # Gemma 4 (byte-identical on tiny models, docs/nvfp4.md §8) and every quantized Gemma-4 checkpoint in the
     # wild uses. vLLM also accepts fused 3-D names, but no compressed-tensors tool writes packed
     # 3-D experts, so that path is the less travelled one; per-expert scales also give each expert's
     # gate/up the shared global scale vLLM assumes (it keeps w1's for w3).

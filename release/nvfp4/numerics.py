@@ -3,7 +3,7 @@
 The order and dtype of every operation below is deliberate: compressed-tensors computes the global
 scale and the block scale in the *weight's* dtype (bf16 for our checkpoints), then multiplies them
 in fp32. Doing the same arithmetic in fp32 throughout changes ≈2 % of the packed bytes, so the
-arithmetic mirrors the reference rather than the textbook formula (notes/nvfp4.md §2.1).
+arithmetic mirrors the reference rather than the textbook formula (docs/nvfp4.md §2.1).
 
 Work is done in row chunks of ~CHUNK_ELEMS elements: whole-tensor torch ops on CPU are several
 times slower (they fall out of cache) and would allocate fp32 copies of the whole tensor.

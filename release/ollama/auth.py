@@ -6,7 +6,7 @@ Where the key comes from (first that is set):
 3. `~/.ollama/id_ed25519` (what `ollama serve` creates; its .pub must be linked to the account).
 The private key never leaves this module: errors name its source and the public key's fingerprint only.
 
-Flow (notes §5): a 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` → GET
+Flow (docs/ollama.md §5): a 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` → GET
 `<realm>?nonce=…&scope=…&service=…&ts=…` (Go url.Values order and escaping) with
 `Authorization: <base64 SSH-wire public key>:<base64 signature of "GET,<url>,<base64(hex(sha256(body)))>">`
 → `{"token": …}` → `Authorization: Bearer <token>`.

@@ -1,5 +1,5 @@
 """Model-level exactness of a prune: the pruned model's logits equal the base model's with the
-dropped experts' router logits at −inf (shared/notes/moe-pruning.md §3).
+dropped experts' router logits at −inf (docs/moe-pruning.md §3).
 
 To be robust to reduction order and top-k ties, both models route with the same code: a softmax
 over the *kept* experts only and a stable descending sort (ties → lowest index). The reference is the

@@ -2,7 +2,7 @@
 
 config.json and the index are edited this way rather than parsed and re-dumped: a round trip through
 `json` (or worse, transformers) reorders keys, changes number spelling and indentation, and — for
-transformers — adds and removes keys that llama.cpp and vLLM read (notes §5).
+transformers — adds and removes keys that llama.cpp and vLLM read (docs/moe-pruning.md §5).
 """
 
 from __future__ import annotations
