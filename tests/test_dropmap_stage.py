@@ -47,7 +47,7 @@ def test_check_and_plan_with_a_derived_map(deriving: Path) -> None:
     # A given map and derive = true at once is ambiguous.
     (deriving / "dropmap.json").write_text((ROOT / "pipelines" / "demo" / "dropmap.json").read_text())
     try:
-        with pytest.raises(InputError, match="dropmap.derive"):
+        with pytest.raises(InputError, match=r"dropmap\.derive"):
             load_release(str(deriving))
     finally:
         (deriving / "dropmap.json").unlink()

@@ -156,7 +156,7 @@ def _masked_linear_forward(orig: Callable[..., Routed], bias: torch.Tensor) -> C
 
 @torch.no_grad()
 def test_bf16_pruned_logits_equal_kept_only_reference(tmp_path: Path) -> None:
-    """In BF16 top-k ties are common (docs/moe-pruning.md §3); with the shared stable router the match is still exact."""
+    """In BF16 top-k ties are common (docs/moe-pruning.md §3); with the shared stable router the match is exact."""
     import transformers
 
     base_dir = make_checkpoint("gemma4", tmp_path / "base", seed=8, dtype=torch.bfloat16, with_tokenizer=False)
