@@ -50,7 +50,7 @@ def v4_table() -> None:
     base_reads = 0
     for j in plan.jobs:
         fetched = sum(i.size or 0 for i in j.inputs)
-        base_reads += sum(1 for i in j.inputs if i.id == "base") + (1 if j.id == "prepare" else 0)
+        base_reads += sum(1 for i in j.inputs if i.id == "base")
         print(f"{j.id:34s} {j.stage:8s} {fetched / 1e9:8.1f} GB {j.disk_gb:6.1f} GB {j.ram_gb:5.1f} GB "
               f"{j.hours:6.2f}  {j.runner}")
         if j.stage == "build":

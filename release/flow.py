@@ -100,28 +100,35 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     verify_release(ctx, chosen)
 
     hub = [a for a in chosen if a.destination is not None and a.destination.kind == "hub"]
-    tags = [a for a in chosen if a.kind == "ollama"]
+    tags = any(a.kind == "ollama" for a in chosen)
     hub_pub = _hub_publisher(ctx) if hub else None
     plan = hub_pub.plan(hub, ctx.dist, prune_remote=opts.prune_remote) if hub_pub else None
     ctx.write_manifest()  # the remote diff, recorded before anything is written
-    if opts.dry_run:
-        if plan is not None:
-            summary.repos += [_repo_summary(rp) for rp in plan.repos]
+    return send(ctx, summary, hub_pub, plan, tags, git_tag=git_tag and not opts.only)
+
+
+def send(ctx: Context, summary: PublishSummary, hub_pub: Any, plan: Any, tags: bool, *, git_tag: bool,
+         after_tags: Any = None) -> PublishSummary:
+    """Publish what `plan` (Hub) and the Ollama build hold, in the order that keeps a release all or
+    nothing: hash afresh → Ollama blobs and Hub LFS objects (invisible until referenced) → Hub commits →
+    Ollama manifests → tags and collection → (`after_tags`) → the publish record and the git tag. A dry
+    run stops before the first write, with the plan in the summary."""
+    if summary.dry_run:
+        summary.repos += [_repo_summary(rp) for rp in (plan.repos if plan is not None else [])]
         if tags:
             _plan_ollama(ctx, summary)
         return summary
-
-    if opts.local_state is not None and plan is not None:
+    if ctx.options.local_state is not None and plan is not None:
         check_local_room(ctx, plan.bytes_to_send)
-    preflight(ctx, plan, bool(tags))
-    ollama = _ollama_push(ctx, "blobs") if tags else None  # content first: invisible until a manifest
+    preflight(ctx, plan, tags)
+    ollama = _ollama_push(ctx, "blobs") if tags else None
     result = None
     if hub_pub is not None and plan is not None:
         hub_pub.upload(plan, rehash=False)  # LFS objects of every repo before the first commit
         result = hub_pub.apply(plan, message=f"Release {ctx.release.name}")
     if tags:
         ollama = _ollama_push(ctx, "manifests", ollama)
-    if hub_pub is not None and plan is not None and result is not None:
+    if result is not None:
         d = ctx.release.definition
         repos = [r.repo for r in plan.repos]
         result.tags = hub_pub.tag(repos, d.release.version_tag or ctx.release.name)
@@ -132,9 +139,11 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
         summary.notes.extend(result.notes)
     if ollama is not None:
         _ollama_summary(ctx, summary, ollama)
+    if after_tags is not None:
+        after_tags()
     ctx.write_manifest()
     record_published(ctx, summary)
-    if git_tag and not opts.only:
+    if git_tag:
         summary.git_tag = tag_pipelines_repo(ctx, summary)
     return summary
 
@@ -204,7 +213,7 @@ def _hub_publisher(ctx: Context):  # type: ignore[no-untyped-def]
 
 def _repo_summary(rp: Any, rr: Any = None) -> RepoSummary:
     rs = RepoSummary(repo=rp.repo, url=rp.url, planned_bytes=rp.bytes_to_send,
-                     unchanged_files=len(rp.of("unchanged")), sent_files=len(rp.uploads))
+                     unchanged_files=len(rp.of("unchanged")), sent_files=len(rp.uploads) + len(rp.copies))
     if rr is not None:
         rs.commits = len(rr.commits)
         rs.sent_bytes = rr.bytes_sent

@@ -17,15 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import RemoteError
-from ..flow import (
-    PublishSummary,
-    RepoSummary,
-    _ollama_push,
-    _ollama_summary,
-    _plan_ollama,
-    record_published,
-    tag_pipelines_repo,
-)
+from ..flow import PublishSummary, send
 from ..pipeline import Context, ensure
 from ..publish.hubplan import HubPlan, PlannedFile, RepoPlan
 from .jobs import JobPlan, plan_jobs
@@ -74,30 +66,8 @@ def run_finish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
 
     promotion = _promotion_plan(ctx, pub, records, repos)
     tags = any(ctx.artifacts[i].kind == "ollama" for i in finish.artifacts)
-    if ctx.options.dry_run:
-        summary.repos += [_summary(rp) for rp in promotion.repos]
-        if tags:
-            _plan_ollama(ctx, summary)
-        return summary
-    ollama = _ollama_push(ctx, "blobs") if tags else None
-    pub.upload(promotion)
-    result = pub.apply(promotion, message=f"Release {ctx.release.name}")
-    if tags:
-        ollama = _ollama_push(ctx, "manifests", ollama)
-    result.tags = pub.tag(repos, tag)
-    result.collection = pub.ensure_collection(d.release.title, d.release.owner, repos, d.release.summary)
-    for rp in promotion.repos:
-        rr = next(r for r in result.repos if r.repo == rp.repo)
-        summary.repos.append(_summary(rp, rr))
-    summary.notes.extend(result.notes)
-    if ollama is not None:
-        _ollama_summary(ctx, summary, ollama)
-    _delete_branches(ctx, plan, pub, summary)
-    ctx.write_manifest()
-    record_published(ctx, summary)
-    if git_tag:
-        summary.git_tag = tag_pipelines_repo(ctx, summary)
-    return summary
+    return send(ctx, summary, pub, promotion, tags, git_tag=git_tag,
+                after_tags=lambda: _delete_branches(ctx, plan, pub, summary))
 
 
 def _adopt(ctx: Context, plan: JobPlan, records: dict[str, JobRecord], pub: Any) -> None:
@@ -155,15 +125,6 @@ def _promotion_plan(ctx: Context, pub: Any, records: dict[str, JobRecord], repos
 
 def _staged(artifact_id: str, records: dict[str, JobRecord]) -> bool:
     return any(artifact_id in rec.repos for rec in records.values())
-
-
-def _summary(rp: RepoPlan, rr: Any = None) -> RepoSummary:
-    rs = RepoSummary(repo=rp.repo, url=rp.url, planned_bytes=rp.bytes_to_send,
-                     unchanged_files=len(rp.of("unchanged")), sent_files=len(rp.uploads) + len(rp.copies))
-    if rr is not None:
-        rs.commits = len(rr.commits)
-        rs.sent_bytes = rr.bytes_sent
-    return rs
 
 
 def _promoted(pub: Any, repos: list[str], tag: str) -> bool:

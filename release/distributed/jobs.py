@@ -270,7 +270,11 @@ def _estimate(ctx: Context, job: Job) -> None:
     ram = 1.0
     serial = fetched / DOWNLOAD_BPS + made / UPLOAD_BPS
     cpu = 0.0  # core-seconds
-    disk = fetched + made
+    # A job frees a downloaded base once what is made from it is built and verified (run.free_base):
+    # the peak is the base beside those, or them beside everything else, whichever is larger.
+    base = sum(i.size or 0 for i in job.inputs if i.id == BASE)
+    from_base = sum(size[i] for i in job.artifacts if BASE in reg[i].needs)
+    disk = fetched - base + max(base + from_base, made)
     g = ctx.release.definition.gguf
     for i in job.artifacts:
         a = reg[i]

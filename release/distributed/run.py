@@ -23,7 +23,7 @@ from ..errors import RemoteError, WorkError
 from ..fsutil import atomic_write_text, link_or_copy, sha256_file
 from ..manifest import Artifact, Destination, FileEntry
 from ..pipeline import Context, builders, digest, ensure
-from ..steps import STEP_OF, topological
+from ..steps import BASE, STEP_OF, topological
 from .jobs import GB, Job, JobPlan, plan_jobs
 from .records import (
     JobRecord,
@@ -161,8 +161,15 @@ def run_job(ctx: Context, job_id: str, plan: JobPlan | None = None) -> JobSummar
         summary.notes.append(f"already staged on {summary.branch} for the same inputs: nothing to do")
         return summary
     fetch_inputs(ctx, job, records, pub, summary)
+    # What is made from the base first (built and verified), then the base is freed, then the rest:
+    # a job's peak disk is the base or its products, not both with everything else.
+    first = [i for i in job.artifacts if BASE in ctx.artifacts[i].needs]
     with ctx.live():
-        summary.built = ensure(ctx, job.artifacts)
+        summary.built = ensure(ctx, first)
+        verify_release(ctx, [ctx.artifacts[i] for i in first])
+        if first:
+            free_base(ctx)
+        summary.built += ensure(ctx, job.artifacts)
     ctx.write_manifest()
     made = [ctx.artifacts[i] for i in job.artifacts]
     verify_release(ctx, made)
@@ -181,6 +188,27 @@ def run_job(ctx: Context, job_id: str, plan: JobPlan | None = None) -> JobSummar
                     git_sha1=git_sha1s(ctx, made), ollama_blobs=ollama)
     summary.commits += _commit_record(ctx, pub, rec)
     return summary
+
+
+def free_base(ctx: Context) -> None:
+    """Drop the base checkpoint this job downloaded into the Hugging Face cache (a job's machine is
+    disposable; a base given as a local folder or generated is left alone)."""
+    base = ctx.release.definition.base
+    if base.generator or (base.path and (ctx.release.path(base.path) / "config.json").is_file()):
+        return
+    from huggingface_hub import scan_cache_dir
+
+    try:
+        cache = scan_cache_dir()
+    except Exception:  # no cache, or one the client cannot read: nothing of ours to free
+        return
+    hashes = [rev.commit_hash for repo in cache.repos if repo.repo_id == base.repo and repo.repo_type == "model"
+              for rev in repo.revisions if rev.commit_hash == base.revision]
+    if hashes:
+        strategy = cache.delete_revisions(*hashes)
+        strategy.execute()
+        ctx.say(f"freed the base checkpoint ({strategy.expected_freed_size / 1e9:.2f} GB) from the Hugging Face "
+                "cache: what this job makes from it is built and verified")
 
 
 def _push_model_blobs(ctx: Context, job: Job, summary: JobSummary) -> dict[str, str]:
