@@ -67,7 +67,10 @@ def demo_bytes() -> None:
     from release.local import start_registry
     from release.localhub import LocalHub
 
+    from huggingface_hub.utils import disable_progress_bars
+
     constants.HF_HUB_DISABLE_XET = True
+    disable_progress_bars()
     tmp = Path(tempfile.mkdtemp(prefix="bench-distributed-"))
     hub = LocalHub(tmp / "hub", tokens={TOKEN: ["demo"]})
     url = hub.start()
