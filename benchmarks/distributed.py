@@ -62,12 +62,11 @@ def v4_table() -> None:
 
 def demo_bytes() -> None:
     from huggingface_hub import HfApi, constants
+    from huggingface_hub.utils import disable_progress_bars
 
     from release.demo import generate_tiny_gemma4
     from release.local import start_registry
     from release.localhub import LocalHub
-
-    from huggingface_hub.utils import disable_progress_bars
 
     constants.HF_HUB_DISABLE_XET = True
     disable_progress_bars()

@@ -49,33 +49,9 @@ def medium_text_config() -> dict:
 
 def generate_medium(out: Path) -> None:
     """A random-init Gemma4ForConditionalGeneration (text + the demo's small vision tower) saved as BF16."""
-    import torch
-    from transformers import Gemma4Config, Gemma4ForConditionalGeneration
+    from release.demo import write_gemma4
 
-    from release.demo import SPECIAL_TOKENS, _write_tokenizer, vision_config
-    from release.fsutil import staging_dir
-
-    ids = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
-    config = Gemma4Config(text_config=medium_text_config(), vision_config=vision_config(), audio_config=None,
-                          boi_token_id=ids["<|image>"], eoi_token_id=ids["<image|>"],
-                          image_token_id=ids["<|image|>"], video_token_id=ids["<|video|>"],
-                          boa_token_id=ids["<|audio>"], eoa_token_index=ids["<audio|>"],
-                          audio_token_id=ids["<|audio|>"], tie_word_embeddings=True)
-    config.eos_token_id = [ids["<eos>"], ids["<turn|>"]]
-    config.bos_token_id, config.pad_token_id = ids["<bos>"], ids["<pad>"]
-    torch.manual_seed(11)
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        model = Gemma4ForConditionalGeneration(config)
-    finally:
-        torch.set_default_dtype(torch.float32)
-    with staging_dir(out) as tmp:
-        model.save_pretrained(tmp, max_shard_size="400MB")
-        _write_tokenizer(tmp, ids)
-        cfg = json.loads((tmp / "config.json").read_text())
-        cfg["text_config"]["global_head_dim"] = 512
-        cfg["text_config"]["num_global_key_value_heads"] = 2
-        (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    write_gemma4(out, medium_text_config(), seed=11, max_shard_size="400MB", init_in_bf16=True)
 
 
 def bench_pipeline(folder: Path, base: Path, pruned: Path) -> Path:

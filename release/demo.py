@@ -151,12 +151,25 @@ def generate_tiny_gemma4(out_dir: Path, *, seed: int = SEED) -> Path:
     # A stamp left from an earlier folder must not vouch for whatever happens to `out_dir` if this
     # run is interrupted between replacing the folder and writing the new stamp.
     _stamp(out_dir).unlink(missing_ok=True)
+    write_gemma4(out_dir, text_config(), seed=seed, max_shard_size="4MB", perturb=True)
+    # Beside the folder, not in it: everything in it is part of the checkpoint and gets published.
+    # It lists every file with its sha256, so it vouches for this folder's content and nothing else.
+    atomic_write_text(_stamp(out_dir), json.dumps({**_generator(seed), "files": _listing(out_dir)},
+                                                  indent=1, sort_keys=True) + "\n")
+    return out_dir
+
+
+def write_gemma4(out_dir: Path, text: dict, *, seed: int, max_shard_size: str, perturb: bool = False,
+                 init_in_bf16: bool = False) -> Path:
+    """A random-init `Gemma4ForConditionalGeneration` with the text config `text`, the demo's vision tower
+    and tokenizer, saved as BF16 (atomically). `perturb` moves scales off 1 and biases off 0;
+    `init_in_bf16` builds it in BF16 directly (half the memory; other random values than an fp32 init)."""
     import torch
     from transformers import Gemma4Config, Gemma4ForConditionalGeneration
 
     ids = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
     config = Gemma4Config(
-        text_config=text_config(),
+        text_config=text,
         vision_config=vision_config(),
         audio_config=None,
         boi_token_id=ids["<|image>"], eoi_token_id=ids["<image|>"], image_token_id=ids["<|image|>"],
@@ -167,30 +180,33 @@ def generate_tiny_gemma4(out_dir: Path, *, seed: int = SEED) -> Path:
     config.bos_token_id = ids["<bos>"]
     config.pad_token_id = ids["<pad>"]
     torch.manual_seed(seed)
-    model = Gemma4ForConditionalGeneration(config).to(torch.bfloat16)
-    with torch.no_grad():
-        # Random init leaves scales at 1 and biases at 0; perturb everything so no term is neutral
-        # (an exactness test where a scale is 1 would not notice it being dropped or misaligned).
-        gen = torch.Generator().manual_seed(seed + 1)
-        for name, param in model.named_parameters():
-            if param.ndim <= 1:
-                noise = torch.rand(param.shape, generator=gen) * 0.5 + 0.75
-                param.copy_(noise.to(param.dtype) * (1 if "norm" in name or "scale" in name else 0.1))
+    if init_in_bf16:
+        torch.set_default_dtype(torch.bfloat16)
+        try:
+            model = Gemma4ForConditionalGeneration(config)
+        finally:
+            torch.set_default_dtype(torch.float32)
+    else:
+        model = Gemma4ForConditionalGeneration(config).to(torch.bfloat16)
+    if perturb:
+        with torch.no_grad():
+            # Random init leaves scales at 1 and biases at 0; perturb everything so no term is neutral
+            # (an exactness test where a scale is 1 would not notice it being dropped or misaligned).
+            gen = torch.Generator().manual_seed(seed + 1)
+            for name, param in model.named_parameters():
+                if param.ndim <= 1:
+                    noise = torch.rand(param.shape, generator=gen) * 0.5 + 0.75
+                    param.copy_(noise.to(param.dtype) * (1 if "norm" in name or "scale" in name else 0.1))
 
     with staging_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, max_shard_size="4MB")
+        model.save_pretrained(tmp, max_shard_size=max_shard_size)
         _write_tokenizer(tmp, ids)
         # transformers' save drops keys other runtimes read (docs/moe-pruning.md §5): restore them.
         cfg_path = tmp / "config.json"
         cfg = json.loads(cfg_path.read_text())
-        tc = cfg["text_config"]
-        tc["global_head_dim"] = text_config()["global_head_dim"]
-        tc["num_global_key_value_heads"] = text_config()["num_global_key_value_heads"]
+        for key in ("global_head_dim", "num_global_key_value_heads"):
+            cfg["text_config"][key] = text[key]
         cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    # Beside the folder, not in it: everything in it is part of the checkpoint and gets published.
-    # It lists every file with its sha256, so it vouches for this folder's content and nothing else.
-    atomic_write_text(_stamp(out_dir), json.dumps({**_generator(seed), "files": _listing(out_dir)},
-                                                  indent=1, sort_keys=True) + "\n")
     return out_dir
 
 

@@ -22,35 +22,9 @@ FULL_WIDTH = {"hidden_size": 2816, "intermediate_size": 2112, "moe_intermediate_
 
 def generate_full_width(out: Path, *, seed: int = 3) -> Path:
     """The demo model at the 26B's widths, saved as BF16 with the demo's tokenizer (random weights)."""
-    import torch
-    from transformers import Gemma4Config, Gemma4ForConditionalGeneration
+    from release.demo import text_config, write_gemma4
 
-    from release.demo import SPECIAL_TOKENS, _write_tokenizer, text_config, vision_config
-    from release.fsutil import staging_dir
-
-    ids = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
-    config = Gemma4Config(text_config={**text_config(), **FULL_WIDTH}, vision_config=vision_config(),
-                          audio_config=None, boi_token_id=ids["<|image>"], eoi_token_id=ids["<image|>"],
-                          image_token_id=ids["<|image|>"], video_token_id=ids["<|video|>"],
-                          boa_token_id=ids["<|audio>"], eoa_token_index=ids["<audio|>"],
-                          audio_token_id=ids["<|audio|>"], tie_word_embeddings=True)
-    config.eos_token_id = [ids["<eos>"], ids["<turn|>"]]
-    config.bos_token_id, config.pad_token_id = ids["<bos>"], ids["<pad>"]
-    torch.manual_seed(seed)
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        model = Gemma4ForConditionalGeneration(config)
-    finally:
-        torch.set_default_dtype(torch.float32)
-    with staging_dir(out) as tmp:
-        model.save_pretrained(tmp, max_shard_size="400MB")
-        _write_tokenizer(tmp, ids)
-        # transformers' save drops these; the converter and our tensor list read them
-        cfg = json.loads((tmp / "config.json").read_text())
-        cfg["text_config"].update(global_head_dim=FULL_WIDTH["global_head_dim"],
-                                  num_global_key_value_heads=FULL_WIDTH["num_global_key_value_heads"])
-        (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    return out
+    return write_gemma4(out, {**text_config(), **FULL_WIDTH}, seed=seed, max_shard_size="400MB", init_in_bf16=True)
 
 
 def demo_pipeline_for(base: Path, folder: Path, *, tiers: list[str] | None = None, imatrix: bool = True) -> Path:
