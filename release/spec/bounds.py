@@ -91,22 +91,20 @@ def config_problems(config: dict[str, Any], family: Family, file: str) -> list[P
         add(root + family.num_layers_key, int_problem(n_layers, 1, MAX_LAYERS))
     rule = family.moe_layers_rule
     kind = rule.get("rule")
+    def layer_list(key: str) -> None:
+        listed = tc.get(key)
+        if listed is None:
+            return
+        if not isinstance(listed, list):
+            add(root + key, "must be a list of layer indices")
+            return
+        for i, v in enumerate(listed):
+            add(f"{root}{key}[{i}]", int_problem(v, 0, MAX_LAYERS - 1))
+
     if kind == "list":
-        listed = tc.get(rule["key"])
-        if listed is not None:
-            if not isinstance(listed, list):
-                add(root + rule["key"], "must be a list of layer indices")
-            else:
-                for i, v in enumerate(listed):
-                    add(f"{root}{rule['key']}[{i}]", int_problem(v, 0, MAX_LAYERS - 1))
+        layer_list(rule["key"])
     if kind == "sparse_step" and rule.get("exclude_key"):
-        excluded = tc.get(rule["exclude_key"])
-        if excluded is not None:
-            if not isinstance(excluded, list):
-                add(root + rule["exclude_key"], "must be a list of layer indices")
-            else:
-                for i, v in enumerate(excluded):
-                    add(f"{root}{rule['exclude_key']}[{i}]", int_problem(v, 0, MAX_LAYERS - 1))
+        layer_list(rule["exclude_key"])
     for key in (rule.get("step_key"), rule.get("key") if kind in ("interleave", "first_k_dense") else None):
         if key and tc.get(key) is not None:
             add(root + key, int_problem(tc[key], 0, MAX_LAYERS))
