@@ -240,7 +240,7 @@ def _print_plan(ctx: Context) -> None:
 @click.argument("name")
 @dist_option
 @click.option("--only", "only", multiple=True, metavar="KIND[:ID]",
-              help="Build only these (bf16, gguf, nvfp4, ollama, cards; e.g. gguf:Q4_K_M). Repeatable.")
+              help="Build only these (bf16, gguf, nvfp4, quality, ollama, cards; e.g. gguf:Q4_K_M). Repeatable.")
 @click.option("--jobs", type=JOBS, default=2, show_default=True, help="Parallel build jobs.")
 @click.option("--max-memory", type=MEMORY_GB, default=None, help="Memory budget for parallel jobs, in GB.")
 @click.option("--force", is_flag=True, help="Rebuild even when inputs are unchanged.")
@@ -281,7 +281,8 @@ def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, max_memory: f
 @click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
 @click.option("--ollama-registry", default=None, help="Ollama registry URL (default: the definition's).")
 @click.option("--prune-remote", is_flag=True, help="Delete remote files that are not part of the release.")
-@click.option("--from", "from_kind", type=click.Choice(["bf16", "gguf", "nvfp4", "ollama", "cards"]), default=None,
+@click.option("--from", "from_kind", type=click.Choice(["bf16", "gguf", "nvfp4", "quality", "ollama", "cards"]),
+              default=None,
               help="Rebuild this kind and everything made from it, even if inputs are unchanged.")
 @click.option("--force", is_flag=True, help="Rebuild every selected artifact.")
 @click.option("--jobs", type=JOBS, default=2, show_default=True, help="Parallel build jobs.")
@@ -477,12 +478,15 @@ def preview(name: str, dist: Path) -> None:
 def restore_built(ctx: Context) -> None:
     """Put every artifact already built (state.json, files intact) into the registry, so cards and the
     preview describe what exists."""
+    from .quality.facts import apply_quality
+
     for artifact_id in ctx.state.data["artifacts"]:
         if artifact_id in ctx.artifacts and not artifact_id.startswith("card:"):
             a = ctx.state.restore(artifact_id)
             if a is not None and ctx.intact(a):
                 a.needs = ctx.artifacts[artifact_id].needs
                 ctx.artifacts.add(a)
+    apply_quality(ctx.artifacts)
 
 
 @cli.command()

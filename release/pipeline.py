@@ -41,7 +41,7 @@ from .spec.load import Release
 from .steps import BASE, ORDER, STEP_OF, closure
 
 # What `--only` takes: an artifact kind (cards for card), or hub for every artifact bound for the Hub.
-KINDS = (*ARTIFACT_KINDS[:-1], "cards", "hub")  # bf16 gguf nvfp4 ollama cards hub
+KINDS = (*ARTIFACT_KINDS[:-1], "cards", "hub")  # bf16 gguf nvfp4 quality ollama cards hub
 
 
 @dataclass
@@ -313,6 +313,8 @@ def _ready(ctx: Context, artifact_id: str, pending: list[str]) -> bool:
 
 
 def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[str]:
+    from .quality.facts import apply_quality
+
     todo: list[tuple[Artifact, str]] = []
     for a in batch:
         inputs = builder.input_hash(ctx, a)
@@ -323,6 +325,7 @@ def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[
                 ctx.artifacts.add(restored)
                 continue
         todo.append((a, inputs))
+    apply_quality(ctx.artifacts)
     if not todo:
         return []
     for root in {ctx.dist / a.root for a, _ in todo}:
@@ -340,6 +343,7 @@ def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[
         if built.id in hashes:
             ctx.state.record(built, hashes[built.id])
             built_now.append(built.id)
+    apply_quality(ctx.artifacts)
     missing = set(hashes) - set(built_now)
     if missing:
         raise WorkError(f"the {builder.kind} builder did not build {', '.join(sorted(missing))}")

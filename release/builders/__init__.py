@@ -8,11 +8,13 @@ from .cards import CardsBuilder
 from .gguf import GgufBuilder
 from .nvfp4 import Nvfp4Builder
 from .ollama import OllamaBuilder
+from .quality import QualityBuilder
 
 BUILDERS = {
     "bf16": Bf16Builder(),
     "gguf": GgufBuilder(),
     "nvfp4": Nvfp4Builder(),
+    "quality": QualityBuilder(),
     "ollama": OllamaBuilder(),
     "cards": CardsBuilder(),
 }

@@ -28,6 +28,7 @@ from ..flow import (
 )
 from ..pipeline import Context, ensure
 from ..publish.hubplan import HubPlan, PlannedFile, RepoPlan
+from ..quality.facts import apply_quality
 from .jobs import JobPlan, plan_jobs
 from .records import JobRecord, read_record, stage_repo, staged_problems, staging_branch
 from .run import hub_publisher, job_key
@@ -120,6 +121,7 @@ def _adopt(ctx: Context, plan: JobPlan, records: dict[str, JobRecord], pub: Any)
             a.needs = ctx.artifacts[a.id].needs
             a.status = "built"
             ctx.artifacts.add(a)
+    apply_quality(ctx.artifacts)
 
 
 def _promotion_plan(ctx: Context, pub: Any, records: dict[str, JobRecord], repos: list[str]) -> HubPlan:

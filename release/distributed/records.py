@@ -46,12 +46,19 @@ def record_path(job_id: str) -> str:
 
 def stage_repo(ctx: Context, a: Artifact) -> str | None:
     """The repo an artifact is staged in: its destination, or for an unpublished GGUF (the baseline
-    when it is not published) the GGUF repo, since other machines make the tiers from it."""
+    when it is not published) the GGUF repo, since other machines make the tiers from it; for another
+    unpublished artifact (a quality reference or measurement) the repo of the first thing it is made
+    from, so it travels beside what it describes."""
     if a.destination is not None and a.destination.kind == "hub":
         return a.destination.repo
     g = ctx.release.definition.gguf
     if a.kind == "gguf" and g is not None:
         return g.repo
+    for n in a.needs:
+        if n in ctx.artifacts:
+            repo = stage_repo(ctx, ctx.artifacts[n])
+            if repo is not None:
+                return repo
     return None
 
 

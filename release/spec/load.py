@@ -22,7 +22,7 @@ from ..errors import InputError, Problem
 from ..families import Family, for_config
 from ..gguf import tiers as gguf_tiers
 from .bounds import config_problems
-from .definition import ReleaseDefinition
+from .definition import QualitySection, ReleaseDefinition
 from .dropmap import DropMap, check_against_config, parse_drop_map
 from .licenses import license_problems
 from .names import (
@@ -130,6 +130,19 @@ class Release:
         except PathRefused as exc:
             raise InputError(str(exc), file=self.display(DEFINITION_FILE), field="base.path") from exc
 
+    @property
+    def quality(self) -> QualitySection | None:
+        """How quantized artifacts are measured: the [quality] section, or its defaults when the release
+        folder holds the default held-out text; None when the release measures nothing."""
+        q = self.definition.quality
+        if q is not None:
+            return q
+        default = QualitySection()
+        try:
+            return default if self.path(default.text).is_file() else None
+        except InputError:  # a default text that leads out of the folder is no held-out text
+            return None
+
     @cached_property
     def siblings(self) -> list[Release]:
         return [load_release(str(resolve_sibling(self.dir, s))) for s in self.definition.release.siblings]
@@ -145,6 +158,8 @@ class Release:
         }
         if d.gguf and d.gguf.imatrix:
             files[d.gguf.imatrix] = self.path(d.gguf.imatrix)
+        if self.quality is not None:
+            files[self.quality.text] = self.path(self.quality.text)
         if d.ollama:
             for rel in (d.ollama.template, d.ollama.system, d.ollama.license):
                 if rel:
@@ -287,6 +302,12 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
                     found, said = exc.problems, []
                 problems += found
                 warnings += said
+        if not problems and release.quality is not None:
+            from .heldout import heldout_findings
+
+            found, said = heldout_findings(release)
+            problems += found
+            warnings += said
     if problems:
         raise InputError(sorted(set(problems), key=problems.index))
     assert release is not None
@@ -300,7 +321,7 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
 PATH_FIELDS: tuple[tuple[str, str], ...] = (
     ("base.config", "file"), ("base.path", "folder"), ("prune.drop_map", "file"), ("cards.scores", "file"),
     ("gguf.imatrix", "file"), ("ollama.template", "file"), ("ollama.system", "file"),
-    ("ollama.license", "file"),
+    ("ollama.license", "file"), ("quality.text", "file"),
 )
 
 
