@@ -398,6 +398,10 @@ def select_ids(artifacts: ArtifactRegistry, only: list[str], release_name: str) 
             hint = f" (this release has: {', '.join(known)})" if known else f" (release {release_name} has none)"
             raise InputError(f"{sel!r} selects nothing{hint}", file="--only")
         chosen += [i for i in matched if i not in chosen]
+    # A measurement follows what it measures (as a card follows its repo): a tier built is a tier measured,
+    # so the cards rendered after it can say what it is worth.
+    chosen += [a.id for a in artifacts if a.kind == "quality" and a.recipe.get("measures") in chosen
+               and a.id not in chosen]
     return chosen
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from .estimate import bf16_size, census, gguf_size, tier_size
 from .gguf.tiers import gguf_filename, standard_recipe
 from .manifest import Artifact, ArtifactRegistry, Destination, FileEntry
+from .quality.chart import CHART_FILE
 from .spec.load import Release
 from .steps import wire
 
 GGUF_WORK = ".gguf-work"  # below dist/<release>/: GGUF files made but not published
 QUALITY_WORK = ".quality"  # below dist/<release>/: quality measurements (facts of what they measure)
-QUALITY_CHART = "quality-kld-vs-size.svg"  # shipped by the GGUF repo beside its card
 
 
 def gguf_recipe(release: Release, tier: str) -> dict:
@@ -93,7 +93,8 @@ def plan_artifacts(release: Release, *, estimates: bool = True) -> ArtifactRegis
     for kind in ("bf16", "gguf", "nvfp4"):
         section = getattr(d, kind)
         if section:
-            files = [FileEntry("README.md")] + ([FileEntry(QUALITY_CHART)] if kind == "gguf" else [])
+            chart = kind == "gguf" and release.quality is not None
+            files = [FileEntry("README.md")] + ([FileEntry(CHART_FILE)] if chart else [])
             reg.add(Artifact(id=f"card:{kind}", kind="card", root=f"cards/{kind}",
                              files=files, destination=hub(section.repo, ""),
                              recipe={"template": f"{kind}.md.j2"}))

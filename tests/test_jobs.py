@@ -72,7 +72,10 @@ def test_only_plans_what_the_selection_needs(v4_ctx: Context) -> None:
     ctx = Context(v4_ctx.release, Options(only=["gguf:Q4_K_M"], quiet=True))
     plan = plan_jobs(ctx)
     assert [j.id for j in plan.jobs] == ["prepare", "gguf-q4_k_m", "finish"]
-    assert sorted(a for j in plan.jobs for a in j.artifacts) == sorted(closure(ctx.artifacts, ["gguf:Q4_K_M"]))
+    # The tier and its measurement (a measurement follows what it measures), and what they need.
+    assert sorted(a for j in plan.jobs for a in j.artifacts) == sorted(
+        closure(ctx.artifacts, ["gguf:Q4_K_M", "quality:Q4_K_M"]))
+    assert "quality:reference" in plan.job("gguf-q4_k_m").artifacts  # one consumer: made where it is used
     with pytest.raises(InputError, match="selects nothing"):
         plan_jobs(Context(v4_ctx.release, Options(only=["gguf:Q9_9"], quiet=True)))
 

@@ -89,7 +89,7 @@ def test_preview_pages(v4_preview):
     assert names == sorted([
         "index.html", "style.css", "ollama.html", "ollama-q4-k-m.html", "ollama-q6-k.html", "ollama-cd-q3-k-m.html",
         "hf-ManniX-ITA--gemma-4-A4B-98e-v4-it.html", "hf-ManniX-ITA--gemma-4-A4B-98e-v4-it-GGUF.html",
-        "hf-ManniX-ITA--gemma-4-A4B-98e-v4-NVFP4A16.html"])
+        "hf-ManniX-ITA--gemma-4-A4B-98e-v4-NVFP4A16.html", "gguf-quality-kld-vs-size.svg"])
     assert not list(v4_preview.parent.glob(".preview.*"))  # staging folder renamed away
 
 
@@ -109,7 +109,7 @@ def test_internal_links_resolve_in_source(v4_preview):
 def test_repo_page_shows_card_metadata_and_files(v4_preview):
     html = (v4_preview / "hf-ManniX-ITA--gemma-4-A4B-98e-v4-it-GGUF.html").read_text()
     assert "quantized from <code>ManniX-ITA/gemma-4-A4B-98e-v4-it</code>" in html
-    assert "<code>gemma-4-A4B-98e-v4-Q4_K_M.gguf</code></td><td>≈13.57 GB</td>" in html
+    assert "<code>gemma-4-A4B-98e-v4-Q4_K_M.gguf</code></td><td>≈13.23 GB</td>" in html
     assert "Bits/weight</th>" in html  # the card's quant table rendered as HTML
     tag = html_lib.unescape((v4_preview / "ollama-q6-k.html").read_text())
     assert "gemma4 · ≈20.4B · Q6_K" in tag
