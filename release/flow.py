@@ -22,6 +22,7 @@ from typing import Any
 from .errors import InputError, RemoteError, WorkError
 from .pipeline import Context, ensure, select
 from .publish.redact import Redactor
+from .quality.facts import withheld
 
 
 @dataclass
@@ -97,8 +98,11 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     ctx.write_manifest()
     chosen = [ctx.artifacts[i] for i in ids]
     verify_release(ctx, chosen)
+    refuse_removed_conflicts(ctx)
 
-    hub = [a for a in chosen if a.destination is not None and a.destination.kind == "hub"]
+    # A tier that [quality]'s thresholds remove is built and measured, and not published.
+    hub = [a for a in chosen if a.destination is not None and a.destination.kind == "hub"
+           and not withheld(ctx.release, ctx.artifacts, a)]
     tags = [a for a in chosen if a.kind == "ollama"]
     hub_pub = _hub_publisher(ctx) if hub else None
     plan = hub_pub.plan(hub, ctx.dist, prune_remote=opts.prune_remote) if hub_pub else None
@@ -135,6 +139,16 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     if git_tag and not opts.only:
         summary.git_tag = tag_pipelines_repo(ctx, summary)
     return summary
+
+
+def refuse_removed_conflicts(ctx: Context) -> None:
+    """Nothing may point at a tier the thresholds removed (an Ollama tag, the quick start's tier)."""
+    from .quality.facts import removed_conflicts
+
+    conflicts = removed_conflicts(ctx.release, ctx.artifacts)
+    if conflicts:
+        raise WorkError("[quality] removes tiers the release still uses; nothing was published (drop them from "
+                        "the definition or relax the threshold):\n  " + "\n  ".join(conflicts))
 
 
 def check_local_room(ctx: Context, nbytes: int) -> None:

@@ -114,10 +114,12 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
 
 def repo_files(release: Release, artifacts: ArtifactRegistry) -> dict[str, list[dict[str, Any]]]:
     """Hub repo → its files (path, size, estimated), README first, in registry order."""
+    from ..quality.facts import withheld
+
     out: dict[str, list[dict[str, Any]]] = {}
     for a in artifacts:
         dest = a.destination
-        if dest is None or dest.kind != "hub":
+        if dest is None or dest.kind != "hub" or withheld(release, artifacts, a):
             continue
         rows = out.setdefault(dest.repo, [])
         size = artifact_size(a)
@@ -170,11 +172,13 @@ def read_published(preview_dir: Path) -> dict[str, Any]:
             "ollama": {k: v for k, v in ollama.items() if isinstance(v, dict)}}
 
 
-def _hub_files_now(artifacts: ArtifactRegistry, repo: str) -> dict[str, str | None]:
+def _hub_files_now(release: Release, artifacts: ArtifactRegistry, repo: str) -> dict[str, str | None]:
+    from ..quality.facts import withheld
+
     out: dict[str, str | None] = {}
     for a in artifacts:
         dest = a.destination
-        if dest is None or dest.kind != "hub" or dest.repo != repo:
+        if dest is None or dest.kind != "hub" or dest.repo != repo or withheld(release, artifacts, a):
             continue
         if not a.files:
             out[f"({a.id})"] = None  # not built yet: cannot be what was published
@@ -199,7 +203,7 @@ def record_publish(release: Release, artifacts: ArtifactRegistry, dist: Path, *,
     record = read_published(preview_dir)
     for repo, url in hub.items():
         entry = record["hub"].get(repo) or {"files": {}}
-        files = {p: sha for p, sha in _hub_files_now(artifacts, repo).items() if sha}
+        files = {p: sha for p, sha in _hub_files_now(release, artifacts, repo).items() if sha}
         record["hub"][repo] = {"url": url, "files": {**entry["files"], **files}}
     d = release.definition
     for tag, digest in ollama.items():
@@ -227,7 +231,7 @@ def publish_state(release: Release, artifacts: ArtifactRegistry, record: dict[st
         if rec is None:
             repos[section.repo] = {"state": "unpublished", "url": ""}
             continue
-        now = _hub_files_now(artifacts, section.repo)
+        now = _hub_files_now(release, artifacts, section.repo)
         same = bool(now) and all(sha is not None and rec["files"].get(path) == sha for path, sha in now.items())
         repos[section.repo] = {"state": "published" if same else "changed", "url": str(rec.get("url", ""))}
     tags: dict[str, dict[str, str]] = {}

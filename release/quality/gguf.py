@@ -42,7 +42,7 @@ def make_reference(baseline: Path, text: str, q: QualitySection, out_dir: Path, 
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{REFERENCE_LOGPROBS}.partial"
-    with Runner(baseline, n_ctx=q.context, n_threads=threads()) as r:
+    with Runner(baseline, n_ctx=q.context, n_threads=threads(), flash_attn=False) as r:
         tokens = r.tokenize(text, add_special=True)
         windows = cut(tokens, context=q.context, max_tokens=q.max_tokens, bos=r.bos if r.add_bos else None,
                       shown=shown)
@@ -83,7 +83,7 @@ def measure_tier(tier: Path, ref_dir: Path, progress: Progress = None) -> Figure
     from ..gguf.runtime import Runner
 
     windows, ref, meta = load_reference(ref_dir)
-    with Runner(tier, n_ctx=windows.context, n_threads=threads()) as r:
+    with Runner(tier, n_ctx=windows.context, n_threads=threads(), flash_attn=False) as r:
         if r.n_vocab != ref.logprobs.shape[1]:
             raise WorkError(f"{tier.name}: vocabulary of {r.n_vocab} tokens, the reference has "
                             f"{ref.logprobs.shape[1]}")
