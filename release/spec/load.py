@@ -267,12 +267,8 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
                                     f"{drop_map.kept_count} per layer"))
 
     scores = read("cards.scores", load_scores)
-    if scores is not None and scores.per_quant is not None and definition.gguf is not None:
-        known_tiers = set(definition.gguf.tiers) | {definition.gguf.baseline} | set(definition.gguf.removed)
-        for tier in scores.per_quant.scores:
-            if tier not in known_tiers and tier != "NVFP4A16" and tier != "BF16":
-                problems.append(Problem(disp(definition.cards.scores), f"per_quant.scores.{tier}",
-                                        f"unknown tier {tier!r} (not in [gguf] tiers, removed or baseline)"))
+    if scores is not None:
+        problems += per_quant_problems(scores, definition, disp(definition.cards.scores))
 
     for sib in definition.release.siblings:
         try:
@@ -314,6 +310,17 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
     if tool_checks:
         release.warnings += _tool_warnings(release)
     return release
+
+
+def per_quant_problems(scores: Scores, definition: ReleaseDefinition, file: str) -> list[Problem]:
+    """Per-quant scores of tiers this release does not have."""
+    if scores.per_quant is None or definition.gguf is None:
+        return []
+    g = definition.gguf
+    known = set(g.tiers) | {g.baseline} | set(g.removed) | {"NVFP4A16", "BF16"}
+    return [Problem(file, f"per_quant.scores.{tier}", f"unknown tier {tier!r} (not in [gguf] tiers, removed or "
+                                                      "baseline)")
+            for tier in scores.per_quant.scores if tier not in known]
 
 
 # Path fields of a definition, and what each names. A "file" must exist; the base folder may not
