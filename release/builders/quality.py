@@ -54,7 +54,7 @@ class QualityBuilder:
                     from ..quality.nvfp4 import measure_nvfp4
 
                     figures = measure_nvfp4(ctx.artifact_dir(ctx.built("bf16")), ctx.artifact_dir(target), text, q,
-                                            shown=shown, progress=ctx.task(f"quality: {measures}"))
+                                            shown=shown, work=out, progress=ctx.task(f"quality: {measures}"))
                 else:
                     ref = ctx.built("quality:reference")
                     first = sorted(f.path for f in target.files)[0]  # a split file loads from its first shard

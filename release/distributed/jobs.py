@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
-from ..steps import BASE, STEP_OF, closure
+from ..steps import BASE, STEP_OF, closure, topological
 
 if TYPE_CHECKING:
     from ..manifest import Artifact
@@ -154,7 +154,7 @@ def plan_jobs(ctx: Context) -> JobPlan:
         named = [([i for i in u if reg[i].kind != "quality"] or u)[-1] for u in group]
         kind = named[0].split(":", 1)[0]
         jid = job_slug(kind + "".join(f"-{i.split(':', 1)[-1]}" for i in named if ":" in i))
-        jobs.append(Job(jid, "build", [i for u in group for i in u]))
+        jobs.append(Job(jid, "build", topological(reg, [i for u in group for i in u])))  # in build order
     finishing = [i for i in chosen if finish_side(reg[i])]
     if finishing or jobs:
         jobs.append(Job("finish", "finish", finishing))

@@ -84,8 +84,10 @@ def dequantize_into(model, nvfp4_dir: Path) -> int:  # type: ignore[no-untyped-d
     return len(modules)
 
 
-def measure_nvfp4(bf16_dir: Path, nvfp4_dir: Path, text: str, q: QualitySection, *, shown: str,
+def measure_nvfp4(bf16_dir: Path, nvfp4_dir: Path, text: str, q: QualitySection, *, shown: str, work: Path,
                   progress: Callable[[int, int], None] | None = None) -> Figures:
+    """`work`: a folder for the BF16 model's log-probabilities between the two passes (a memory-mapped
+    file, removed at the end: 2 GB at 26B size that need not stay in memory)."""
     import torch
     import transformers
 
@@ -103,7 +105,13 @@ def measure_nvfp4(bf16_dir: Path, nvfp4_dir: Path, text: str, q: QualitySection,
             return model(input_ids=torch.tensor([window])).logits[0].float().numpy()
 
     vocab = model.get_output_embeddings().weight.shape[0]
-    ref = reference_logprobs(logits, windows, np.empty((windows.scored, vocab), dtype=np.float16), progress)
-    dequantize_into(model, nvfp4_dir)
-    return compare(logits, windows, ref, reference="bf16", text_sha256=sha256_bytes(text.encode("utf-8")),
-                   progress=progress)
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = work / ".nvfp4-reference.npy.partial"
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(windows.scored, vocab))
+        ref = reference_logprobs(logits, windows, out, progress)
+        dequantize_into(model, nvfp4_dir)
+        return compare(logits, windows, ref, reference="bf16", text_sha256=sha256_bytes(text.encode("utf-8")),
+                       progress=progress)
+    finally:
+        tmp.unlink(missing_ok=True)
