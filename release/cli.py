@@ -423,7 +423,8 @@ def _human(n: int) -> str:
 @cli.command()
 @click.argument("name")
 @dist_option
-@click.option("--push", is_flag=True, help="Commit only the READMEs to the Hub repos (one commit per repo).")
+@click.option("--push", is_flag=True,
+              help="Commit only the cards (READMEs, the GGUF quality chart) to the Hub repos (one commit per repo).")
 @click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rendered cards (and push result) as JSON.")
 @handle_errors

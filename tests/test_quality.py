@@ -320,6 +320,35 @@ def test_chart_is_a_file_of_the_gguf_repo_drawn_from_facts(demo: tuple[Path, Pat
     assert quality_chart(load_release(str(pipeline)), _registry(dist)) == svg
 
 
+def test_card_push_sends_the_chart_with_the_readme(demo: tuple[Path, Path], tmp_path: Path) -> None:
+    """`release cards --push` commits the GGUF card and the chart it embeds; nothing else, once."""
+    from huggingface_hub import HfApi
+
+    from release.localhub import LocalHub
+    from release.quality.chart import CHART_FILE
+
+    pipeline, dist = demo
+    work = _copy_dist(dist, tmp_path / "dist")
+    token = "hf_qualityCHARTtoken_7e1d"
+    hub = LocalHub(tmp_path / "hub", {token: ["demo"]})
+    url = hub.start()
+    try:
+        env = {**os.environ, "HF_TOKEN": token, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf")}
+        args = [sys.executable, "-m", "release", "cards", str(pipeline), "--dist", str(work), "--push",
+                "--hub-endpoint", url, "--json"]
+        for commits in (3, 0):  # BF16, GGUF, NVFP4; then nothing changed
+            proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            assert json.loads(proc.stdout[proc.stdout.index("{"):])["commits"] == commits
+        api = HfApi(endpoint=url, token=token)
+        files = [f for f in api.list_repo_files("demo/tiny-gemma4-6e-it-GGUF") if f != ".gitattributes"]
+        assert sorted(files) == ["README.md", CHART_FILE]
+        got = Path(api.hf_hub_download("demo/tiny-gemma4-6e-it-GGUF", CHART_FILE, cache_dir=tmp_path / "dl"))
+        assert got.read_bytes() == (work / "demo" / "cards" / "gguf" / CHART_FILE).read_bytes()
+    finally:
+        hub.stop()
+
+
 def _png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
     """(width, height, rows of RGB(A) bytes) of an 8-bit non-interlaced PNG, as Chromium writes them."""
     data = path.read_bytes()

@@ -211,11 +211,12 @@ def render_card_texts(release: Release, artifacts: ArtifactRegistry, *, provenan
 
 
 def card_files(release: Release, artifacts: ArtifactRegistry) -> dict[str, dict[str, bytes]]:
-    """Files a card's repo ships beside its README: the GGUF repo's quality chart."""
+    """Files a card's repo ships beside its README: the GGUF repo's quality chart, once a tier is measured
+    (the card embeds it from then on)."""
     from ..quality.chart import CHART_FILE
-    from .context import quality_chart
+    from .context import quality_chart, quality_points
 
-    if release.definition.gguf is None or release.quality is None:
+    if release.definition.gguf is None or release.quality is None or not quality_points(release, artifacts):
         return {}
     return {"gguf": {CHART_FILE: quality_chart(release, artifacts).encode("utf-8")}}
 
