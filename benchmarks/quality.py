@@ -102,6 +102,7 @@ def main() -> int:
               f"through {g.baseline} in {reference_s:.2f} s", flush=True)
 
         rows = []
+        (tmp / "tiers").mkdir()
         job = GgufJob(release, tmp / "tiers", log=lambda _m: None)
         for tier in tiers:
             t = time.perf_counter()
