@@ -459,6 +459,8 @@ def test_a_threshold_removes_the_tier_with_its_measured_reason(demo: tuple[Path,
     ("max_tokens = 8192", "max_tokens = 8192\nmax_kld = -1", "greater than 0"),
     ("max_tokens = 8192", "max_tokens = 8192\nmin_top1 = 1.5", "less than or equal to 1"),
     ("max_tokens = 8192", "max_tokens = 8192\ntokens = 5", "unknown key"),
+    ("max_tokens = 8192", "max_tokens = 256", "less than one window"),
+    ("context = 512", "context = 100000", "less than or equal to 8192"),
     ('text = "heldout.txt"', 'text = "../demo/heldout.txt"', "inside the release folder"),
     ('text = "heldout.txt"', 'text = "missing.txt"', "not found"),
 ])

@@ -150,7 +150,9 @@ class QualitySection(Section):
 
     text: RelPath = "heldout.txt"  # held-out text in the release folder; never the imatrix calibration text
     max_tokens: int = Field(default=8192, ge=64, le=1_000_000)  # of the text, cut into whole windows
-    context: int = Field(default=512, ge=16, le=32_768)  # window; its second half is scored (llama-perplexity)
+    # A window; its second half is scored (llama-perplexity). Its logits are held at once: 8192 × a 262 144-token
+    # vocabulary is 8.6 GB of float32.
+    context: int = Field(default=512, ge=16, le=8192)
     max_kld: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False)  # nats/token; above: removed
     min_top1: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)  # agreement 0–1; below: removed
 

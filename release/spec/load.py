@@ -432,6 +432,9 @@ def definition_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str,
         p += _gguf_problems(d, file)
     if d.ollama is not None:
         p += _ollama_problems(d, file)
+    if d.quality is not None and d.quality.max_tokens < d.quality.context:
+        add("quality.max_tokens", f"{d.quality.max_tokens} is less than one window (quality.context = "
+                                  f"{d.quality.context}): nothing would be measured")
     qs = d.cards.quick_start
     if qs.gguf_tier and (d.gguf is None or qs.gguf_tier not in d.gguf.tiers):
         add("cards.quick_start.gguf_tier", f"{qs.gguf_tier!r} is not a tier of [gguf]")
