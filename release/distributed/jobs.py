@@ -37,7 +37,10 @@ UPLOAD_BPS = 60e6  # runner → Hub
 PRUNE_BPS = 500e6  # streaming byte-range copy: disk bound (measured 0.4–0.7× `cp -r`)
 CONVERT_BPS = 150e6  # convert_hf_to_gguf.py, BF16 safetensors → F16 GGUF
 NVFP4_BPS = 160e6  # release/nvfp4 on 2 cores (benchmarks/nvfp4.py); more cores go faster
-CPU_FLOPS_PER_CORE = 20e9  # sustained f32 matmul throughput of one core in llama.cpp (imatrix, quality)
+CPU_FLOPS_PER_CORE = 20e9  # sustained f32 matmul throughput of one core in llama.cpp (imatrix)
+# llama.cpp decoding a window of held-out text (a quality measurement): ≈56 GFLOP/s per core measured on the
+# 0.76B MoE of `benchmarks/quality.py --medium` (2 cores; 2 FLOPs per active parameter per token).
+DECODE_FLOPS_PER_CORE = 50e9
 TORCH_FLOPS_PER_CORE = 10e9  # the same in transformers on CPU (the NVFP4 quality passes), bf16 or f32
 REREAD_BPS = 500e6  # a model mapped by libllama that does not fit in RAM is read again for every window
 CORES = {"standard": 4, "large": 16}
@@ -323,7 +326,7 @@ def _measure_cost(ctx: Context, artifact_id: str) -> float:
     flops = 2 * _active_parameters(ctx) * decoded
     if artifact_id == "quality:nvfp4":
         return 2 * flops / TORCH_FLOPS_PER_CORE
-    return flops / CPU_FLOPS_PER_CORE
+    return flops / DECODE_FLOPS_PER_CORE
 
 
 def _measured_model(ctx: Context, artifact_id: str) -> tuple[float, float]:
