@@ -240,7 +240,7 @@ def _print_plan(ctx: Context) -> None:
 @click.argument("name")
 @dist_option
 @click.option("--only", "only", multiple=True, metavar="KIND[:ID]",
-              help="Build only these (bf16, gguf, nvfp4, ollama, cards; e.g. gguf:Q4_K_M). Repeatable.")
+              help="Build only these (bf16, gguf, nvfp4, quality, ollama, cards; e.g. gguf:Q4_K_M). Repeatable.")
 @click.option("--jobs", type=JOBS, default=2, show_default=True, help="Parallel build jobs.")
 @click.option("--max-memory", type=MEMORY_GB, default=None, help="Memory budget for parallel jobs, in GB.")
 @click.option("--force", is_flag=True, help="Rebuild even when inputs are unchanged.")
@@ -281,7 +281,8 @@ def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, max_memory: f
 @click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
 @click.option("--ollama-registry", default=None, help="Ollama registry URL (default: the definition's).")
 @click.option("--prune-remote", is_flag=True, help="Delete remote files that are not part of the release.")
-@click.option("--from", "from_kind", type=click.Choice(["bf16", "gguf", "nvfp4", "ollama", "cards"]), default=None,
+@click.option("--from", "from_kind", type=click.Choice(["bf16", "gguf", "nvfp4", "quality", "ollama", "cards"]),
+              default=None,
               help="Rebuild this kind and everything made from it, even if inputs are unchanged.")
 @click.option("--force", is_flag=True, help="Rebuild every selected artifact.")
 @click.option("--jobs", type=JOBS, default=2, show_default=True, help="Parallel build jobs.")
@@ -422,7 +423,8 @@ def _human(n: int) -> str:
 @cli.command()
 @click.argument("name")
 @dist_option
-@click.option("--push", is_flag=True, help="Commit only the READMEs to the Hub repos (one commit per repo).")
+@click.option("--push", is_flag=True,
+              help="Commit only the cards (READMEs, the GGUF quality chart) to the Hub repos (one commit per repo).")
 @click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rendered cards (and push result) as JSON.")
 @handle_errors
@@ -477,12 +479,59 @@ def preview(name: str, dist: Path) -> None:
 def restore_built(ctx: Context) -> None:
     """Put every artifact already built (state.json, files intact) into the registry, so cards and the
     preview describe what exists."""
+    from .quality.facts import apply_quality
+
     for artifact_id in ctx.state.data["artifacts"]:
         if artifact_id in ctx.artifacts and not artifact_id.startswith("card:"):
             a = ctx.state.restore(artifact_id)
             if a is not None and ctx.intact(a):
                 a.needs = ctx.artifacts[artifact_id].needs
                 ctx.adopt(a)
+    apply_quality(ctx.artifacts)
+
+
+@cli.group()
+def scores() -> None:
+    """Benchmark scores of a release (its scores.json)."""
+
+
+@scores.command("import")
+@click.argument("name")
+@click.option("--lm-eval", "results", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="An lm-evaluation-harness results JSON (lm_eval --output_path).")
+@click.option("--as", "side", required=True, type=click.Choice(["variant", "reference"]),
+              help="Whose scores these are: this release's model (variant) or the model it was pruned from.")
+@click.option("--quant", default=None, metavar="TIER", help="Scores of one quantization of the variant (per_quant).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was imported as JSON.")
+@handle_errors
+def scores_import(name: str, results: Path, side: str, quant: str | None, as_json: bool) -> None:
+    """Fold an lm-evaluation-harness results file into the release's scores.json.
+
+    Task metrics map to benchmark rows ([[lm_eval]] in release.toml, then defaults for common tasks);
+    fractions become percentages, n the effective sample count. scores.json is rewritten only when the
+    result validates; the cards render the rows on the next `release cards`.
+    """
+    from .spec.lmeval import import_lm_eval
+
+    release = load_release(name)
+    result = import_lm_eval(release, results, side=side, quant=quant)
+    if as_json:
+        click.echo(json.dumps({"scores": result.scores_file, "as": result.side, "unmapped": result.unmapped,
+                               "pending": result.pending, "rows": [r.__dict__ for r in result.rows]}, indent=2))
+        return
+    table = Table(title=f"{result.scores_file}: {result.side} scores from {results.name}")
+    for col in ("benchmark", "metric", "task", "score", "n"):
+        table.add_column(col)
+    for r in result.rows:
+        table.add_row(r.benchmark, r.metric, r.task, f"{r.value:.2f}", str(r.n or "—"))
+    out.print(table)
+    if result.pending:
+        other = "variant" if side == "reference" else "reference"
+        err.print(f"waiting for the {other}'s results (import them with --as {other}): {', '.join(result.pending)}",
+                  soft_wrap=True)
+    if result.unmapped:
+        err.print(escape(f"not imported (no row maps them; add [[lm_eval]] entries to release.toml): "
+                         f"{', '.join(result.unmapped)}"), soft_wrap=True)
 
 
 @cli.command()

@@ -23,6 +23,7 @@ from typing import Any
 from .errors import InputError, RemoteError, WorkError
 from .pipeline import Context, ensure, select
 from .publish.redact import Redactor
+from .quality.facts import withheld
 
 
 @dataclass
@@ -98,8 +99,11 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     ctx.write_manifest()
     chosen = [ctx.artifacts[i] for i in ids]
     verify_release(ctx, chosen)
+    refuse_removed_conflicts(ctx)
 
-    hub = [a for a in chosen if a.destination is not None and a.destination.kind == "hub"]
+    # A tier that [quality]'s thresholds remove is built and measured, and not published.
+    hub = [a for a in chosen if a.destination is not None and a.destination.kind == "hub"
+           and not withheld(ctx.release, ctx.artifacts, a)]
     tags = any(a.kind == "ollama" for a in chosen)
     hub_pub = _hub_publisher(ctx) if hub else None
     plan = hub_pub.plan(hub, ctx.dist, prune_remote=opts.prune_remote) if hub_pub else None
@@ -174,6 +178,16 @@ def preflight(ctx: Context, plan: Any, ollama: bool) -> None:
     if bad:
         raise WorkError("these files do not hash to what was built (changed or corrupt on disk); nothing was "
                         "sent — rebuild them (`--force`, or delete them):\n  " + "\n  ".join(bad))
+
+
+def refuse_removed_conflicts(ctx: Context) -> None:
+    """Nothing may point at a tier the thresholds removed (an Ollama tag, the quick start's tier)."""
+    from .quality.facts import removed_conflicts
+
+    conflicts = removed_conflicts(ctx.release, ctx.artifacts)
+    if conflicts:
+        raise WorkError("[quality] removes tiers the release still uses; nothing was published (drop them from "
+                        "the definition or relax the threshold):\n  " + "\n  ".join(conflicts))
 
 
 def check_local_room(ctx: Context, nbytes: int) -> None:

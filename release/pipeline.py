@@ -42,7 +42,7 @@ from .spec.load import Release
 from .steps import BASE, ORDER, STEP_OF, closure
 
 # What `--only` takes: an artifact kind (cards for card), or hub for every artifact bound for the Hub.
-KINDS = (*ARTIFACT_KINDS[:-1], "cards", "hub")  # dropmap bf16 gguf nvfp4 ollama cards hub
+KINDS = (*ARTIFACT_KINDS[:-1], "cards", "hub")  # dropmap bf16 gguf nvfp4 quality ollama cards hub
 
 
 @dataclass
@@ -325,6 +325,8 @@ def _ready(ctx: Context, artifact_id: str, pending: list[str]) -> bool:
 
 
 def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[str]:
+    from .quality.facts import apply_quality
+
     todo: list[tuple[Artifact, str]] = []
     for a in batch:
         inputs = builder.input_hash(ctx, a)
@@ -335,6 +337,7 @@ def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[
                 ctx.adopt(restored)
                 continue
         todo.append((a, inputs))
+    apply_quality(ctx.artifacts)
     if not todo:
         return []
     for root in {ctx.dist / a.root for a, _ in todo}:
@@ -352,6 +355,7 @@ def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[
         if built.id in hashes:
             ctx.state.record(built, hashes[built.id])
             built_now.append(built.id)
+    apply_quality(ctx.artifacts)
     missing = set(hashes) - set(built_now)
     if missing:
         raise WorkError(f"the {builder.kind} builder did not build {', '.join(sorted(missing))}")
@@ -406,6 +410,10 @@ def select_ids(artifacts: ArtifactRegistry, only: list[str], release_name: str) 
             hint = f" (this release has: {', '.join(known)})" if known else f" (release {release_name} has none)"
             raise InputError(f"{sel!r} selects nothing{hint}", file="--only")
         chosen += [i for i in matched if i not in chosen]
+    # A measurement follows what it measures (as a card follows its repo): a tier built is a tier measured,
+    # so the cards rendered after it can say what it is worth.
+    chosen += [a.id for a in artifacts if a.kind == "quality" and a.recipe.get("measures") in chosen
+               and a.id not in chosen]
     return chosen
 
 

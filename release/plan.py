@@ -2,7 +2,8 @@
 
 Builders later replace each planned artifact with the built one (same id) carrying real files,
 sizes and hashes. Ids: `bf16`, `gguf:<TIER>` (baseline and every tier), `gguf:imatrix`,
-`gguf:ollama-files`, `nvfp4`, `ollama:<tag>`, `card:<bf16|gguf|nvfp4|ollama>`.
+`gguf:ollama-files`, `nvfp4`, `quality:<reference|TIER|nvfp4>`, `ollama:<tag>`,
+`card:<bf16|gguf|nvfp4|ollama>`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from .dropmap.scores import scores_path_for
 from .estimate import bf16_size, census, gguf_size, tier_size
 from .gguf.tiers import gguf_filename, standard_recipe
 from .manifest import Artifact, ArtifactRegistry, Destination, FileEntry
+from .quality.chart import CHART_FILE
 from .spec.load import Release
 from .steps import derives_drop_map, wire
 
 GGUF_WORK = ".gguf-work"  # below dist/<release>/: GGUF files made but not published
+QUALITY_WORK = ".quality"  # below dist/<release>/: quality measurements (facts of what they measure)
 
 
 def gguf_recipe(release: Release, tier: str) -> dict:
@@ -87,6 +90,8 @@ def plan_artifacts(release: Release, *, estimates: bool = True) -> ArtifactRegis
                                  "quantize_attention": d.nvfp4.quantize_attention,
                                  "quantize_dense_mlp": d.nvfp4.quantize_dense_mlp},
                          facts={"size": _nvfp4_estimate(release) if estimates else None, "estimated": True}))
+    if release.quality is not None:
+        _plan_quality(release, reg)
     if d.ollama:
         o = d.ollama
         for tag, tier in o.tags.items():
@@ -100,14 +105,37 @@ def plan_artifacts(release: Release, *, estimates: bool = True) -> ArtifactRegis
     for kind in ("bf16", "gguf", "nvfp4"):
         section = getattr(d, kind)
         if section:
+            chart = kind == "gguf" and release.quality is not None
+            files = [FileEntry("README.md")] + ([FileEntry(CHART_FILE)] if chart else [])
             reg.add(Artifact(id=f"card:{kind}", kind="card", root=f"cards/{kind}",
-                             files=[FileEntry("README.md")], destination=hub(section.repo, ""),
+                             files=files, destination=hub(section.repo, ""),
                              recipe={"template": f"{kind}.md.j2"}))
     if d.ollama:
         reg.add(Artifact(id="card:ollama", kind="card", root="cards/ollama", files=[FileEntry("README.md")],
                          recipe={"template": "ollama.md.j2", "note": "pasted on ollama.com (no push API)"}))
     wire(release, reg)
     return reg
+
+
+def _plan_quality(release: Release, reg: ArtifactRegistry) -> None:
+    """The reference of the GGUF tiers, one measurement per tier and one of NVFP4. None is published:
+    their figures become `facts.quality` of what they measure (release/quality/facts.py)."""
+    from .quality.estimate import reference_bytes
+
+    d = release.definition
+    if d.gguf and d.gguf.tiers:
+        reg.add(Artifact(id="quality:reference", kind="quality", root=QUALITY_WORK,
+                         files=[FileEntry("quality-reference.npy"), FileEntry("quality-reference.json")],
+                         recipe={"of": f"gguf:{d.gguf.baseline}"},
+                         facts={"size": reference_bytes(release), "estimated": True}))
+        for tier in d.gguf.tiers:
+            reg.add(Artifact(id=f"quality:{tier}", kind="quality", root=QUALITY_WORK,
+                             files=[FileEntry(f"quality-{tier}.json")], recipe={"measures": f"gguf:{tier}"},
+                             facts={"size": 1000, "estimated": True}))
+    if d.nvfp4 and d.bf16:
+        reg.add(Artifact(id="quality:nvfp4", kind="quality", root=QUALITY_WORK,
+                         files=[FileEntry("quality-nvfp4.json")], recipe={"measures": "nvfp4"},
+                         facts={"size": 1000, "estimated": True}))
 
 
 def _nvfp4_estimate(release: Release) -> int | None:

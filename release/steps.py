@@ -1,8 +1,10 @@
 """The release flow, written once: every artifact kind in order, and what each of its artifacts needs.
 
     base ─→ bf16 ─→ gguf:<baseline> ─→ gguf:imatrix ─→ gguf:<tier> ─→ ollama:<tag>
-      ↘ dropmap ↗  └──→ nvfp4                (a tier needs the imatrix when the release has one;
-                                              the drop map is an artifact when the release derives it)
+      ↘ dropmap ↗  │           └──→ quality:reference ──┴──→ quality:<tier>
+               └──→ nvfp4 ─→ quality:nvfp4 (also needs bf16)
+                  (a tier needs the imatrix when the release has one; the drop map is an artifact
+                   when the release derives it)
     card:<repo> describes everything above (it reads what is built, it never builds)
 
 Both ways of running a release are derived from this list and nothing else:
@@ -60,6 +62,16 @@ def _nvfp4(release: Release, a: Artifact) -> list[str]:
     return ["bf16"]
 
 
+def _quality(release: Release, a: Artifact) -> list[str]:
+    if a.id == "quality:reference":
+        g = release.definition.gguf
+        assert g is not None
+        return [f"gguf:{g.baseline}"]
+    if a.id == "quality:nvfp4":
+        return ["nvfp4", "bf16"]
+    return [a.recipe["measures"], "quality:reference"]
+
+
 def _ollama(release: Release, a: Artifact) -> list[str]:
     return [a.recipe["gguf"]]
 
@@ -85,6 +97,7 @@ FLOW: tuple[Step, ...] = (
     Step("bf16", "bf16", _bf16),
     Step("gguf", "gguf", _gguf),
     Step("nvfp4", "nvfp4", _nvfp4),
+    Step("quality", "quality", _quality),
     Step("ollama", "ollama", _ollama),
     Step("card", "cards", _card, describes_all=True),
 )

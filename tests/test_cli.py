@@ -38,6 +38,7 @@ def test_plan_v4_lists_every_artifact_of_the_release(tmp_path: Path) -> None:
              "IQ2_S", "IQ2_XS", "Q2_K", "CD-Q6", "CD-Q5", "CD-Q4", "CD-Q3", "CD-IQ3"]
     assert ids == {"bf16", "nvfp4", "gguf:F16", "gguf:imatrix", "gguf:ollama-files", *(f"gguf:{t}" for t in tiers),
                    "ollama:Q4_K_M", "ollama:Q6_K", "ollama:CD-Q3_K_M",
+                   "quality:reference", "quality:nvfp4", *(f"quality:{t}" for t in tiers),
                    "card:bf16", "card:gguf", "card:nvfp4", "card:ollama"}
     by_id = {a["id"]: a for a in manifest["artifacts"]}
     assert by_id["gguf:CD-Q3"]["recipe"]["ftype"] == "Q3_K_M"

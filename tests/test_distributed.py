@@ -143,13 +143,13 @@ def test_matrix_released_across_machines_equals_one_machine(remote: Targets, tmp
 
     remote.hub.log.clear()
     prepare = _run(pipeline, remote, tmp_path / "m-prepare", "--job", "prepare")
-    assert prepare["built"] == ["bf16", "gguf:F16", "gguf:imatrix"]
+    assert prepare["built"] == ["bf16", "gguf:F16", "gguf:imatrix", "quality:reference"]
     assert _base_downloads(remote) == n_base
     assert _untouched(remote), "a job changed main"
 
     # One tier job is killed while its second object is on the wire; its rerun rebuilds nothing and
     # sends no object twice.
-    killed = next(j for j in tier_jobs if len(jobs[j]["artifacts"]) >= 2)
+    killed = next(j for j in tier_jobs if sum(a.startswith("gguf:") for a in jobs[j]["artifacts"]) >= 2)
     _kill_mid_upload(pipeline, remote, tmp_path / f"m-{killed}", killed)
     stored_before = remote.hub.log.lfs_stored_by_oid()
     summaries = {killed: _run(pipeline, remote, tmp_path / f"m-{killed}", "--job", killed)}
@@ -165,10 +165,15 @@ def test_matrix_released_across_machines_equals_one_machine(remote: Targets, tmp
         if jid != killed:
             summaries[jid] = _run(pipeline, remote, tmp_path / f"m-{jid}", "--job", jid)
             assert summaries[jid]["built"] == jobs[jid]["artifacts"], "a fan-out job made more than its own"
+    shared = sum(len(prepare_files(tmp_path / "m-prepare", a)) for a in ("gguf:F16", "gguf:imatrix",
+                                                                         "quality:reference"))
+    assert shared == 4  # the conversion, the imatrix, the reference log-probabilities and their tokens
     for jid in tier_jobs:
-        # Each tier job fetched the conversion and the imatrix (the killed one's rerun found them
-        # fetched already): neither was made twice.
-        assert summaries[jid]["fetched_files"] == (0 if jid == killed else 2), summaries[jid]
+        # Each tier job fetched the conversion, the imatrix and the quality reference (the killed one's
+        # rerun found them fetched already): none was made twice.
+        assert summaries[jid]["fetched_files"] == (0 if jid == killed else shared), summaries[jid]
+        assert all(f"quality:{a.split(':')[1]}" in summaries[jid]["built"] or jid == killed
+                   for a in jobs[jid]["artifacts"] if a.startswith("gguf:")), "a tier was not measured in its job"
     assert summaries["nvfp4"]["fetched_files"] == dry["fetched_files"] == len(
         prepare_files(tmp_path / "m-prepare", "bf16"))
     assert _base_downloads(remote) == 0, "a fan-out job downloaded the base (the log was cleared after prepare)"
@@ -184,7 +189,10 @@ def test_matrix_released_across_machines_equals_one_machine(remote: Targets, tmp
     api = HfApi(endpoint=remote.hub_url, token=TOKEN)
     for repo in HUB_REPOS:
         assert not [p for p in distributed[repo] if p.startswith(".release/")], "a job record reached main"
+        assert not [p for p in distributed[repo] if p.startswith("quality-") and not p.endswith(".svg")], \
+            "a quality measurement (staged for the tier jobs) reached main"
         assert [b.name for b in api.list_repo_refs(repo).branches] == ["main"], f"staging left in {repo}"
+    assert "quality-kld-vs-size.svg" in distributed["demo/tiny-gemma4-6e-it-GGUF"]
     second = _run(pipeline, remote, tmp_path / "m-finish-2", "--finish")
     assert second["commits"] == 0 and second["bytes_sent"] == 0
 

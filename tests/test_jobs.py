@@ -32,7 +32,7 @@ def test_only_prepare_reads_the_base_and_inputs_come_from_needed_jobs(v4_ctx: Co
     owner = {a: j.id for j in plan.jobs for a in j.artifacts}
     readers = [j.id for j in plan.jobs if any(BASE in v4_ctx.artifacts[a].needs for a in j.artifacts)]
     assert readers == ["prepare"]
-    assert plan.job("prepare").artifacts == ["bf16", "gguf:F16", "gguf:imatrix"]
+    assert plan.job("prepare").artifacts == ["bf16", "gguf:F16", "gguf:imatrix", "quality:reference"]
     for j in plan.jobs:
         for i in j.inputs:
             if i.id != BASE:
@@ -48,11 +48,12 @@ def test_only_prepare_reads_the_base_and_inputs_come_from_needed_jobs(v4_ctx: Co
 def test_fanout_jobs_fit_the_budgets_and_a_hosted_runner(v4_ctx: Context) -> None:
     plan = plan_jobs(v4_ctx)
     budget = v4_ctx.release.definition.jobs
-    fanout = plan.stage("build")
+    fanout = [j for j in plan.stage("build") if j.id.startswith("gguf-")]
     assert len(fanout) >= 10 and all(j.runner == "standard" for j in fanout)
     for j in fanout:
         assert j.disk_gb <= budget.max_disk_gb and j.ram_gb <= budget.max_ram_gb, j
-        assert 0 < j.hours <= budget.max_hours and len(j.artifacts) <= budget.tiers_per_job
+        tiers = [a for a in j.artifacts if a.startswith("gguf:")]
+        assert 0 < j.hours <= budget.max_hours and len(tiers) <= budget.tiers_per_job
     tiers = [a for j in fanout for a in j.artifacts if a.startswith("gguf:")]
     assert len(tiers) == len(v4_ctx.release.definition.gguf.tiers)
     # The ids are stable and usable as branch names.
@@ -72,7 +73,10 @@ def test_only_plans_what_the_selection_needs(v4_ctx: Context) -> None:
     ctx = Context(v4_ctx.release, Options(only=["gguf:Q4_K_M"], quiet=True))
     plan = plan_jobs(ctx)
     assert [j.id for j in plan.jobs] == ["prepare", "gguf-q4_k_m", "finish"]
-    assert sorted(a for j in plan.jobs for a in j.artifacts) == sorted(closure(ctx.artifacts, ["gguf:Q4_K_M"]))
+    # The tier and its measurement (a measurement follows what it measures), and what they need.
+    assert sorted(a for j in plan.jobs for a in j.artifacts) == sorted(
+        closure(ctx.artifacts, ["gguf:Q4_K_M", "quality:Q4_K_M"]))
+    assert "quality:reference" in plan.job("gguf-q4_k_m").artifacts  # one consumer: made where it is used
     with pytest.raises(InputError, match="selects nothing"):
         plan_jobs(Context(v4_ctx.release, Options(only=["gguf:Q9_9"], quiet=True)))
 
@@ -86,3 +90,48 @@ def test_a_job_refuses_a_machine_too_small(tmp_path) -> None:
     with pytest.raises(WorkError, match=r"GB of available memory \(there are"):
         check_resources(ctx, dataclasses.replace(job, ram_gb=1e9))
     assert not (tmp_path / "demo").exists(), "a refused job wrote something"
+
+
+def test_each_measurement_travels_with_what_it_measures(v4_ctx: Context) -> None:
+    """The reference is made once (prepare) and fetched by every tier job; a tier's measurement is made in
+    the tier's own job; NVFP4's in NVFP4's, which holds the BF16 model in memory and so gets the large runner."""
+    from release.quality.estimate import planned_tokens
+
+    plan = plan_jobs(v4_ctx)
+    owner = {a: j.id for j in plan.jobs for a in j.artifacts}
+    tiers = v4_ctx.release.definition.gguf.tiers
+    for tier in tiers:
+        job = plan.job(owner[f"gguf:{tier}"])
+        assert owner[f"quality:{tier}"] == job.id and job.id.startswith("gguf-")
+        assert "quality:reference" in {i.id for i in job.inputs} and "prepare" in job.needs
+    reference = plan.job("prepare")
+    decoded, scored = planned_tokens(v4_ctx.release)
+    assert scored > 0 and v4_ctx.artifacts["quality:reference"].facts["size"] >= scored * 262144 * 2
+    nvfp4 = plan.job("nvfp4")
+    assert nvfp4.artifacts == ["nvfp4", "quality:nvfp4"]
+    bf16_gb = v4_ctx.artifacts["bf16"].facts["size"] / 1e9
+    assert nvfp4.ram_gb >= bf16_gb and nvfp4.runner == "large"
+    assert any(n.startswith("nvfp4 needs") for n in plan.notes)
+    assert reference.hours > 0 and decoded > 0
+
+
+def test_measurement_estimates_follow_the_text(tmp_path) -> None:
+    """More held-out text (up to max_tokens) → a bigger reference and longer tier jobs."""
+    import shutil
+
+    from release.distributed.jobs import _measure_cost
+
+    folder = tmp_path / "v4"
+    shutil.copytree(load_release("v4").dir, folder, ignore=shutil.ignore_patterns("base"))
+    for sib in ("v3", "v5-coder"):
+        shutil.copytree(load_release(sib).dir, tmp_path / sib, ignore=shutil.ignore_patterns("base"))
+    short = Context(load_release(str(folder)), Options(quiet=True))
+    short_cost = _measure_cost(short, "quality:Q4_K_M")
+    (folder / "heldout.txt").write_text("A line of held-out text that is long enough.\n" * 2000)
+    long = Context(load_release(str(folder)), Options(quiet=True))
+    assert long.artifacts["quality:reference"].facts["size"] > short.artifacts["quality:reference"].facts["size"]
+    assert _measure_cost(long, "quality:Q4_K_M") > short_cost > 0
+    q = long.release.quality
+    windows = q.max_tokens // q.context  # 90 KB of text is more than max_tokens: capped
+    assert long.artifacts["quality:reference"].facts["size"] == \
+        windows * (q.context - 1 - q.context // 2) * 262144 * 2 + windows * q.context * 10

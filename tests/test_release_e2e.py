@@ -66,6 +66,8 @@ def test_publish_republish_and_scores_only(pipelines_repo: Path, built_dist: Pat
                                            tmp_path: Path) -> None:
     from huggingface_hub import hf_hub_download
 
+    from release.publish.gitsha import git_blob_sha1_file
+
     dist = copy_dist(built_dist, tmp_path / "dist")
     first = publish(pipelines_repo, dist, targets)
     assert first["commits"] >= len(HUB_REPOS) and first["bytes_sent"] > 10_000_000
@@ -93,6 +95,12 @@ def test_publish_republish_and_scores_only(pipelines_repo: Path, built_dist: Pat
     for t in builds["tags"]:
         assert remote["ollama"][t["tag"]] == t["manifest_digest"]
     assert remote["ollama"]["latest"] == remote["ollama"]["Q4_K_M"]
+    # The GGUF repo ships the card's quality chart; the measurements themselves are never published.
+    gguf_repo = "demo/tiny-gemma4-6e-it-GGUF"
+    chart = dist / "demo" / "cards" / "gguf" / "quality-kld-vs-size.svg"
+    assert remote[gguf_repo]["quality-kld-vs-size.svg"] == git_blob_sha1_file(chart)  # small: in git, not LFS
+    assert "gguf:Q4_K_M" in {a["id"] for a in manifest["artifacts"] if a["facts"].get("quality")}
+    assert not [p for r in HUB_REPOS for p in remote[r] if p.startswith("quality-") and not p.endswith(".svg")]
     model_patches = [r for r in targets.proxy.requests("PATCH")]
     assert model_patches, "blobs were uploaded through the proxy"
 
@@ -154,7 +162,8 @@ def test_corrupted_artifact_stops_before_any_remote_write(pipelines_repo: Path, 
     assert not targets.proxy.requests("POST") and not targets.proxy.requests("PUT")
 
 
-KILL_MARKERS = ("prune:", "gguf: ", "nvfp4:", "ollama: building", "uploaded (", "uploaded 1/", "commit 1/1")
+KILL_MARKERS = ("prune:", "gguf: ", "nvfp4:", "quality: reference", "quality: measuring", "ollama: building",
+                "uploaded (", "uploaded 1/", "commit 1/1")
 
 
 def _run_until(marker: str, args: list[str]) -> int:

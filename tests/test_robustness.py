@@ -38,11 +38,15 @@ def _errors(stderr: str) -> list[str]:
 
 def test_selectors_select_something_or_are_refused(tmp_path: Path) -> None:
     ctx = Context(load_release("demo"), Options(dist_root=tmp_path, quiet=True))
-    hub = select(ctx, ["hub"])
+    selected = select(ctx, ["hub"])
+    hub = [i for i in selected if ctx.artifacts[i].kind != "quality"]
     assert hub and all(ctx.artifacts[i].destination.kind == "hub" for i in hub)
     assert {ctx.artifacts[i].destination.repo for i in hub} == {a.destination.repo for a in ctx.artifacts
                                                                 if a.destination and a.destination.kind == "hub"}
-    assert select(ctx, ["hub:demo/tiny-gemma4-6e-NVFP4A16"]) == ["nvfp4", "card:nvfp4"]
+    # With them, the measurement of each (a tier built is a tier measured), published nowhere.
+    assert {i for i in selected if i not in hub} == {a.id for a in ctx.artifacts.of_kind("quality")
+                                                     if a.recipe.get("measures") in hub}
+    assert select(ctx, ["hub:demo/tiny-gemma4-6e-NVFP4A16"]) == ["nvfp4", "card:nvfp4", "quality:nvfp4"]
     for bad in ("gguf:Q9_9", "hub:demo/nope", "ollama:nope"):
         with pytest.raises(InputError, match="selects nothing"):
             select(ctx, [bad])

@@ -9,12 +9,14 @@ from .dropmap import DropmapBuilder
 from .gguf import GgufBuilder
 from .nvfp4 import Nvfp4Builder
 from .ollama import OllamaBuilder
+from .quality import QualityBuilder
 
 BUILDERS = {
     "dropmap": DropmapBuilder(),
     "bf16": Bf16Builder(),
     "gguf": GgufBuilder(),
     "nvfp4": Nvfp4Builder(),
+    "quality": QualityBuilder(),
     "ollama": OllamaBuilder(),
     "cards": CardsBuilder(),
 }

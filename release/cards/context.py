@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 from ..estimate import census
 from ..gguf.tiers import gguf_filename, large_variant_base
 from ..manifest import Artifact, ArtifactRegistry
+from ..quality.chart import CHART_FILE, Point, svg_chart
+from ..quality.facts import quality_removed
 from ..spec.load import Release
 from .licenses import license_terms
 
@@ -28,6 +30,11 @@ NVFP4_BPW = 4.5
 
 def hub_url(repo: str, path: str = "") -> str:
     return f"{HUB}/{repo}/blob/main/{path}" if path else f"{HUB}/{repo}"
+
+
+def hub_resolve_url(repo: str, path: str) -> str:
+    """The file's raw content (what a card embeds as an image)."""
+    return f"{HUB}/{repo}/resolve/main/{path}"
 
 
 def hub_tree_url(repo: str, folder: str) -> str:
@@ -122,6 +129,7 @@ class QuantRow:
     split: bool = False  # published as gguf-split shards in a folder named `file`
     ollama_tags: list[str] = field(default_factory=list)
     scores: dict[str, float | None] = field(default_factory=dict)
+    quality: dict[str, Any] | None = None  # facts.quality: measured against the baseline (None: not yet)
 
 
 def _delta(reference: float, variant: float) -> float:
@@ -229,7 +237,9 @@ def _gguf_ftype(a: Artifact, tier: str) -> str:
     return str(ftype)
 
 
-def quant_rows(release: Release, artifacts: ArtifactRegistry, params: int | None) -> list[QuantRow]:
+def quant_rows(release: Release, artifacts: ArtifactRegistry, params: int | None,
+               removed: dict[str, str] | None = None) -> list[QuantRow]:
+    """The tier table: the published baseline and every tier, except those `removed` (by [quality])."""
     g = release.definition.gguf
     if g is None:
         return []
@@ -243,7 +253,7 @@ def quant_rows(release: Release, artifacts: ArtifactRegistry, params: int | None
     rows: list[QuantRow] = []
     for tier in order:
         a = artifacts.get(f"gguf:{tier}")
-        if a is None:
+        if a is None or tier in (removed or {}):
             continue
         size = artifact_size(a)
         files = [f.path for f in a.files] or [gguf_filename(g.prefix, tier)]
@@ -261,8 +271,63 @@ def quant_rows(release: Release, artifacts: ArtifactRegistry, params: int | None
             tier=tier, file=file, url=url, ftype=_gguf_ftype(a, tier), size=size,
             bpw=float(bpw) if bpw is not None else None, bpw_estimated=bpw_estimated or size.estimated,
             note=note, recommended=tier in g.recommended, baseline=baseline, custom=tier in g.recipes,
-            ollama_tags=tags_by_tier.get(tier, []), scores=dict(pq.get(tier, {})), split=split))
+            ollama_tags=tags_by_tier.get(tier, []), scores=dict(pq.get(tier, {})), split=split,
+            quality=a.facts.get("quality") if a.status != "planned" else None))
     return rows
+
+
+def quality_points(release: Release, artifacts: ArtifactRegistry) -> list[Point]:
+    """Every measured GGUF tier as a point of the chart (removed ones included, marked)."""
+    g = release.definition.gguf
+    if g is None:
+        return []
+    removed = quality_removed(release, artifacts)
+    points = []
+    for tier in g.tiers:
+        a = artifacts.get(f"gguf:{tier}")
+        fig = a.facts.get("quality") if a is not None and a.status != "planned" else None
+        size = artifact_size(a)
+        if fig and size.bytes:
+            points.append(Point(tier, size.bytes, float(fig["kld_mean"]), tier in g.recommended, tier in removed))
+    return points
+
+
+def quality_chart(release: Release, artifacts: ArtifactRegistry) -> str:
+    """The SVG the GGUF repo ships beside its card, from artifact facts alone."""
+    points = quality_points(release, artifacts)
+    g = release.definition.gguf
+    q = release.quality
+    assert g is not None and q is not None
+    fig = _first_figures(release, artifacts)
+    measured = (f"{fig['tokens']} tokens of {q.text} against the {g.baseline} conversion" if fig
+                else f"on {q.text} against the {g.baseline} conversion")
+    title = f"{release.definition.release.title}: KL divergence against file size"
+    return svg_chart(points, title=title, subtitle=f"{len(points)} of {len(g.tiers)} tiers measured, {measured}")
+
+
+def _first_figures(release: Release, artifacts: ArtifactRegistry) -> dict[str, Any] | None:
+    g = release.definition.gguf
+    for tier in g.tiers if g else []:
+        a = artifacts.get(f"gguf:{tier}")
+        if a is not None and a.status != "planned" and a.facts.get("quality"):
+            return a.facts["quality"]
+    return None
+
+
+def _quality_summary(release: Release, artifacts: ArtifactRegistry, quants: list[QuantRow]) -> dict[str, Any] | None:
+    """What the GGUF card says about its measurements (None when the release measures nothing)."""
+    q = release.quality
+    g = release.definition.gguf
+    if q is None or g is None:
+        return None
+    fig = _first_figures(release, artifacts)
+    points = quality_points(release, artifacts)
+    return {"text": q.text, "tokens": fig["tokens"] if fig else None,
+            "text_sha256": fig["text_sha256"] if fig else "", "reference": g.baseline,
+            "measured": len(points), "tiers": len(g.tiers), "any_planned": any(
+                r.quality is None for r in quants if not r.baseline),
+            "chart": {"file": CHART_FILE, "url": hub_resolve_url(g.repo, CHART_FILE)} if points else None,
+            "max_kld": q.max_kld, "min_top1": q.min_top1}
 
 
 def _nvfp4_size(release: Release, artifacts: ArtifactRegistry) -> Size:
@@ -282,7 +347,8 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
     me = release_summary(release, artifacts)
     g = d.gguf
     o = d.ollama
-    quants = quant_rows(release, artifacts, me["params_after"])
+    removed_by_quality = quality_removed(release, artifacts)
+    quants = quant_rows(release, artifacts, me["params_after"], removed_by_quality)
     by_tier = {q.tier: q for q in quants}
 
     formats: list[dict[str, Any]] = []
@@ -308,6 +374,7 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
             if not size and tier in by_tier:
                 size = by_tier[tier].size
             facts = a.facts if a else {}
+            measured = artifacts.get(f"gguf:{tier}")
             digest = facts.get("manifest_digest") or facts.get("digest") or ""
             ollama_tags.append({
                 "tag": tag, "tier": tier, "ref": f"{ollama_name(o.model, o.registry)}:{tag}",
@@ -318,6 +385,8 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
                 "model_type": facts.get("model_type") or me["params_after_h"],
                 "model_type_estimated": not facts.get("model_type"),
                 "recommended": g is not None and tier in g.recommended,
+                "quality": measured.facts.get("quality") if measured is not None and measured.status != "planned"
+                else None,
                 "note": by_tier[tier].note if tier in by_tier else ""})
     qs = d.cards.quick_start
     gguf_tier = qs.gguf_tier or (g.recommended[0] if g and g.recommended else (g.tiers[0] if g and g.tiers else ""))
@@ -348,6 +417,13 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
                         "size": Size(int(r.size_gb * 1e9), False) if r.size_gb is not None else Size(None, True),
                         "scores": {b: r.scores.get(b) for b in (pq_benchmarks or list(r.scores))},
                         "reason": r.reason})
+    for tier, reason in removed_by_quality.items():
+        a = artifacts[f"gguf:{tier}"]
+        pq_tier = release.scores.per_quant.scores.get(tier, {}) if release.scores.per_quant else {}
+        removed.append({"tier": tier, "file": (a.files[0].path.split("/")[0] if a.files else
+                                               gguf_filename(g.prefix, tier) if g else tier),
+                        "size": artifact_size(a), "scores": {b: pq_tier.get(b) for b in pq_benchmarks},
+                        "reason": reason})
     listed = {r["tier"] for r in removed}
     for tier in (g.removed if g else []):
         if tier not in listed:  # named in [gguf] removed, with no measurement in scores.json
@@ -419,10 +495,12 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
             "fallbacks": [{"tier": a.id.split(":", 1)[1], "warnings": list(a.facts["warnings"])}
                           for a in artifacts.of_kind("gguf") if a.status != "planned" and a.facts.get("warnings")],
             "removed": list(g.removed),
+            "quality": _quality_summary(release, artifacts, quants),
         },
         "nvfp4": None if d.nvfp4 is None else {
             **d.nvfp4.model_dump(), "url": hub_url(d.nvfp4.repo), "size": _nvfp4_size(release, artifacts),
-            **_parallel_sizes(release)},
+            **_parallel_sizes(release), "quality": _measured(artifacts.get("nvfp4")),
+            "measures_quality": release.quality is not None and "quality:nvfp4" in artifacts},
         "bf16": None if d.bf16 is None else {
             "repo": d.bf16.repo, "url": hub_url(d.bf16.repo), "size": artifact_size(artifacts.get("bf16"))},
         "ollama": None if o is None else {
@@ -435,6 +513,10 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
         "extra": dict(d.cards.extra),
         "provenance": normalise_provenance(release, provenance),
     }
+
+
+def _measured(a: Artifact | None) -> dict[str, Any] | None:
+    return a.facts.get("quality") if a is not None and a.status != "planned" else None
 
 
 def _imatrix(a: Artifact, repo: str, source: str) -> dict[str, Any]:

@@ -22,11 +22,12 @@ from ..errors import InputError
 from ..fsutil import atomic_write_text, staging_dir
 from ..manifest import ArtifactRegistry
 from ..spec.load import Release
-from .context import HUB, OLLAMA, Size, artifact_size, build_context, ollama_name, slug
+from .context import HUB, OLLAMA, Size, artifact_size, build_context, hub_resolve_url, ollama_name, slug
 from .render import TEMPLATES_DIR, _gb, card_kinds
 
 _MD = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough")
 _HREF = re.compile(r'(<a\s+href=")([^"]*)(")')
+_IMG = re.compile(r'(<img\s+src=")([^"]*)(")')
 
 
 def hub_page(repo: str) -> str:
@@ -80,8 +81,17 @@ class UrlMap:
         return None
 
 
-def markdown_to_html(markdown: str, urls: UrlMap) -> str:
+def markdown_to_html(markdown: str, urls: UrlMap, images: dict[str, str] | None = None) -> str:
+    """The card as HTML, its links to this release mapped to preview pages and its images of this
+    release (`images`: published URL → file in the preview folder) shown from the local copy."""
     body = _MD.render(markdown)
+    local = images or {}
+
+    def img(m: re.Match[str]) -> str:
+        target = local.get(html.unescape(m.group(2)))
+        return m.group(0) if target is None else f"{m.group(1)}{html.escape(target)}{m.group(3)}"
+
+    body = _IMG.sub(img, body)
 
     def sub(m: re.Match[str]) -> str:
         target = urls(m.group(2))
@@ -104,10 +114,12 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
 
 def repo_files(release: Release, artifacts: ArtifactRegistry) -> dict[str, list[dict[str, Any]]]:
     """Hub repo → its files (path, size, estimated), README first, in registry order."""
+    from ..quality.facts import withheld
+
     out: dict[str, list[dict[str, Any]]] = {}
     for a in artifacts:
         dest = a.destination
-        if dest is None or dest.kind != "hub":
+        if dest is None or dest.kind != "hub" or withheld(release, artifacts, a):
             continue
         rows = out.setdefault(dest.repo, [])
         size = artifact_size(a)
@@ -160,11 +172,13 @@ def read_published(preview_dir: Path) -> dict[str, Any]:
             "ollama": {k: v for k, v in ollama.items() if isinstance(v, dict)}}
 
 
-def _hub_files_now(artifacts: ArtifactRegistry, repo: str) -> dict[str, str | None]:
+def _hub_files_now(release: Release, artifacts: ArtifactRegistry, repo: str) -> dict[str, str | None]:
+    from ..quality.facts import withheld
+
     out: dict[str, str | None] = {}
     for a in artifacts:
         dest = a.destination
-        if dest is None or dest.kind != "hub" or dest.repo != repo:
+        if dest is None or dest.kind != "hub" or dest.repo != repo or withheld(release, artifacts, a):
             continue
         if not a.files:
             out[f"({a.id})"] = None  # not built yet: cannot be what was published
@@ -189,7 +203,7 @@ def record_publish(release: Release, artifacts: ArtifactRegistry, dist: Path, *,
     record = read_published(preview_dir)
     for repo, url in hub.items():
         entry = record["hub"].get(repo) or {"files": {}}
-        files = {p: sha for p, sha in _hub_files_now(artifacts, repo).items() if sha}
+        files = {p: sha for p, sha in _hub_files_now(release, artifacts, repo).items() if sha}
         record["hub"][repo] = {"url": url, "files": {**entry["files"], **files}}
     d = release.definition
     for tag, digest in ollama.items():
@@ -217,7 +231,7 @@ def publish_state(release: Release, artifacts: ArtifactRegistry, record: dict[st
         if rec is None:
             repos[section.repo] = {"state": "unpublished", "url": ""}
             continue
-        now = _hub_files_now(artifacts, section.repo)
+        now = _hub_files_now(release, artifacts, section.repo)
         same = bool(now) and all(sha is not None and rec["files"].get(path) == sha for path, sha in now.items())
         repos[section.repo] = {"state": "published" if same else "changed", "url": str(rec.get("url", ""))}
     tags: dict[str, dict[str, str]] = {}
@@ -253,6 +267,16 @@ def build_preview(release: Release, artifacts: ArtifactRegistry, cards_dir: Path
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["gb"] = _gb
 
+    # Files a card's repo ships beside it (the GGUF quality chart): copied, so its page shows them offline.
+    images: dict[str, str] = {}
+    copies: dict[str, Path] = {}
+    for kind in card_kinds(release):
+        section = getattr(d, kind, None)
+        for extra in sorted((cards_dir / kind).glob("*")) if section is not None else []:
+            if extra.is_file() and extra.name != "README.md":
+                name = f"{kind}-{extra.name}"
+                copies[name] = extra
+                images[hub_resolve_url(section.repo, extra.name)] = name
     cards: dict[str, dict[str, Any]] = {}
     for kind in card_kinds(release):
         path = cards_dir / kind / "README.md"
@@ -260,7 +284,7 @@ def build_preview(release: Release, artifacts: ArtifactRegistry, cards_dir: Path
             raise InputError("card not rendered yet (run `release cards` first)", file=str(path))
         text = path.read_text(encoding="utf-8")
         meta, body = split_front_matter(text)
-        cards[kind] = {"meta": meta, "html": markdown_to_html(body, urls)}
+        cards[kind] = {"meta": meta, "html": markdown_to_html(body, urls, images)}
 
     pages: dict[str, str] = {}
     repos = []
@@ -304,4 +328,6 @@ def build_preview(release: Release, artifacts: ArtifactRegistry, cards_dir: Path
                                        encoding="utf-8")
         for name, content in pages.items():
             (tmp / name).write_text(content, encoding="utf-8")
+        for name, src in copies.items():
+            (tmp / name).write_bytes(src.read_bytes())
     return out_dir / "index.html"

@@ -8,6 +8,7 @@ all cards pass, each under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,20 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _kld(value: float | None) -> str:
+    """A KL divergence in nats/token to four significant digits, never in exponent notation."""
+    if value is None:
+        return "—"
+    if value <= 0:
+        return "0"
+    return f"{value:.{max(0, 3 - math.floor(math.log10(value)))}f}"
+
+
+def _share(value: float | None, digits: int = 1) -> str:
+    """A fraction 0–1 as a percentage."""
+    return "—" if value is None else f"{100 * value:.{digits}f}%"
+
+
 def _vram(gb: float | None) -> str:
     return "—" if gb is None else (f"{gb:.0f} GB" if float(gb).is_integer() else f"{gb:.1f} GB")
 
@@ -79,7 +94,8 @@ def environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(num=_num, delta=_delta, pct=_pct, gb=_gb, cell=_cell, vram=_vram, slug=slug)
+    env.filters.update(num=_num, delta=_delta, pct=_pct, gb=_gb, cell=_cell, vram=_vram, slug=slug, kld=_kld,
+                       share=_share)
     return env
 
 
@@ -194,6 +210,17 @@ def render_card_texts(release: Release, artifacts: ArtifactRegistry, *, provenan
     return texts
 
 
+def card_files(release: Release, artifacts: ArtifactRegistry) -> dict[str, dict[str, bytes]]:
+    """Files a card's repo ships beside its README: the GGUF repo's quality chart, once a tier is measured
+    (the card embeds it from then on)."""
+    from ..quality.chart import CHART_FILE
+    from .context import quality_chart, quality_points
+
+    if release.definition.gguf is None or release.quality is None or not quality_points(release, artifacts):
+        return {}
+    return {"gguf": {CHART_FILE: quality_chart(release, artifacts).encode("utf-8")}}
+
+
 def render_cards(release: Release, artifacts: ArtifactRegistry, out_dir: Path, *, provenance: dict[str, Any],
                  templates_dir: Path = TEMPLATES_DIR) -> list[Artifact]:
     """Render, check and write every card to `out_dir/<kind>/README.md` (out_dir = dist/<name>/cards,
@@ -203,6 +230,7 @@ def render_cards(release: Release, artifacts: ArtifactRegistry, out_dir: Path, *
     metadata) or CardLinkError before writing anything.
     """
     texts = render_card_texts(release, artifacts, provenance=provenance, templates_dir=templates_dir)
+    extra = card_files(release, artifacts)
     d = release.definition
     built: list[Artifact] = []
     # All cards or none: they cross-link, so a half-updated set would disagree with itself.
@@ -210,8 +238,12 @@ def render_cards(release: Release, artifacts: ArtifactRegistry, out_dir: Path, *
         for kind, text in texts.items():
             (tmp / kind).mkdir()
             (tmp / kind / "README.md").write_text(text, encoding="utf-8")
+            for name, content in extra.get(kind, {}).items():
+                (tmp / kind / name).write_bytes(content)
     for kind, text in texts.items():
         data = text.encode("utf-8")
+        files = [FileEntry("README.md", len(data), sha256_bytes(data))]
+        files += [FileEntry(name, len(content), sha256_bytes(content)) for name, content in extra.get(kind, {}).items()]
         planned = artifacts.get(f"card:{kind}")
         if planned is not None and planned.destination is not None:
             dest: Destination | None = planned.destination
@@ -219,8 +251,7 @@ def render_cards(release: Release, artifacts: ArtifactRegistry, out_dir: Path, *
             dest = Destination(kind="hub", repo=getattr(d, kind).repo, path_in_repo="")
         else:
             dest = None
-        a = Artifact(id=f"card:{kind}", kind="card", status="built", root=f"cards/{kind}",
-                     files=[FileEntry("README.md", len(data), sha256_bytes(data))],
+        a = Artifact(id=f"card:{kind}", kind="card", status="built", root=f"cards/{kind}", files=files,
                      recipe={"template": f"{kind}.md.j2"}, destination=dest,
                      facts={"push": kind != "ollama",
                             **({"note": "paste on ollama.com (no push API)"} if kind == "ollama" else {})})

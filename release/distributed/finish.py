@@ -17,9 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import RemoteError
-from ..flow import PublishSummary, send
+from ..flow import PublishSummary, refuse_removed_conflicts, send
 from ..pipeline import Context, ensure
 from ..publish.hubplan import HubPlan, PlannedFile, RepoPlan
+from ..quality.facts import apply_quality, withheld
 from .jobs import JobPlan, plan_jobs
 from .records import JobRecord, read_record, stage_repo, staged_problems, staging_branch
 from .run import hub_publisher, job_key
@@ -63,6 +64,7 @@ def run_finish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
         summary.built = ensure(ctx, finish.artifacts)
     ctx.write_manifest()
     verify_release(ctx, [ctx.artifacts[i] for i in finish.artifacts])
+    refuse_removed_conflicts(ctx)
 
     promotion = _promotion_plan(ctx, pub, records, repos)
     tags = any(ctx.artifacts[i].kind == "ollama" for i in finish.artifacts)
@@ -90,6 +92,7 @@ def _adopt(ctx: Context, plan: JobPlan, records: dict[str, JobRecord], pub: Any)
             a.needs = ctx.artifacts[a.id].needs
             a.status = "built"
             ctx.adopt(a)
+    apply_quality(ctx.artifacts)
 
 
 def _promotion_plan(ctx: Context, pub: Any, records: dict[str, JobRecord], repos: list[str]) -> HubPlan:
@@ -108,7 +111,9 @@ def _promotion_plan(ctx: Context, pub: Any, records: dict[str, JobRecord], repos
     for rec in records.values():
         for repo, path, a, size, sha256 in rec.staged_files():
             if a.destination is None or a.destination.kind != "hub":
-                continue  # made to be fetched (an unpublished baseline), never promoted
+                continue  # made to be fetched (an unpublished baseline, a measurement), never promoted
+            if withheld(ctx.release, ctx.artifacts, a):
+                continue  # removed by [quality]'s thresholds: built and measured, not published
             rp = by_repo[repo]
             pf = PlannedFile(path=path, action="copy", size=size, sha256=sha256, artifact=a.id,
                              git_sha1=rec.git_sha1.get(f"{repo}/{path}"), source_revision=rec.branch)

@@ -1,8 +1,10 @@
 """The job plan: the flow's artifact graph (release/steps.py) cut into jobs in which nothing is made twice.
 
-    prepare   what several others are made from (base → bf16 → F16 → imatrix): made once, staged once
-    build     each remaining heavy artifact (a GGUF tier, or a few small ones sharing one download of the
-              baseline; NVFP4), fetching only what it needs from prepare's staging branches
+    prepare   what several others are made from (base → bf16 → F16 → imatrix, the quality reference): made
+              once, staged once
+    build     each remaining heavy artifact with what is made from it alone (a GGUF tier and its quality
+              measurement, or a few such tiers sharing one download of the baseline; NVFP4 and its
+              measurement), fetching only what it needs from prepare's staging branches
     finish    cards, Ollama tags, side files: made from the jobs' records, then promoted atomically
 
 The cut is derived, not listed: `finish` takes what describes others (cards) or only wraps them
@@ -22,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
-from ..steps import BASE, STEP_OF, closure
+from ..steps import BASE, STEP_OF, closure, topological
 
 if TYPE_CHECKING:
     from ..manifest import Artifact
@@ -36,6 +38,11 @@ PRUNE_BPS = 500e6  # streaming byte-range copy: disk bound (measured 0.4–0.7×
 CONVERT_BPS = 150e6  # convert_hf_to_gguf.py, BF16 safetensors → F16 GGUF
 NVFP4_BPS = 160e6  # release/nvfp4 on 2 cores (benchmarks/nvfp4.py); more cores go faster
 CPU_FLOPS_PER_CORE = 20e9  # sustained f32 matmul throughput of one core in llama.cpp (imatrix)
+# llama.cpp decoding a window of held-out text (a quality measurement): ≈56 GFLOP/s per core measured on the
+# 0.76B MoE of `benchmarks/quality.py --medium` (2 cores; 2 FLOPs per active parameter per token).
+DECODE_FLOPS_PER_CORE = 50e9
+TORCH_FLOPS_PER_CORE = 10e9  # the same in transformers on CPU (the NVFP4 quality passes), bf16 or f32
+REREAD_BPS = 500e6  # a model mapped by libllama that does not fit in RAM is read again for every window
 CORES = {"standard": 4, "large": 16}
 RAM_GB = {"standard": 16, "large": 64}
 DISK_GB = {"standard": 70, "large": 250}  # usable after the free-disk step, with room to spare
@@ -151,10 +158,11 @@ def plan_jobs(ctx: Context) -> JobPlan:
     if prepare:
         jobs.append(Job("prepare", "prepare", prepare))
     for group in _groups(ctx, list(units.values()), budget.tiers_per_job, budget.max_disk_gb, budget.max_hours):
-        leaves = [u[-1] for u in group]
-        kind = leaves[0].split(":", 1)[0]
-        jid = job_slug(kind + "".join(f"-{i.split(':', 1)[-1]}" for i in leaves if ":" in i))
-        jobs.append(Job(jid, "build", [i for u in group for i in u]))
+        # Named for the leaf each unit makes, a measurement for what it measures (gguf-q4_k_m, nvfp4).
+        named = [([i for i in u if reg[i].kind != "quality"] or u)[-1] for u in group]
+        kind = named[0].split(":", 1)[0]
+        jid = job_slug(kind + "".join(f"-{i.split(':', 1)[-1]}" for i in named if ":" in i))
+        jobs.append(Job(jid, "build", topological(reg, [i for u in group for i in u])))  # in build order
     finishing = [i for i in chosen if finish_side(reg[i])]
     if finishing or jobs:
         jobs.append(Job("finish", "finish", finishing))
@@ -191,7 +199,7 @@ def _groups(ctx: Context, units: list[list[str]], per_job: int, max_disk_gb: flo
         return tuple(sorted({n for i in unit for n in reg[i].needs if n not in unit}))
 
     def cost(unit: list[str]) -> float:
-        return sum(_quantize_cost(ctx, i) for i in unit)
+        return sum(_quantize_cost(ctx, i) + _measure_cost(ctx, i) for i in unit)
 
     def size(unit: list[str]) -> int:
         return sum(_size(ctx, i) or 0 for i in unit)
@@ -299,6 +307,13 @@ def _estimate(ctx: Context, job: Job) -> None:
         elif a.kind == "gguf" and g is not None and i.split(":", 1)[1] in g.tiers:
             cpu += _quantize_cost(ctx, i)
             ram = max(ram, _quantize_ram_gb(ctx))
+        elif a.kind == "quality":
+            cpu += _measure_cost(ctx, i)
+            model, in_memory = _measured_model(ctx, i)
+            ram = max(ram, in_memory + _window_gb(ctx) + 0.5)
+            if in_memory == 0.0 and model > RAM_GB["standard"] - 2:
+                # libllama maps the file: the pages a window touches are read again for the next one.
+                serial += _windows(ctx) * model * GB / REREAD_BPS
     job.disk_gb = disk / GB + OVERHEAD_GB
     job.ram_gb = ram
     fits_standard = job.disk_gb <= DISK_GB["standard"] and job.ram_gb <= RAM_GB["standard"]
@@ -315,6 +330,49 @@ def _calibration_tokens(ctx: Context) -> int:
     folder = ctx.release.path(d.calibration)
     total = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) if folder.is_dir() else 0
     return total // 4
+
+
+def _windows(ctx: Context) -> int:
+    from ..quality.estimate import planned_tokens
+
+    q = ctx.release.quality
+    return planned_tokens(ctx.release)[0] // q.context if q is not None else 0
+
+
+def _measure_cost(ctx: Context, artifact_id: str) -> float:
+    """CPU-seconds of a quality measurement: forward passes over the held-out windows (2 FLOPs per active
+    parameter per token) — one for a GGUF file in llama.cpp, two (BF16, then dequantized NVFP4) in
+    transformers for NVFP4."""
+    from ..quality.estimate import planned_tokens
+
+    if ctx.artifacts[artifact_id].kind != "quality":
+        return 0.0
+    decoded = planned_tokens(ctx.release)[0]
+    flops = 2 * _active_parameters(ctx) * decoded
+    if artifact_id == "quality:nvfp4":
+        return 2 * flops / TORCH_FLOPS_PER_CORE
+    return flops / DECODE_FLOPS_PER_CORE
+
+
+def _measured_model(ctx: Context, artifact_id: str) -> tuple[float, float]:
+    """(GB of the model a measurement runs, GB of it held in memory): transformers holds the BF16 checkpoint
+    (in float32 below 2 GB); libllama maps the GGUF file and holds nothing it cannot drop."""
+    from ..quality.nvfp4 import FLOAT32_MAX_BYTES
+
+    a = ctx.artifacts[artifact_id]
+    if artifact_id == "quality:nvfp4":
+        bf16 = _size(ctx, "bf16") or 0
+        return bf16 / GB, bf16 * (2 if bf16 <= FLOAT32_MAX_BYTES else 1) / GB
+    source = a.needs[0] if a.needs else ""
+    return ((_size(ctx, source) or 0) / GB if source in ctx.artifacts else 0.0), 0.0
+
+
+def _window_gb(ctx: Context) -> float:
+    """One window's logits and the float32 blocks computed from them."""
+    from ..quality.estimate import vocab_size
+
+    q = ctx.release.quality
+    return (q.context * vocab_size(ctx.release) * 4 * 2) / GB if q is not None else 0.0
 
 
 def _quantize_ram_gb(ctx: Context) -> float:

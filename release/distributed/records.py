@@ -46,14 +46,19 @@ def record_path(job_id: str) -> str:
 
 def stage_repo(ctx: Context, a: Artifact) -> str | None:
     """The repo an artifact is staged in: its destination, or for an unpublished GGUF (the baseline
-    when it is not published) the GGUF repo, since other machines make the tiers from it; other
-    unpublished artifacts travel through the release's first repo."""
+    when it is not published) the GGUF repo, since other machines make the tiers from it; for another
+    unpublished artifact (a quality reference or measurement, a derived drop map) the repo of the first
+    thing it is made from, so it travels beside what it describes, else the release's first repo."""
     if a.destination is not None and a.destination.kind == "hub":
         return a.destination.repo
     d = ctx.release.definition
     if a.kind == "gguf" and d.gguf is not None:
         return d.gguf.repo
-    # Anything else unpublished travels through the release's first repo.
+    for n in a.needs:
+        if n in ctx.artifacts:
+            repo = stage_repo(ctx, ctx.artifacts[n])
+            if repo is not None:
+                return repo
     return next((s.repo for s in (d.bf16, d.gguf, d.nvfp4) if s is not None), None)
 
 

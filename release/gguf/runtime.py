@@ -126,7 +126,10 @@ class Runner:
     """One model + one context. `logits(tokens)` decodes a sequence from position 0 (cache cleared)."""
 
     def __init__(self, path: Path, *, n_ctx: int = 512, n_threads: int = 2,
-                 eval_callback: EvalCallback | None = None) -> None:
+                 eval_callback: EvalCallback | None = None, flash_attn: bool | None = None) -> None:
+        """`flash_attn`: None leaves llama.cpp's choice (auto: on for CPU); False computes attention without
+        it, in float32 — what quality measurements want (on CPU its float16 accumulation moves logits by
+        tenths, as much as some quantizations do)."""
         lc = llama()
         self.lc = lc
         mp = lc.llama_model_default_params()
@@ -140,6 +143,8 @@ class Runner:
         cp.n_ubatch = n_ctx
         cp.n_threads = n_threads
         cp.n_threads_batch = n_threads
+        if flash_attn is not None:
+            cp.flash_attn_type = 1 if flash_attn else 0  # LLAMA_FLASH_ATTN_TYPE_ENABLED / _DISABLED
         self._cb = None
         if eval_callback is not None:
             def _cb(ptr: int, ask: bool, _user: int) -> bool:

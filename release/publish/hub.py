@@ -699,8 +699,11 @@ class HubPublisher:
 
     def push_readmes(self, artifacts: Iterable[Artifact], release_dir: Path, *,
                      message: str = "Update model card") -> HubResult:
-        """Card-only push: commit just the README.md files that differ, one commit per repo."""
-        plan = self.plan(artifacts, release_dir, select=lambda p: p.rsplit("/", 1)[-1] == "README.md")
+        """Card-only push: commit just the cards (README.md, and the GGUF repo's quality chart the card
+        embeds) that differ, one commit per repo."""
+        from ..quality.chart import CHART_FILE
+
+        plan = self.plan(artifacts, release_dir, select=lambda p: p.rsplit("/", 1)[-1] in ("README.md", CHART_FILE))
         return self.apply(plan, message=message)
 
     def publish(self, artifacts: Sequence[Artifact], release_dir: Path, *, release: str,

@@ -158,6 +158,28 @@ class JobsSection(Section):
     max_hours: float = Field(default=4.0, gt=0, le=5 * 24)  # a fan-out job's time budget (hosted: 6 h)
 
 
+class QualitySection(Section):
+    """How every quantized artifact is measured against its reference (release/quality/)."""
+
+    text: RelPath = "heldout.txt"  # held-out text in the release folder; never the imatrix calibration text
+    max_tokens: int = Field(default=8192, ge=64, le=1_000_000)  # of the text, cut into whole windows
+    # A window; its second half is scored (llama-perplexity). Its logits are held at once: 8192 × a 262 144-token
+    # vocabulary is 8.6 GB of float32.
+    context: int = Field(default=512, ge=16, le=8192)
+    max_kld: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False)  # nats/token; above: removed
+    min_top1: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)  # agreement 0–1; below: removed
+
+
+class LmEvalRow(Section):
+    """One lm-evaluation-harness metric mapped to a benchmark row of scores.json."""
+
+    task: NonEmpty  # the harness's task (or group) name, e.g. "gsm8k"
+    metric: Annotated[str, StringConstraints(pattern=r"^[^,]+,[^,]+$")]  # "<metric>,<filter>"
+    benchmark: NonEmpty  # the row's name, e.g. "GSM8K"
+    label: str = ""  # the row's metric column, e.g. "flex" (default: the metric's name)
+    percent: bool = True  # a fraction 0–1 shown as a percentage; false for an unbounded metric
+
+
 class ReleaseDefinition(Section):
     release: ReleaseSection
     base: BaseSection
@@ -169,6 +191,8 @@ class ReleaseDefinition(Section):
     ollama: OllamaSection | None = None
     cards: CardsSection = CardsSection()
     jobs: JobsSection = JobsSection()
+    quality: QualitySection | None = None  # absent: measured with the defaults when heldout.txt exists
+    lm_eval: list[LmEvalRow] = []  # `release scores import`: task metrics → rows (besides the defaults)
 
     def sections(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("bf16", "gguf", "nvfp4", "ollama") if getattr(self, k)}

@@ -22,7 +22,7 @@ from ..errors import InputError, Problem
 from ..families import Family, for_config
 from ..gguf import tiers as gguf_tiers
 from .bounds import config_problems
-from .definition import ReleaseDefinition
+from .definition import QualitySection, ReleaseDefinition
 from .dropmap import DropMap, check_against_config, parse_drop_map
 from .dropmap_scores import derived_map_problems
 from .licenses import license_problems
@@ -131,6 +131,19 @@ class Release:
         except PathRefused as exc:
             raise InputError(str(exc), file=self.display(DEFINITION_FILE), field="base.path") from exc
 
+    @property
+    def quality(self) -> QualitySection | None:
+        """How quantized artifacts are measured: the [quality] section, or its defaults when the release
+        folder holds the default held-out text; None when the release measures nothing."""
+        q = self.definition.quality
+        if q is not None:
+            return q
+        default = QualitySection()
+        try:
+            return default if self.path(default.text).is_file() else None
+        except InputError:  # a default text that leads out of the folder is no held-out text
+            return None
+
     @cached_property
     def siblings(self) -> list[Release]:
         return [load_release(str(resolve_sibling(self.dir, s))) for s in self.definition.release.siblings]
@@ -157,6 +170,8 @@ class Release:
                         files[f"{d.dropmap.calibration}/{f.name}"] = f
         if d.gguf and d.gguf.imatrix:
             files[d.gguf.imatrix] = self.path(d.gguf.imatrix)
+        if self.quality is not None:
+            files[self.quality.text] = self.path(self.quality.text)
         if d.ollama:
             for rel in (d.ollama.template, d.ollama.system, d.ollama.license):
                 if rel:
@@ -274,12 +289,8 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
         problems += derived_map_problems(pipeline_dir, definition, drop_map, family, config, warnings)
 
     scores = read("cards.scores", load_scores)
-    if scores is not None and scores.per_quant is not None and definition.gguf is not None:
-        known_tiers = set(definition.gguf.tiers) | {definition.gguf.baseline} | set(definition.gguf.removed)
-        for tier in scores.per_quant.scores:
-            if tier not in known_tiers and tier != "NVFP4A16" and tier != "BF16":
-                problems.append(Problem(disp(definition.cards.scores), f"per_quant.scores.{tier}",
-                                        f"unknown tier {tier!r} (not in [gguf] tiers, removed or baseline)"))
+    if scores is not None:
+        problems += per_quant_problems(scores, definition, disp(definition.cards.scores))
 
     for sib in definition.release.siblings:
         try:
@@ -309,6 +320,12 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
                     found, said = exc.problems, []
                 problems += found
                 warnings += said
+        if not problems and release.quality is not None:
+            from .heldout import heldout_findings
+
+            found, said = heldout_findings(release)
+            problems += found
+            warnings += said
     if problems:
         raise InputError(sorted(set(problems), key=problems.index))
     assert release is not None
@@ -317,12 +334,23 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
     return release
 
 
+def per_quant_problems(scores: Scores, definition: ReleaseDefinition, file: str) -> list[Problem]:
+    """Per-quant scores of tiers this release does not have."""
+    if scores.per_quant is None or definition.gguf is None:
+        return []
+    g = definition.gguf
+    known = set(g.tiers) | {g.baseline} | set(g.removed) | {"NVFP4A16", "BF16"}
+    return [Problem(file, f"per_quant.scores.{tier}", f"unknown tier {tier!r} (not in [gguf] tiers, removed or "
+                                                      "baseline)")
+            for tier in scores.per_quant.scores if tier not in known]
+
+
 # Path fields of a definition, and what each names. A "file" must exist; the base folder may not
 # exist yet (it is downloaded or generated).
 PATH_FIELDS: tuple[tuple[str, str], ...] = (
     ("base.config", "file"), ("base.path", "folder"), ("prune.drop_map", "file"), ("cards.scores", "file"),
     ("gguf.imatrix", "file"), ("ollama.template", "file"), ("ollama.system", "file"),
-    ("ollama.license", "file"), ("dropmap.calibration", "folder"),
+    ("ollama.license", "file"), ("dropmap.calibration", "folder"), ("quality.text", "file"),
 )
 
 
@@ -437,6 +465,9 @@ def definition_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str,
         p += _gguf_problems(d, file)
     if d.ollama is not None:
         p += _ollama_problems(d, file)
+    if d.quality is not None and d.quality.max_tokens < d.quality.context:
+        add("quality.max_tokens", f"{d.quality.max_tokens} is less than one window (quality.context = "
+                                  f"{d.quality.context}): nothing would be measured")
     qs = d.cards.quick_start
     if qs.gguf_tier and (d.gguf is None or qs.gguf_tier not in d.gguf.tiers):
         add("cards.quick_start.gguf_tier", f"{qs.gguf_tier!r} is not a tier of [gguf]")

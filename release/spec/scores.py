@@ -28,12 +28,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class LmEvalRun(_Strict):
+    """Where imported scores came from: one lm-evaluation-harness results file."""
+
+    version: str = ""  # lm_eval_version
+    model: str = ""  # config.model, e.g. "vllm"
+    model_args: str = ""  # config.model_args, as the harness recorded it
+    tasks: list[NonEmpty] = []
+    limit: Number | None = None  # config.limit: a subset of every task when set
+    date: Number | None = None  # the run's start (UNIX time)
+    file_sha256: str = ""
+    # What the run scored, per benchmark row: a row is made once both sides of it are imported.
+    scores: dict[NonEmpty, Number] = {}
+    n: dict[NonEmpty, Annotated[int, Field(ge=1, le=10**9)]] = {}
+
+
 class Harness(_Strict):
     description: NonEmpty  # how the scores were measured, in one or two sentences
     engine: str = ""
     artifact: str = ""  # which artifact was evaluated (e.g. "NVFP4A16")
     decoding: str = ""
     notes: str = ""
+    lm_eval: dict[NonEmpty, LmEvalRun] = {}  # "reference", "variant" or a tier → the run imported
 
 
 class Benchmark(_Strict):
@@ -111,6 +127,8 @@ def _non_finite(scores: Scores, file: str) -> list[Problem]:
     for i, r in enumerate(scores.removed_tiers):
         found += [(f"removed_tiers[{i}].size_gb", r.size_gb)]
         found += [(f"removed_tiers[{i}].scores.{b}", v) for b, v in r.scores.items()]
+    for key, run in scores.harness.lm_eval.items():
+        found += [(f"harness.lm_eval.{key}.scores.{b}", v) for b, v in run.scores.items()]
     return [Problem(file, where, f"not a finite number ({value!r})") for where, value in found
             if value is not None and not math.isfinite(value)]
 

@@ -7,6 +7,7 @@
           template unchanged; Q8_0 runs a forward pass
 - nvfp4:  decompresses within the NVFP4 error bound; other tensors byte-identical
 - ollama: every manifest references blobs present with the right size and digest
+- quality: the figures are finite and in range, and of the files the measured artifact holds now
 - card:   every link resolves to this release, its base, or a sibling
 
 Results are remembered per artifact content (state.json), so an unchanged artifact is not re-verified.
@@ -116,8 +117,14 @@ def _dropmap(ctx: Context, a: Artifact) -> list[str]:
     return problems
 
 
-CHECKS: dict[str, Check] = {
-    "dropmap": _dropmap,"bf16": _bf16, "gguf": _gguf, "nvfp4": _nvfp4, "ollama": _ollama, "card": _card}
+def _quality(ctx: Context, a: Artifact) -> list[str]:
+    from ..quality.facts import figure_problems
+
+    return figure_problems(ctx.artifacts, a)
+
+
+CHECKS: dict[str, Check] = {"dropmap": _dropmap, "bf16": _bf16, "gguf": _gguf, "nvfp4": _nvfp4,
+                            "quality": _quality, "ollama": _ollama, "card": _card}
 
 
 def verify_release(ctx: Context, artifacts: list[Artifact]) -> None:

@@ -1,0 +1,196 @@
+"""`release scores import`: lm-evaluation-harness results files (tests/fixtures/lm-eval/, in the format of
+lm-eval 0.4.13: results, n-samples, configs, versions, config …) become benchmark rows that `release check`
+accepts and the cards render; a bad file is one error naming it and the key, and scores.json is untouched."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from release.cards import render_card_texts
+from release.plan import plan_artifacts
+from release.spec.load import load_release
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures" / "lm-eval"
+VARIANT = FIXTURES / "results_variant.json"
+REFERENCE = FIXTURES / "results_reference.json"
+
+
+def _release(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "release", *args], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Path:
+    dest = tmp_path / "demo"
+    shutil.copytree(ROOT / "pipelines" / "demo", dest, ignore=shutil.ignore_patterns("base", ".base.demo.json"))
+    return dest
+
+
+def _import(demo: Path, results: Path, side: str, *extra: str) -> dict:
+    proc = _release("scores", "import", str(demo), "--lm-eval", str(results), "--as", side, "--json", *extra)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _row(card: str, first_cell: str) -> list[str]:
+    for line in card.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no table row starting with {first_cell!r}")
+
+
+def test_import_reference_and_variant_rows_that_check_accepts_and_cards_render(demo: Path) -> None:
+    raw = json.loads(VARIANT.read_text())
+    ref = _import(demo, REFERENCE, "reference")
+    assert [r["benchmark"] for r in ref["rows"]] == ["GSM8K", "IFEval", "ARC-Challenge"]
+    assert ref["unmapped"] == ["lambada_openai"]  # no default row for a perplexity task
+    # The reference alone makes no row (a row has both sides): its scores wait in its run's record.
+    assert ref["pending"] == ["GSM8K", "IFEval", "ARC-Challenge"]
+    assert _release("check", str(demo)).returncode == 0
+    waiting = json.loads((demo / "scores.json").read_text())
+    assert [b["name"] for b in waiting["benchmarks"]] == ["Toy recall", "Toy arithmetic"]
+    assert waiting["harness"]["lm_eval"]["reference"]["scores"]["GSM8K"] == 91.0
+    assert _import(demo, VARIANT, "variant")["pending"] == []
+    proc = _release("check", str(demo))
+    assert proc.returncode == 0, proc.stderr
+
+    scores = json.loads((demo / "scores.json").read_text())
+    gsm8k = next(b for b in scores["benchmarks"] if b["name"] == "GSM8K")
+    # Fractions become percentages; n is the effective sample count (--limit 100), not the task's 1319.
+    want = round(100 * raw["results"]["gsm8k"]["exact_match,flexible-extract"], 2)
+    assert gsm8k == {"name": "GSM8K", "n": raw["n-samples"]["gsm8k"]["effective"], "metric": "flex",
+                     "reference": 91.0, "variant": want}
+    assert gsm8k["n"] == 100 != raw["n-samples"]["gsm8k"]["original"]
+    run = scores["harness"]["lm_eval"]["variant"]
+    assert run["version"] == raw["lm_eval_version"] == "0.4.13" and run["model"] == "vllm"
+    assert run["model_args"] == raw["config"]["model_args"] and run["limit"] == 100
+    assert run["tasks"] == ["arc_challenge", "gsm8k", "ifeval"]
+    assert scores["harness"]["lm_eval"]["reference"]["model_args"].startswith("pretrained=demo/tiny-gemma4-8e,")
+    # The hand-typed rows are kept as they were.
+    assert scores["benchmarks"][0]["name"] == "Toy recall"
+
+    release = load_release(str(demo))
+    cards = render_card_texts(release, plan_artifacts(release), provenance={})
+    for kind in ("bf16", "gguf", "nvfp4", "ollama"):
+        assert _row(cards[kind], "GSM8K") == ["GSM8K", "100", "flex", "91.00", "86.00", "−5.00"]
+        assert _row(cards[kind], "IFEval") == ["IFEval", "100", "prompt_strict", "95.00", "93.00", "−2.00"]
+    assert "Imported from lm-evaluation-harness results: 8e by lm-eval 0.4.13 with `vllm`, limit 100 per task; " \
+           "6e demo by lm-eval 0.4.13" in cards["gguf"]
+
+
+def test_per_quant_rows_and_definition_mappings(demo: Path) -> None:
+    toml = demo / "release.toml"
+    toml.write_text(toml.read_text() + """
+[[lm_eval]]
+task = "gsm8k"
+metric = "exact_match,strict-match"
+benchmark = "GSM8K strict"
+label = "strict"
+
+[[lm_eval]]
+task = "lambada_openai"
+metric = "perplexity,none"
+benchmark = "LAMBADA perplexity"
+percent = false
+""")
+    _import(demo, REFERENCE, "reference")
+    _import(demo, VARIANT, "variant")
+    quant = _import(demo, VARIANT, "variant", "--quant", "Q4_K_M")
+    assert {r["benchmark"] for r in quant["rows"]} == {"GSM8K strict", "LAMBADA perplexity", "IFEval",
+                                                       "ARC-Challenge"}
+    assert _release("check", str(demo)).returncode == 0
+    scores = json.loads((demo / "scores.json").read_text())
+    names = [b["name"] for b in scores["benchmarks"]]
+    assert "GSM8K" not in names and "GSM8K strict" in names  # the definition's row replaces the default
+    ppl = next(b for b in scores["benchmarks"] if b["name"] == "LAMBADA perplexity")
+    assert ppl["percent"] is False and ppl["higher_is_better"] is False and ppl["variant"] == 3.7412
+    assert scores["per_quant"]["scores"]["Q4_K_M"]["GSM8K strict"] == 79.0
+    assert scores["harness"]["lm_eval"]["Q4_K_M"]["file_sha256"]
+    release = load_release(str(demo))
+    card = render_card_texts(release, plan_artifacts(release), provenance={})["gguf"]
+    assert "| GSM8K strict | Δ vs 8e |" in card.split("### Scores per quantization")[1]
+
+
+def _broken(tmp_path: Path, edit) -> Path:  # type: ignore[no-untyped-def]
+    data = json.loads(VARIANT.read_text())
+    edit(data)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(("edit", "key"), [
+    (lambda d: d.pop("n-samples"), "n-samples"),
+    (lambda d: d.pop("configs"), "configs"),
+    (lambda d: d.__setitem__("results", []), "results"),
+    (lambda d: d["results"]["gsm8k"].pop("exact_match,flexible-extract"), "results.gsm8k.exact_match,flexible-extract"),
+    (lambda d: d["results"]["gsm8k"].__setitem__("exact_match,flexible-extract", "N/A"),
+     "results.gsm8k.exact_match,flexible-extract"),
+    (lambda d: d["results"]["gsm8k"].__setitem__("exact_match,flexible-extract", 86.0),
+     "results.gsm8k.exact_match,flexible-extract"),
+    (lambda d: d["n-samples"].pop("ifeval"), "n-samples.ifeval"),
+    (lambda d: d["versions"].pop("arc_challenge"), "versions.arc_challenge"),
+])
+def test_a_bad_results_file_is_one_error_naming_the_file_and_the_key(demo: Path, tmp_path: Path, edit, key) -> None:  # type: ignore[no-untyped-def]
+    before = (demo / "scores.json").read_bytes()
+    path = _broken(tmp_path, edit)
+    proc = _release("scores", "import", str(demo), "--lm-eval", str(path), "--as", "variant")
+    assert proc.returncode == 2, proc.stderr
+    assert f"error: {path}: {key}: " in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert (demo / "scores.json").read_bytes() == before
+
+
+def test_not_json_or_not_a_results_file(demo: Path, tmp_path: Path) -> None:
+    for content, what in (("{not json", "not valid JSON"), ("[1, 2]", "not an lm-evaluation-harness results")):
+        path = tmp_path / "results.json"
+        path.write_text(content)
+        proc = _release("scores", "import", str(demo), "--lm-eval", str(path), "--as", "variant")
+        assert proc.returncode == 2 and f"{path}: " in proc.stderr and what in proc.stderr, proc.stderr
+    proc = _release("scores", "import", str(demo), "--lm-eval", str(tmp_path / "missing.json"), "--as", "variant")
+    assert proc.returncode == 2 and "missing.json" in proc.stderr
+
+
+def test_runs_that_do_not_compare_are_refused_and_nothing_is_written(demo: Path, tmp_path: Path) -> None:
+    _import(demo, REFERENCE, "reference")
+    before = (demo / "scores.json").read_bytes()
+    # The variant scored on another number of items than the reference.
+    path = _broken(tmp_path, lambda d: d["n-samples"]["gsm8k"].__setitem__("effective", 1319))
+    proc = _release("scores", "import", str(demo), "--lm-eval", str(path), "--as", "variant")
+    assert proc.returncode == 2 and f"{path}: n-samples.gsm8k.effective" in proc.stderr, proc.stderr
+    assert (demo / "scores.json").read_bytes() == before
+    # Per-quant scores are the variant's; a tier the release does not have is refused.
+    proc = _release("scores", "import", str(demo), "--lm-eval", str(VARIANT), "--as", "reference", "--quant", "Q4_K_M")
+    assert proc.returncode == 2 and "--quant" in proc.stderr
+    proc = _release("scores", "import", str(demo), "--lm-eval", str(VARIANT), "--as", "variant", "--quant", "Q9_9")
+    assert proc.returncode == 2 and "not a tier" in proc.stderr
+    assert (demo / "scores.json").read_bytes() == before
+
+
+def test_groups_sum_their_subtasks_and_secrets_stay_out(demo: Path, tmp_path: Path) -> None:
+    def edit(d: dict) -> None:
+        d["results"]["mmlu"] = {"alias": "mmlu", "acc,none": 0.7012, "acc_stderr,none": 0.0036}
+        d["results"]["mmlu_abstract_algebra"] = {"alias": " - abstract_algebra", "acc,none": 0.41}
+        d["results"]["mmlu_anatomy"] = {"alias": " - anatomy", "acc,none": 0.72}
+        d["group_subtasks"]["mmlu"] = ["mmlu_abstract_algebra", "mmlu_anatomy"]
+        d["n-samples"]["mmlu_abstract_algebra"] = {"original": 100, "effective": 100}
+        d["n-samples"]["mmlu_anatomy"] = {"original": 135, "effective": 135}
+        d["versions"]["mmlu"] = 2
+        d["config"]["model_args"] += ",token=hf_abcdefghijklmnopqrstuvwxyz0123"
+
+    result = _import(demo, _broken(tmp_path, edit), "variant")
+    mmlu = next(r for r in result["rows"] if r["benchmark"] == "MMLU")
+    assert mmlu["n"] == 235 and mmlu["value"] == 70.12
+    assert "mmlu_anatomy" not in result["unmapped"]  # part of the group that was imported
+    text = (demo / "scores.json").read_text()
+    assert "hf_abcdefghijklmnopqrstuvwxyz0123" not in text and "token=***" in text
