@@ -93,7 +93,8 @@ def test_the_dropmap_job_feeds_prepare_through_the_hub(deriving: Path, remote: T
 
     assert job("dropmap")["built"] == ["dropmap"]
     prepare = job("prepare")
-    assert prepare["built"] == ["bf16", "gguf:F16", "gguf:imatrix"] and prepare["fetched_files"] == 2
+    assert prepare["built"] == ["bf16", "gguf:F16", "gguf:imatrix", "quality:reference"]
+    assert prepare["fetched_files"] == 2
     fetched = json.loads((tmp_path / "prepare" / "demo" / "dropmap" / "dropmap.json").read_text())
     made = json.loads((tmp_path / "dropmap" / "demo" / "dropmap" / "dropmap.json").read_text())
     assert fetched == made
