@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .dropmap.scores import scores_path_for
+from .dropmap.summary import CHART_FILE as SELECTION_CHART
+from .dropmap.summary import has_selection
 from .estimate import bf16_size, census, gguf_size, tier_size
 from .gguf.tiers import gguf_filename, standard_recipe
 from .manifest import Artifact, ArtifactRegistry, Destination, FileEntry
@@ -105,8 +107,11 @@ def plan_artifacts(release: Release, *, estimates: bool = True) -> ArtifactRegis
     for kind in ("bf16", "gguf", "nvfp4"):
         section = getattr(d, kind)
         if section:
-            chart = kind == "gguf" and release.quality is not None
-            files = [FileEntry("README.md")] + ([FileEntry(CHART_FILE)] if chart else [])
+            files = [FileEntry("README.md")]
+            if kind == "gguf" and release.quality is not None:
+                files.append(FileEntry(CHART_FILE))
+            if kind == "bf16" and has_selection(release):
+                files.append(FileEntry(SELECTION_CHART))
             reg.add(Artifact(id=f"card:{kind}", kind="card", root=f"cards/{kind}",
                              files=files, destination=hub(section.repo, ""),
                              recipe={"template": f"{kind}.md.j2"}))

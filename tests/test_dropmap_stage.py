@@ -98,3 +98,53 @@ def test_the_dropmap_job_feeds_prepare_through_the_hub(deriving: Path, remote: T
     fetched = json.loads((tmp_path / "prepare" / "demo" / "dropmap" / "dropmap.json").read_text())
     made = json.loads((tmp_path / "dropmap" / "demo" / "dropmap" / "dropmap.json").read_text())
     assert fetched == made
+
+
+def _selection_card(dist: Path) -> tuple[str, str]:
+    card = (dist / "demo" / "cards" / "bf16" / "README.md").read_text()
+    chart = (dist / "demo" / "cards" / "bf16" / "expert-selection.svg").read_text()
+    return card, chart
+
+
+def _lowest(shares: dict[str, float]) -> list[int]:
+    return [int(k) for k, _ in sorted(shares.items(), key=lambda kv: (kv[1], int(kv[0])))[:3]]
+
+
+def test_bf16_card_says_how_the_derived_map_chose(deriving: Path, tmp_path: Path) -> None:
+    """The method section is generated from the recorded recipe and classes, names the least covered
+    layers, and embeds a chart the BF16 repo ships (issue 15.5)."""
+    import xml.etree.ElementTree as ET
+
+    proc = subprocess.run([sys.executable, "-m", "release", "build", str(deriving), "--only", "bf16", "--only",
+                           "cards", "--dist", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    card, chart = _selection_card(tmp_path)
+    manifest = json.loads((tmp_path / "demo" / "manifest.json").read_text())
+    selection = next(a for a in manifest["artifacts"] if a["id"] == "dropmap")["facts"]["selection"]
+    assert "REAP" in card and "Recipe: `max-class`" in card
+    assert all(f"{c}: {n:,}" in card for c, n in selection["classes"].items())
+    named = card.split("least covered layers are ", 1)[1].split(".\n", 1)[0]
+    assert [int(part.split(" (")[0]) for part in named.split(", ")] == _lowest(selection["kept_share"])
+    assert "resolve/main/expert-selection.svg" in card
+    assert ET.fromstring(chart).tag.endswith("svg") and chart.count("<rect") == 1 + len(selection["kept_share"])
+    card_art = next(a for a in manifest["artifacts"] if a["id"] == "card:bf16")
+    assert {f["path"] for f in card_art["files"]} == {"README.md", "expert-selection.svg"}
+
+
+def test_bf16_card_reads_the_scores_beside_a_given_map(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    shutil.copytree(ROOT / "pipelines" / "demo", folder, ignore=shutil.ignore_patterns("base", ".base.demo.json"))
+    cal = write_calibration(tmp_path / "cal", {"prose": PROSE, "code": CODE})
+    (folder / "dropmap.json").unlink()
+    proc = subprocess.run([sys.executable, "-m", "release", "dropmap", str(folder), "--calibration", str(cal),
+                           "--recipe", "pooled", "--out", str(folder / "dropmap.json")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    toml = (folder / "release.toml").read_text()
+    (folder / "release.toml").write_text(toml + '\n[dropmap]\nrecipe = "pooled"\ncalibration = "cal"\n')
+    shutil.copytree(cal, folder / "cal")
+    proc = subprocess.run([sys.executable, "-m", "release", "cards", str(folder), "--dist", str(tmp_path / "dist")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    card, chart = _selection_card(tmp_path / "dist")
+    assert "Recipe: `pooled` — one score pooled over all calibration tokens" in card and "<svg" in chart

@@ -25,6 +25,8 @@ class DropmapBuilder:
         import torch
 
         from ..dropmap.derive import DropmapRequest, derive
+        from ..dropmap.scores import parse_scores
+        from ..dropmap.summary import selection_facts
 
         (planned,) = artifacts
         out = ctx.dist / planned.root
@@ -35,8 +37,9 @@ class DropmapBuilder:
                         progress=ctx.say)
         built = dataclasses.replace(planned, status="built")
         built.files = ctx.file_entries(out, [f.path for f in planned.files])
+        scores = parse_scores(result.scores_file.read_bytes(), result.scores_file.name)
         built.facts = {"kept": {str(k): list(v) for k, v in sorted(result.kept.items())},
-                       "kept_share": {str(k): v for k, v in sorted(result.kept_share.items())},
+                       "selection": selection_facts(scores, dict(result.kept)),
                        "recipe": result.recipe.to_json(), "tokens": result.tokens,
                        "tokens_per_second": round(result.tokens_per_second, 1), "device": device,
                        "source": f"release dropmap ({result.recipe.name}) {__version__}",

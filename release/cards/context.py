@@ -292,6 +292,17 @@ def quality_points(release: Release, artifacts: ArtifactRegistry) -> list[Point]
     return points
 
 
+def _selection(release: Release, artifacts: ArtifactRegistry) -> dict[str, Any] | None:
+    """How the experts were chosen, as the recorded scores say (None: only the definition's text)."""
+    from ..dropmap import summary
+
+    selection = summary.selection_of(release, artifacts)
+    if selection is None or release.definition.bf16 is None:
+        return None
+    return {**summary.describe(selection), "reap_url": summary.REAP_URL,
+            "chart_url": hub_resolve_url(release.definition.bf16.repo, summary.CHART_FILE)}
+
+
 def quality_chart(release: Release, artifacts: ArtifactRegistry) -> str:
     """The SVG the GGUF repo ships beside its card, from artifact facts alone."""
     points = quality_points(release, artifacts)
@@ -464,7 +475,7 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
         "base": {**d.base.model_dump(), "url": hub_url(d.base.repo),
                  "revision_url": f"{HUB}/{d.base.repo}/tree/{d.base.revision}"},
         "prune": {**d.prune.model_dump(), "per_layer": per_layer, "drop_map_sha256": dm.sha256,
-                  "family": release.family.family},
+                  "family": release.family.family, "selection": _selection(release, artifacts)},
         "me": me,
         "scores": {"harness": release.scores.harness.model_dump(), "rows": me["benchmarks"],
                    "at_parity": sum(1 for r in me["benchmarks"] if r.verdict == "parity"),

@@ -82,6 +82,9 @@ class LinkIndex:
         terms = license_terms(d.release)
         if terms.url:
             self.urls.add(terms.url)
+        from ..dropmap.summary import REAP_URL
+
+        self.urls.add(REAP_URL)  # the measure a generated selection section cites
 
 
 def link_index(release: Release, artifacts: ArtifactRegistry) -> LinkIndex:

@@ -212,13 +212,20 @@ def render_card_texts(release: Release, artifacts: ArtifactRegistry, *, provenan
 
 def card_files(release: Release, artifacts: ArtifactRegistry) -> dict[str, dict[str, bytes]]:
     """Files a card's repo ships beside its README: the GGUF repo's quality chart, once a tier is measured
-    (the card embeds it from then on)."""
+    (the card embeds it from then on), and the BF16 repo's chart of the expert selection, when measured
+    scores record it."""
+    from ..dropmap import summary
     from ..quality.chart import CHART_FILE
     from .context import quality_chart, quality_points
 
-    if release.definition.gguf is None or release.quality is None or not quality_points(release, artifacts):
-        return {}
-    return {"gguf": {CHART_FILE: quality_chart(release, artifacts).encode("utf-8")}}
+    files: dict[str, dict[str, bytes]] = {}
+    if release.definition.gguf is not None and release.quality is not None and quality_points(release, artifacts):
+        files["gguf"] = {CHART_FILE: quality_chart(release, artifacts).encode("utf-8")}
+    selection = summary.selection_of(release, artifacts) if release.definition.bf16 is not None else None
+    if selection is not None:
+        title = f"{release.definition.prune.label}: what the kept experts carry"
+        files["bf16"] = {summary.CHART_FILE: summary.chart_svg(selection, title).encode("utf-8")}
+    return files
 
 
 def render_cards(release: Release, artifacts: ArtifactRegistry, out_dir: Path, *, provenance: dict[str, Any],
