@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from card_rows import table_row
 from huggingface_hub import ModelCard
 
 from release.cards import CardLinkError, build_context, render_card_texts, render_cards, verify_cards
@@ -88,12 +89,6 @@ def test_rendering_is_deterministic(v4):
 
 # ---- computed figures ----------------------------------------------------------------------------
 
-def _row(card: str, first_cell: str) -> list[str]:
-    for line in card.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells and cells[0] == first_cell:
-            return cells
-    raise AssertionError(f"no table row starting with {first_cell!r}")
 
 
 def test_deltas_are_computed(v4, v4_artifacts, v4_cards):
@@ -104,10 +99,10 @@ def test_deltas_are_computed(v4, v4_artifacts, v4_cards):
     assert ctx["scores"]["at_parity"] == 3 and ctx["scores"]["worse"] == 5
     assert ctx["scores"]["largest_drop"].name == "LiveCodeBench medium v4"
     for kind in ("bf16", "gguf", "nvfp4", "ollama"):
-        assert _row(v4_cards[kind], "HumanEval+ (chat)") == ["HumanEval+ (chat)", "164", "pass@1", "92.07", "91.46",
-                                                             "−0.61"]
-        assert _row(v4_cards[kind], "LiveCodeBench medium v4")[-1] == "−9.09"
-        assert _row(v4_cards[kind], "MATH-500")[-1] == "0.00"
+        assert table_row(v4_cards[kind], "HumanEval+ (chat)") == ["HumanEval+ (chat)", "164", "pass@1", "92.07",
+                                                                  "91.46", "−0.61"]
+        assert table_row(v4_cards[kind], "LiveCodeBench medium v4")[-1] == "−9.09"
+        assert table_row(v4_cards[kind], "MATH-500")[-1] == "0.00"
 
 
 def test_delta_sign_follows_scores_file(tmp_path):
@@ -118,7 +113,7 @@ def test_delta_sign_follows_scores_file(tmp_path):
                                                  '"reference": 77.00, "variant": 78.18'))
     r = load_release(str(pipes / "v4"))
     cards = render_card_texts(r, plan_artifacts(r), provenance=PROVENANCE)
-    assert _row(cards["gguf"], "LiveCodeBench medium v4")[-1] == "+1.18"
+    assert table_row(cards["gguf"], "LiveCodeBench medium v4")[-1] == "+1.18"
 
 
 def test_capacity_and_parameters(v4, v4_artifacts, v4_cards):
@@ -128,20 +123,20 @@ def test_capacity_and_parameters(v4, v4_artifacts, v4_cards):
     assert me["top_k"] == 8 and me["moe_layers"] == 30
     per_expert = 3 * 704 * 2816  # gate, up, down of moe_intermediate_size × hidden_size
     assert me["params_after"] == 25_800_000_000 - per_expert * 30 * 30
-    assert _row(v4_cards["bf16"], "Share of MoE capacity removed")[-1] == "23.4%"
-    assert _row(v4_cards["bf16"], "Total parameters")[1] == "25.8B"
-    assert _row(v4_cards["bf16"], "Total parameters")[-1] == "≈20.4B"
-    assert _row(v4_cards["bf16"], "Experts per MoE layer")[1:] == ["128", "98", "98", "98"]
+    assert table_row(v4_cards["bf16"], "Share of MoE capacity removed")[-1] == "23.4%"
+    assert table_row(v4_cards["bf16"], "Total parameters")[1] == "25.8B"
+    assert table_row(v4_cards["bf16"], "Total parameters")[-1] == "≈20.4B"
+    assert table_row(v4_cards["bf16"], "Experts per MoE layer")[1:] == ["128", "98", "98", "98"]
 
 
 def test_planned_sizes_are_marked_estimates(v4_artifacts, v4_cards):
     planned = v4_artifacts["gguf:Q4_K_M"].facts["size"]
-    row = _row(v4_cards["gguf"], "Q4_K_M ★")
-    header = _row(v4_cards["gguf"], "Tier")
+    row = table_row(v4_cards["gguf"], "Q4_K_M ★")
+    header = table_row(v4_cards["gguf"], "Tier")
     assert row[3] == f"≈{planned / 1e9:.2f} GB" == "≈13.23 GB"
     assert row[4] == "≈5.18"  # bits per weight: size in bits over parameters
     assert row[header.index("Ollama tag")] == "Q4_K_M"  # the Ollama tag built from it
-    assert _row(v4_cards["gguf"], "CD-Q3 ★")[header.index("Ollama tag")] == "CD-Q3_K_M"
+    assert table_row(v4_cards["gguf"], "CD-Q3 ★")[header.index("Ollama tag")] == "CD-Q3_K_M"
     assert row[header.index("KLD")] == row[header.index("Top-1")] == "—"  # not measured: planned
     assert "Values marked ≈ are planned estimates" in v4_cards["gguf"]
 
@@ -163,11 +158,11 @@ def test_built_sizes_replace_estimates(v4):
                      facts={"manifest_digest": "sha256:25d1dbb9e4481234", "model_type": "19.9B",
                             "file_type": "Q4_K_M"}))
     cards = render_card_texts(v4, reg, provenance=PROVENANCE)
-    row = _row(cards["gguf"], "Q4_K_M ★")
+    row = table_row(cards["gguf"], "Q4_K_M ★")
     assert row[3] == "13.54 GB" and row[4] == "5.30"
     assert "Converted and quantized with llama-cpp-python 0.3.36 (b1234)." in cards["gguf"]
     assert f"- {FALLBACK}\n" in cards["gguf"]  # silent type fallbacks are shown, not hidden
-    assert _row(cards["ollama"], "[Q4_K_M](https://ollama.com/mannix/gemma4-98e-v4:Q4_K_M) (latest) ★")[2] == \
+    assert table_row(cards["ollama"], "[Q4_K_M](https://ollama.com/mannix/gemma4-98e-v4:Q4_K_M) (latest) ★")[2] == \
         "13.54 GB"
     ctx = build_context(v4, reg, PROVENANCE)
     tag = next(t for t in ctx["ollama"]["tags"] if t["tag"] == "Q4_K_M")
@@ -193,10 +188,10 @@ def test_quick_start_uses_real_names(v4_cards):
 
 
 def test_siblings_compared(v4_cards):
-    row = _row(v4_cards["bf16"], "[98e v5-coder](https://huggingface.co/ManniX-ITA/gemma-4-A4B-98e-v5-coder-it)")
+    row = table_row(v4_cards["bf16"], "[98e v5-coder](https://huggingface.co/ManniX-ITA/gemma-4-A4B-98e-v5-coder-it)")
     assert row[1].startswith("Python, JavaScript and Rust")
     assert row[3].split(" · ")[1] == "93.29"  # its HumanEval+ score, in our benchmark order
-    assert _row(v4_cards["bf16"], "[98e v3](https://huggingface.co/ManniX-ITA/gemma-4-A4B-98e-v3-it)")[3] \
+    assert table_row(v4_cards["bf16"], "[98e v3](https://huggingface.co/ManniX-ITA/gemma-4-A4B-98e-v3-it)")[3] \
         .split(" · ")[6] == "75.25"
 
 
@@ -210,12 +205,12 @@ def test_per_quant_and_removed_tiers_v5_coder():
     r = load_release("v5-coder")
     cards = render_card_texts(r, plan_artifacts(r), provenance=PROVENANCE)
     gguf = cards["gguf"]
-    row = _row(gguf, "[CD-Q4_K_M_L](https://huggingface.co/ManniX-ITA/gemma-4-A4B-98e-v5-coder-it-GGUF/blob/main/"
+    row = table_row(gguf, "[CD-Q4_K_M_L](https://huggingface.co/ManniX-ITA/gemma-4-A4B-98e-v5-coder-it-GGUF/blob/main/"
                      "gemma-4-A4B-98e-v5-coder-CD-Q4_K_M_L.gguf)")
     assert row[2:] == ["93.29", "+1.22"]
-    assert _row(gguf, "`gemma-4-A4B-98e-v5-coder-IQ2_XXS.gguf`")[1:] == ["7.37 GB", "no result",
+    assert table_row(gguf, "`gemma-4-A4B-98e-v5-coder-IQ2_XXS.gguf`")[1:] == ["7.37 GB", "no result",
                                                                           "evaluation crashed (repeated HTTP 500s)"]
-    assert _row(gguf, "`gemma-4-A4B-98e-v5-coder-Q2_K.gguf`")[2] == "6.10"
+    assert table_row(gguf, "`gemma-4-A4B-98e-v5-coder-Q2_K.gguf`")[2] == "6.10"
 
 
 @pytest.mark.parametrize("name", ["demo", "v3", "v5-coder"])
@@ -402,7 +397,7 @@ def test_removed_tier_without_scores_still_listed(tmp_path):
     toml.write_text(text)
     r = load_release(str(pipes / "v3"))
     gguf = render_card_texts(r, plan_artifacts(r), provenance=PROVENANCE)["gguf"]
-    assert _row(gguf, "`gemma-4-A4B-98e-v3-Q2_K.gguf`") == ["`gemma-4-A4B-98e-v3-Q2_K.gguf`", "—", "—"]
+    assert table_row(gguf, "`gemma-4-A4B-98e-v3-Q2_K.gguf`") == ["`gemma-4-A4B-98e-v3-Q2_K.gguf`", "—", "—"]
 
 
 def test_nvfp4_parallel_sizes_from_config(v4, v4_artifacts, v4_cards):
@@ -422,8 +417,8 @@ def test_split_tier_links_folder_and_downloads_it(v4):
                      recipe=planned.recipe, destination=planned.destination, facts={"bpw": 5.3}))
     gguf = render_card_texts(v4, reg, provenance=PROVENANCE)["gguf"]  # link check passes: folder is known
     url = "https://huggingface.co/ManniX-ITA/gemma-4-A4B-98e-v4-it-GGUF/tree/main/gemma-4-A4B-98e-v4-Q4_K_M"
-    assert _row(gguf, "Q4_K_M ★")[1] == f"[gemma-4-A4B-98e-v4-Q4_K_M]({url})"
-    assert _row(gguf, "Q4_K_M ★")[3] == "14.00 GB"
+    assert table_row(gguf, "Q4_K_M ★")[1] == f"[gemma-4-A4B-98e-v4-Q4_K_M]({url})"
+    assert table_row(gguf, "Q4_K_M ★")[3] == "14.00 GB"
     assert '--include "gemma-4-A4B-98e-v4-Q4_K_M/*"' in gguf
 
 
@@ -435,11 +430,11 @@ def test_measured_parameters_replace_estimates(v4):
                      recipe=planned.recipe, destination=planned.destination,
                      facts={"parameters_before": 26_220_000_000, "parameters": 20_820_000_000}))
     cards = render_card_texts(v4, reg, provenance=PROVENANCE)
-    assert _row(cards["bf16"], "Total parameters")[1] == "26.2B"
-    assert _row(cards["bf16"], "Total parameters")[-1] == "20.8B"  # counted, so no "≈"
+    assert table_row(cards["bf16"], "Total parameters")[1] == "26.2B"
+    assert table_row(cards["bf16"], "Total parameters")[-1] == "20.8B"  # counted, so no "≈"
     assert "Parameter counts are those of the checkpoint's tensors" in cards["bf16"]
     assert cards["ollama"].splitlines()[2].startswith("20.8B parameters · 98 experts per MoE layer")
-    assert _row(cards["gguf"], "BF16")[-1] == "41.60 GB"
+    assert table_row(cards["gguf"], "BF16")[-1] == "41.60 GB"
 
 
 def test_license_other_needs_name_and_link(tmp_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from card_rows import table_row
 
 from release.manifest import Artifact, ArtifactRegistry, FileEntry, Manifest
 from release.quality.facts import FIGURES, apply_quality, quality_removed, removed_conflicts, withheld
@@ -269,12 +270,6 @@ def test_measurements_are_staged_beside_what_they_measure(demo: tuple[Path, Path
 
 # ---- cards, chart, preview ------------------------------------------------------------------------------
 
-def _row(card: str, first_cell: str) -> list[str]:
-    for line in card.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells and cells[0] == first_cell:
-            return cells
-    raise AssertionError(f"no table row starting with {first_cell!r}")
 
 
 def test_cards_show_every_measured_figure(demo: tuple[Path, Path]) -> None:
@@ -283,17 +278,17 @@ def test_cards_show_every_measured_figure(demo: tuple[Path, Path]) -> None:
     pipeline, dist = demo
     arts = _manifest(dist)
     cards = {k: (dist / "demo" / "cards" / k / "README.md").read_text() for k in ("gguf", "nvfp4", "ollama")}
-    header = _row(cards["gguf"], "Tier")
+    header = table_row(cards["gguf"], "Tier")
     for tier in load_release(str(pipeline)).definition.gguf.tiers:
         q = arts[f"gguf:{tier}"]["facts"]["quality"]
-        row = _row(cards["gguf"], tier + (" ★" if tier == "Q4_K_M" else ""))
+        row = table_row(cards["gguf"], tier + (" ★" if tier == "Q4_K_M" else ""))
         assert row[header.index("KLD")] == _kld(q["kld_mean"]) != "—"
         assert row[header.index("Top-1")] == _share(q["top1_agreement"])
-    assert _row(cards["gguf"], "F16")[header.index("KLD")] == "reference"
+    assert table_row(cards["gguf"], "F16")[header.index("KLD")] == "reference"
     assert f"over {arts['gguf:Q8_0']['facts']['quality']['tokens']} tokens of held-out text" in cards["gguf"]
     nq = arts["nvfp4"]["facts"]["quality"]
     assert f"is {_kld(nq['kld_mean'])} nats/token (99th percentile {_kld(nq['kld_p99'])})" in cards["nvfp4"]
-    tags = _row(cards["ollama"], "Tag")
+    tags = table_row(cards["ollama"], "Tag")
     for tag, tier in load_release(str(pipeline)).definition.ollama.tags.items():
         ref = f"| `127.0.0.1:5000/demo/tiny-gemma4-6e:{tag}`"
         line = next(ln for ln in cards["ollama"].splitlines() if ln.startswith(ref))
@@ -446,7 +441,7 @@ def test_a_threshold_removes_the_tier_with_its_measured_reason(demo: tuple[Path,
     cards = render_card_texts(release, reg, provenance=PROVENANCE)
     files_table = cards["gguf"].split("## Files")[1].split("\n\n")[1]
     assert "CD-Q3" not in files_table
-    row = _row(cards["gguf"], "`tiny-gemma4-6e-CD-Q3.gguf`")
+    row = table_row(cards["gguf"], "`tiny-gemma4-6e-CD-Q3.gguf`")
     assert f"KL divergence {kld['CD-Q3']:.4g} nats/token is above max_kld {limit:g}" in row[-1]
     assert "are not published" in cards["gguf"]
     assert ">CD-Q3 (removed)</text>" in quality_chart(release, reg)

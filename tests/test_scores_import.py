@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from card_rows import table_row
 
 from release.cards import render_card_texts
 from release.plan import plan_artifacts
@@ -41,12 +42,6 @@ def _import(demo: Path, results: Path, side: str, *extra: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def _row(card: str, first_cell: str) -> list[str]:
-    for line in card.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells and cells[0] == first_cell:
-            return cells
-    raise AssertionError(f"no table row starting with {first_cell!r}")
 
 
 def test_import_reference_and_variant_rows_that_check_accepts_and_cards_render(demo: Path) -> None:
@@ -82,8 +77,8 @@ def test_import_reference_and_variant_rows_that_check_accepts_and_cards_render(d
     release = load_release(str(demo))
     cards = render_card_texts(release, plan_artifacts(release), provenance={})
     for kind in ("bf16", "gguf", "nvfp4", "ollama"):
-        assert _row(cards[kind], "GSM8K") == ["GSM8K", "100", "flex", "91.00", "86.00", "−5.00"]
-        assert _row(cards[kind], "IFEval") == ["IFEval", "100", "prompt_strict", "95.00", "93.00", "−2.00"]
+        assert table_row(cards[kind], "GSM8K") == ["GSM8K", "100", "flex", "91.00", "86.00", "−5.00"]
+        assert table_row(cards[kind], "IFEval") == ["IFEval", "100", "prompt_strict", "95.00", "93.00", "−2.00"]
     assert "Imported from lm-evaluation-harness results: 8e by lm-eval 0.4.13 with `vllm`, limit 100 per task; " \
            "6e demo by lm-eval 0.4.13" in cards["gguf"]
 
