@@ -67,7 +67,7 @@ def test_build_derives_the_map_then_prunes_with_it(deriving: Path, tmp_path: Pat
     manifest = json.loads((tmp_path / "demo" / "manifest.json").read_text())
     art = next(a for a in manifest["artifacts"] if a["id"] == "dropmap")
     assert art["status"] == "built" and art["destination"]["path_in_repo"] == "pruning"
-    assert set(art["facts"]["kept_share"]) == set(derived["drop"])
+    assert set(art["facts"]["selection"]["kept_share"]) == set(derived["drop"])
 
 
 @pytest.fixture
