@@ -479,15 +479,12 @@ def preview(name: str, dist: Path) -> None:
 def restore_built(ctx: Context) -> None:
     """Put every artifact already built (state.json, files intact) into the registry, so cards and the
     preview describe what exists."""
-    from .quality.facts import apply_quality
-
     for artifact_id in ctx.state.data["artifacts"]:
         if artifact_id in ctx.artifacts and not artifact_id.startswith("card:"):
             a = ctx.state.restore(artifact_id)
             if a is not None and ctx.intact(a):
                 a.needs = ctx.artifacts[artifact_id].needs
                 ctx.adopt(a)
-    apply_quality(ctx.artifacts)
 
 
 @cli.group()

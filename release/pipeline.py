@@ -232,8 +232,12 @@ class Context:
 
     def adopt(self, artifact: Artifact) -> Artifact:
         """Put a built artifact into the registry (built here, restored, or made on another machine), and
-        let what it establishes take effect: a derived drop map becomes the release's drop map."""
+        let what it establishes take effect: quality figures land on what they measure, and a derived drop map
+        becomes the release's drop map."""
+        from .quality.facts import apply_quality
+
         self.artifacts.add(artifact)
+        apply_quality(self.artifacts)  # figures follow the files they measured (either side may be new)
         if artifact.kind == "dropmap" and artifact.status in ("built", "published"):
             from .dropmap.derive import drop_map_of
 
@@ -325,8 +329,6 @@ def _ready(ctx: Context, artifact_id: str, pending: list[str]) -> bool:
 
 
 def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[str]:
-    from .quality.facts import apply_quality
-
     todo: list[tuple[Artifact, str]] = []
     for a in batch:
         inputs = builder.input_hash(ctx, a)
@@ -337,7 +339,6 @@ def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[
                 ctx.adopt(restored)
                 continue
         todo.append((a, inputs))
-    apply_quality(ctx.artifacts)
     if not todo:
         return []
     for root in {ctx.dist / a.root for a, _ in todo}:
@@ -355,7 +356,6 @@ def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[
         if built.id in hashes:
             ctx.state.record(built, hashes[built.id])
             built_now.append(built.id)
-    apply_quality(ctx.artifacts)
     missing = set(hashes) - set(built_now)
     if missing:
         raise WorkError(f"the {builder.kind} builder did not build {', '.join(sorted(missing))}")

@@ -20,7 +20,7 @@ from ..errors import RemoteError
 from ..flow import PublishSummary, refuse_removed_conflicts, send
 from ..pipeline import Context, ensure
 from ..publish.hubplan import HubPlan, PlannedFile, RepoPlan
-from ..quality.facts import apply_quality, withheld
+from ..quality.facts import withheld
 from .jobs import JobPlan, plan_jobs
 from .records import JobRecord, read_record, stage_repo, staged_problems, staging_branch
 from .run import hub_publisher, job_key
@@ -92,14 +92,13 @@ def _adopt(ctx: Context, plan: JobPlan, records: dict[str, JobRecord], pub: Any)
             a.needs = ctx.artifacts[a.id].needs
             a.status = "built"
             ctx.adopt(a)
-    apply_quality(ctx.artifacts)
 
 
 def _promotion_plan(ctx: Context, pub: Any, records: dict[str, JobRecord], repos: list[str]) -> HubPlan:
     """Per repo: finish's own files (cards, side files) planned as usual, plus every staged file that
     main lacks as a server-side copy from its job's branch."""
     local = [a for a in ctx.artifacts if a.destination is not None and a.destination.kind == "hub"
-             and a.id in ctx.artifacts and a.status == "built" and a.root and not _staged(a.id, records)]
+             and a.status == "built" and a.root and not _staged(a.id, records)]
     plan = pub.plan(local, ctx.dist)
     by_repo = {rp.repo: rp for rp in plan.repos}
     for repo in repos:

@@ -23,7 +23,6 @@ from ..errors import RemoteError, WorkError
 from ..fsutil import atomic_write_text, link_or_copy, sha256_file
 from ..manifest import Artifact, Destination, FileEntry
 from ..pipeline import Context, builders, digest, ensure
-from ..quality.facts import apply_quality
 from ..steps import BASE, STEP_OF, topological
 from .jobs import GB, Job, JobPlan, plan_jobs
 from .records import (
@@ -115,7 +114,6 @@ def adopt_upstream(ctx: Context, plan: JobPlan, job: Job, pub: Any) -> dict[str,
             a.status = "built"
             ctx.adopt(a)
         records[need] = rec
-    apply_quality(ctx.artifacts)
     return records
 
 
