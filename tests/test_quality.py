@@ -158,13 +158,16 @@ def test_kld_agrees_with_an_independent_computation(demo: tuple[Path, Path]) -> 
 
 
 def test_nvfp4_is_measured_on_the_same_tokens_with_its_own_dequantized_weights(demo: tuple[Path, Path]) -> None:
-    """NVFP4's tokens come from the checkpoint's tokenizer and equal libllama's; the model it measures differs
-    from the BF16 one exactly in the quantized modules, by what compressed-tensors' decompressor gives."""
+    """NVFP4's tokens come from the checkpoint's tokenizer and equal libllama's; the tensors the NVFP4 pass
+    loads differ from the BF16 ones exactly in the quantized modules, by what compressed-tensors' decompressor
+    gives."""
     import torch
 
+    from release.dropmap.stream import TensorReader
+    from release.nvfp4.checkpoint import read_quant_shard_headers
     from release.nvfp4.verify import _dequantizer
-    from release.prune.exactness import load_model
-    from release.quality.nvfp4 import dequantize_into, tokenize
+    from release.prune import inspect_checkpoint
+    from release.quality.nvfp4 import NvfpPatch, tokenize
 
     pipeline, dist = demo
     text = (pipeline / "heldout.txt").read_text()
@@ -174,14 +177,19 @@ def test_nvfp4_is_measured_on_the_same_tokens_with_its_own_dequantized_weights(d
     arts = _manifest(dist)
     assert arts["nvfp4"]["facts"]["quality"]["tokens"] == meta["scored"]
 
-    model = load_model(dist / "demo" / "bf16", torch.float32)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    assert dequantize_into(model, dist / "demo" / "nvfp4") > 0
-    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    info = inspect_checkpoint(dist / "demo" / "bf16")
+    reader = TensorReader(info.base_dir, info.shards)
+    names = sorted(reader.where)
+    before = {n: t.to(torch.float32) for n, t in reader.read(names).items()}
+    patch = NvfpPatch(dist / "demo" / "nvfp4", info, torch.float32)
+    try:
+        after = patch(0, reader.read(names))
+    finally:
+        patch.close()
+    assert patch.applied == patch.modules > 0
+    changed = {n for n in names if not torch.equal(after[n], before[n])}
     assert changed and all(".experts." in n or ".self_attn." in n or ".mlp." in n for n in changed), changed
     # One expert's gate projection, against compressed-tensors' own decompressor (the oracle).
-    from release.nvfp4.checkpoint import read_quant_shard_headers
-
     ct, label = _dequantizer("compressed-tensors")
     out = read_quant_shard_headers(dist / "demo" / "nvfp4")
     module = next(n[:-len(".weight_packed")] for n in sorted(out) if ".experts.1.gate_proj.weight_packed" in n)
@@ -192,11 +200,65 @@ def test_nvfp4_is_measured_on_the_same_tokens_with_its_own_dequantized_weights(d
         with safe_open(dist / "demo" / "nvfp4" / out[name][0], "pt") as f:
             return f.get_tensor(name)
 
-    want = ct(tensor(f"{module}.weight_packed"), tensor(f"{module}.weight_scale"),
-              tensor(f"{module}.weight_global_scale"))
+    def decompressed(m: str) -> torch.Tensor:
+        return ct(tensor(f"{m}.weight_packed"), tensor(f"{m}.weight_scale"), tensor(f"{m}.weight_global_scale"))
+
+    gate, up = decompressed(module), decompressed(module.replace(".gate_proj", ".up_proj"))
     container = module.rsplit(".", 2)[0]  # …experts
-    gate_up = dict(model.named_parameters())[f"{container}.gate_up_proj"][1]
-    assert torch.equal(gate_up[:want.shape[0]], want.to(torch.float32)), label
+    gate_up = after[f"{container}.gate_up_proj"][1]
+    assert torch.equal(gate_up, torch.cat([gate, up]).to(torch.float32)), label
+
+
+def test_streamed_nvfp4_figures_equal_the_whole_model_measurement(demo: tuple[Path, Path], tmp_path: Path) -> None:
+    """The layer-streamed measurement gives the figures of the whole model in transformers (loaded with
+    `from_pretrained`, every quantized module's weight replaced by compressed-tensors' decompression, each
+    window decoded on its own) within 1e-3 relative."""
+    import torch
+
+    from release.nvfp4.checkpoint import read_quant_shard_headers
+    from release.nvfp4.layout import SrcTensor
+    from release.nvfp4.verify import _dequantizer, _locate
+    from release.prune.exactness import load_model
+    from release.quality.divergence import compare, reference_logprobs
+    from release.quality.nvfp4 import measure_nvfp4, tokenize
+
+    pipeline, dist = demo
+    release = load_release(str(pipeline))
+    q = release.quality
+    text = (pipeline / "heldout.txt").read_text()
+    bf16, nvfp4 = dist / "demo" / "bf16", dist / "demo" / "nvfp4"
+    streamed = measure_nvfp4(bf16, nvfp4, text, q, shown="heldout.txt", work=tmp_path / "work")
+
+    tokens, bos = tokenize(bf16, text)
+    windows = cut(tokens, context=q.context, max_tokens=q.max_tokens, bos=bos, shown="heldout.txt")
+    model = load_model(bf16, torch.float32)  # the demo is well below 2 GB: float32, as the measurement
+
+    def logits(window: list[int]) -> np.ndarray:
+        with torch.inference_mode():
+            return model(input_ids=torch.tensor([window])).logits[0].float().numpy()
+
+    out = np.zeros((windows.scored, model.get_output_embeddings().weight.shape[0]), dtype=np.float16)
+    ref = reference_logprobs(logits, windows, out)
+    ct, _ = _dequantizer("compressed-tensors")
+    params = dict(model.named_parameters())
+    src = {n: SrcTensor(n, "BF16", tuple(p.shape)) for n, p in params.items()}
+    quant = read_quant_shard_headers(nvfp4)
+
+    def tensor(name: str) -> torch.Tensor:
+        from safetensors import safe_open
+
+        with safe_open(nvfp4 / quant[name][0], "pt") as f:
+            return f.get_tensor(name)
+
+    with torch.no_grad():
+        for m in sorted({n[:-len(".weight_packed")] for n in quant if n.endswith(".weight_packed")}):
+            t, e, r0, r1, _ = _locate(m, src)
+            w = ct(tensor(f"{m}.weight_packed"), tensor(f"{m}.weight_scale"), tensor(f"{m}.weight_global_scale"))
+            (params[t.name].data if e is None else params[t.name].data[e])[r0:r1] = w.to(torch.float32)
+    whole = compare(logits, windows, ref, reference="bf16", text_sha256=streamed.text_sha256)
+    assert streamed.tokens == whole.tokens
+    for name in ("kld_mean", "kld_p99", "top1_agreement", "ppl", "ppl_reference"):
+        assert getattr(streamed, name) == pytest.approx(getattr(whole, name), rel=1e-3), name
 
 
 def test_unchanged_inputs_recompute_nothing_and_a_new_text_only_the_measurements(demo: tuple[Path, Path],

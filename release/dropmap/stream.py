@@ -14,6 +14,14 @@ The math is the model's own: transformers' classes and loading code, never a re-
    tensors fused, renames); the layer runs over every batch; its weights go back to the meta device.
    The next layer's bytes are read by a background thread meanwhile.
 
+4. Optionally, the head: after the last layer, the non-layer tensors (embeddings, final norm, an untied
+   output projection) are loaded again and the whole model's own `forward` runs once per sequence with the
+   layers replaced by replays that hand back the streamed hidden states, so the logits come from the
+   model's own final norm, output projection and soft-capping (`logits`).
+
+A `transform` given to the stream sees each layer's tensors as read, before transformers loads them (the
+NVFP4 quality measurement puts the dequantized NVFP4 weights in place of the BF16 ones there).
+
 Resident between layers: the hidden states and recorded arguments of the calibration batches. Peak: the
 running layer + the next layer's bytes + one batch's working memory.
 """
@@ -41,6 +49,8 @@ TORCH_DTYPES: dict[str, torch.dtype] = {
     "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
 }
 _LAYER = re.compile(r"^(?P<prefix>.*?)layers\.(?P<layer>\d+)\.")
+# A layer's tensors as read → what transformers loads for it (the layer index is the first argument).
+Transform = Callable[[int, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -107,12 +117,14 @@ class TensorReader:
 class LayerStream:
     """A checkpoint's text decoder, run layer by layer over recorded batches."""
 
-    def __init__(self, info: CheckpointInfo, *, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, info: CheckpointInfo, *, device: torch.device, dtype: torch.dtype,
+                 transform: Transform | None = None) -> None:
         import transformers
         from transformers.conversion_mapping import get_model_conversion_mapping
         from transformers.utils.generic import ContextManagers
 
         self.info, self.device, self.dtype = info, device, dtype
+        self.transform = transform
         self.reader = TensorReader(info.base_dir, info.shards)
         if info.config.get("quantization_config") is not None:
             raise InputError("quantized checkpoints are not supported by the collector; use the BF16 base",
@@ -249,9 +261,13 @@ class LayerStream:
         if self.layer_names[0]:
             self._prefetch(0)
 
+    def _read_layer(self, layer: int) -> dict[str, torch.Tensor]:
+        tensors = self.reader.read(self.layer_names[layer])
+        return self.transform(layer, tensors) if self.transform is not None else tensors
+
     def _prefetch(self, layer: int) -> None:
         if layer < self.num_layers:
-            self._next = (layer, self._pool.submit(self.reader.read, self.layer_names[layer]))
+            self._next = (layer, self._pool.submit(self._read_layer, layer))
 
     def run_layer(self, layer: int, before_batch: Callable[[int], None] | None = None) -> None:
         """Load `layer`, run it over every recorded batch (hidden states updated in place), free it."""
@@ -259,7 +275,7 @@ class LayerStream:
         if self._next is not None and self._next[0] == layer:
             tensors = self._next[1].result()
         else:
-            tensors = self.reader.read(self.layer_names[layer])
+            tensors = self._read_layer(layer)
         self._next = None
         self._load(tensors, f"layers.{layer}")
         del tensors
@@ -275,6 +291,43 @@ class LayerStream:
                 self.hidden[b] = out[0] if isinstance(out, tuple) else out
         module.to("meta")
         self.calls[layer] = None
+
+    # -- the head ---------------------------------------------------------------------------------
+    def load_head(self) -> None:
+        """Load what turns the last layer's hidden states into logits (embeddings, final norm, the output
+        projection or its tie to the embeddings); once every layer has run."""
+        head = [n for n, m in self.model.named_modules() if m is self.model.get_output_embeddings()]
+        prefix = f"{head[0]}." if head else None
+        names = self.other_names + [n for n in self.reader.where if prefix and n.startswith(prefix)]
+        self._load(self.reader.read(names), "head")
+        self.model.tie_weights()
+        self._materialize(self._text_modules(), "head")
+        if prefix:
+            self._materialize(self.model.get_submodule(head[0]).named_modules(prefix=head[0]), "head")
+
+    def logits(self, batch: Batch, b: int, row: int) -> torch.Tensor:
+        """[tokens, vocab] logits of sequence `row` of recorded batch `b` (`batch`), from the streamed hidden
+        states: the model's own forward runs with every layer replaced by a replay (the last one returns the
+        streamed state), so the final norm, output projection and soft-capping are the model's."""
+        final = self.hidden[b][row:row + 1]
+        last = self.num_layers - 1
+
+        def replay(index: int) -> Callable[..., torch.Tensor]:
+            def forward(*args: Any, **kwargs: Any) -> torch.Tensor:
+                return final if index == last else (args[0] if args else kwargs["hidden_states"])
+
+            return forward
+
+        for i, layer in enumerate(self.text.layers):
+            layer.forward = replay(i)
+        try:
+            with torch.no_grad():
+                out = self.model(input_ids=batch.input_ids[row:row + 1].to(self.device),
+                                 attention_mask=batch.attention_mask[row:row + 1].to(self.device), use_cache=False)
+        finally:
+            for layer in self.text.layers:
+                layer.__dict__.pop("forward", None)
+        return out.logits[0]
 
     def activation_bytes(self) -> int:
         """Bytes held between layers: hidden states and recorded arguments (each storage counted once)."""
