@@ -142,7 +142,7 @@ def main() -> int:
         job = GgufJob(release, out, log=print)
         baseline = convert_baseline(job, pruned)
         source = baseline_source(tmp, baseline)
-        art = make_imatrix(job, source)
+        art = make_imatrix(job, source, pruned)
         imatrix = out / art.files[0].path
         facts = art.facts
         print(f"F16 conversion + imatrix ({facts.get('chunks')} chunks × {facts.get('chunk_size')} tokens): "

@@ -86,7 +86,7 @@ def main() -> int:
             pruned = ctx.artifact_dir(ctx.built("bf16"))
         job = GgufJob(release, tmp / "gguf", log=lambda _m: None)
         source = baseline_source(tmp, convert_baseline(job, pruned))
-        imatrix = make_imatrix(job, source)
+        imatrix = make_imatrix(job, source, pruned)
         imatrix_path = tmp / "gguf" / imatrix.files[0].path
         size = sum(p.stat().st_size for p in pruned.glob("*.safetensors"))
         print(f"{release.name}{' (medium checkpoint)' if args.medium else ''}: {size / 1e9:.3f} GB BF16; "

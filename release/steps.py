@@ -1,6 +1,6 @@
 """The release flow, written once: every artifact kind in order, and what each of its artifacts needs.
 
-    base ─→ bf16 ─→ gguf:<baseline> ─→ gguf:imatrix ─→ gguf:<tier> ─→ ollama:<tag>
+    base ─→ bf16 ─→ gguf:<baseline> ─→ gguf:imatrix (also needs bf16) ─→ gguf:<tier> ─→ ollama:<tag>
       ↘ dropmap ↗  │           └──→ quality:reference ──┴──→ quality:<tier>
                └──→ nvfp4 ─→ quality:nvfp4 (also needs bf16)
                   (a tier needs the imatrix when the release has one; the drop map is an artifact
@@ -53,7 +53,8 @@ def _gguf(release: Release, a: Artifact) -> list[str]:
     if name == g.baseline:
         return ["bf16"]
     if name == "imatrix":
-        return [baseline] if g.imatrix and imatrix_is_calibration(g.imatrix) else []
+        # Computed from the BF16 checkpoint layer by layer, named and tokenized as the baseline GGUF.
+        return [baseline, "bf16"] if g.imatrix and imatrix_is_calibration(g.imatrix) else []
     # llama.cpp uses an importance matrix for every type it helps; a release that has one uses it everywhere.
     return [baseline, "gguf:imatrix"] if g.imatrix else [baseline]
 

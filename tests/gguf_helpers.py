@@ -20,6 +20,23 @@ FULL_WIDTH = {"hidden_size": 2816, "intermediate_size": 2112, "moe_intermediate_
               "num_global_key_value_heads": 2}
 
 
+# Wider than the demo (hidden 512, the 26B's FFN and head widths), still the demo's 4 layers and 8 experts.
+WIDER = {**FULL_WIDTH, "hidden_size": 512, "num_attention_heads": 4, "num_key_value_heads": 2}
+# A model of a few GB with many layers, so that two of them are a small part of it: 16 layers of 32
+# experts at hidden 1024 and the 26B's FFN widths, ≈1.3B parameters, ≈2.6 GB BF16.
+FEW_GB = {**FULL_WIDTH, "hidden_size": 1024, "num_attention_heads": 8, "num_key_value_heads": 4,
+          "num_hidden_layers": 16, "layer_types": (["sliding_attention"] * 3 + ["full_attention"]) * 4,
+          "num_experts": 32, "sliding_window": 512}
+
+
+def generate_gemma4(out: Path, widths: dict, *, seed: int, max_shard_size: str = "100MB") -> Path:
+    """The demo model with `widths` over its text config, saved as sharded BF16 with the demo's tokenizer."""
+    from release.demo import text_config, write_gemma4
+
+    return write_gemma4(out, {**text_config(), **widths}, seed=seed, max_shard_size=max_shard_size,
+                        init_in_bf16=True)
+
+
 def generate_full_width(out: Path, *, seed: int = 3) -> Path:
     """The demo model at the 26B's widths, saved as BF16 with the demo's tokenizer (random weights)."""
     from release.demo import text_config, write_gemma4

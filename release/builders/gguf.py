@@ -30,7 +30,9 @@ class GgufBuilder:
                           g.split_size_gb, g.model_name or ctx.release.definition.release.title,
                           metadata_inputs(ctx.release), needs)
         if name == "imatrix":
-            return digest("gguf-imatrix", __version__, LLAMA_CPP_PYTHON, g.imatrix, ctx.inputs.get(g.imatrix),
+            from ..gguf.imatrix_stream import METHOD
+
+            return digest("gguf-imatrix", __version__, LLAMA_CPP_PYTHON, METHOD, g.imatrix, ctx.inputs.get(g.imatrix),
                           g.imatrix_chunks, needs)
         return digest("gguf", __version__, LLAMA_CPP_PYTHON, artifact.recipe, g.split_size_gb, needs)
 
@@ -55,7 +57,8 @@ class GgufBuilder:
         if "imatrix" in names:
             computed = baseline in ctx.artifacts["gguf:imatrix"].needs
             source = baseline_source(ctx.dist, ctx.built(baseline)) if computed else None
-            built.append(make_imatrix(job, source))
+            checkpoint = ctx.artifact_dir(ctx.built("bf16")) if computed else None
+            built.append(make_imatrix(job, source, checkpoint))
         tiers = [n for n in names if n not in (g.baseline, "imatrix", "ollama-files")]
         if tiers:
             imatrix = ctx.built("gguf:imatrix") if g.imatrix else None

@@ -11,6 +11,9 @@ Public interface (modules are imported lazily: `release.spec` needs only `tiers`
   metadata.release_metadata(release) -> GgufMetadata the release's general.* keys for the converter
   inspect.file_facts(paths, ...) -> dict             histogram, bpw, fallbacks, metadata checks of a file
   runtime.Runner(path)                               libllama forward pass (smoke tests, verify gate)
-  imatrix.compute_imatrix / load_imatrix             importance matrix in llama-imatrix's GGUF format
+  imatrix_stream.stream_imatrix(checkpoint, baseline, calibration, out)   importance matrix, layer by layer
+                                              from the BF16 checkpoint (what a build makes)
+  imatrix.compute_imatrix / load_imatrix             llama.cpp's own collector (the fidelity reference);
+                                              reading, writing llama-imatrix's GGUF format
   ../toolchain.py: doctor(), ensure_toolchain(), install()
 """

@@ -3,7 +3,7 @@ budget, splits above the size limit, facts read back from every file, and the Ol
 
     job = GgufJob(release, out_dir)
     convert_baseline(job, pruned_dir) -> gguf:<BASELINE>       (needs bf16)
-    make_imatrix(job, baseline_source(...)) -> gguf:imatrix    (needs the baseline)
+    make_imatrix(job, baseline_source(...), pruned_dir) -> gguf:imatrix   (needs the baseline and bf16)
     quantize_tiers(job, tiers, source, imatrix) -> gguf:<TIER> (needs the baseline and the imatrix)
     build_gguf(release, pruned_dir, out_dir) -> all of them in one call
 
@@ -41,7 +41,9 @@ from ..toolchain import LLAMA_CPP_COMMIT, LLAMA_CPP_PYTHON, ensure_toolchain
 from . import tiers as T
 from .checks import imatrix_is_calibration, recipe_problems, release_tensors, requested_types, tier_recipe
 from .convert import checkpoint_bytes, convert
-from .imatrix import compute_imatrix, load_imatrix
+from .imatrix import load_imatrix
+from .imatrix_stream import METHOD as STREAMED_IMATRIX
+from .imatrix_stream import stream_imatrix
 from .inspect import file_facts
 from .metadata import release_metadata
 from .names import ExpectedTensor
@@ -190,8 +192,9 @@ def convert_baseline(job: GgufJob, pruned_dir: Path) -> Artifact:
     return _artifact(f"gguf:{g.baseline}", job.root, job.out_dir, files, job.dest, recipe, facts)
 
 
-def make_imatrix(job: GgufJob, source: Path | None) -> Artifact:
-    """gguf:imatrix: computed by libllama from the calibration text on `source`, or the given file."""
+def make_imatrix(job: GgufJob, source: Path | None, checkpoint: Path | None = None) -> Artifact:
+    """gguf:imatrix: computed layer by layer from the pruned BF16 `checkpoint` over the calibration text,
+    named and tokenized as the baseline `source` (release/gguf/imatrix_stream.py), or the given file."""
     g, release = job.g, job.release
     assert g.imatrix and job.progress is not None
     job.out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,14 +202,13 @@ def make_imatrix(job: GgufJob, source: Path | None) -> Artifact:
     src = release.path(g.imatrix)
     meta: dict[str, Any]
     if imatrix_is_calibration(g.imatrix):
-        assert source is not None, "a computed imatrix needs the baseline conversion"
+        assert source is not None and checkpoint is not None, "a computed imatrix needs the baseline and bf16"
         started = time.perf_counter()
-        res = compute_imatrix(source, src, path, chunks=g.imatrix_chunks, threads=os.cpu_count() or 2,
-                              progress=job.progress("gguf: importance matrix", g.imatrix_chunks))
+        res = stream_imatrix(checkpoint, source, src, path, chunks=g.imatrix_chunks,
+                             progress=job.progress("gguf: importance matrix (layers)", None))
         _, meta = load_imatrix(path)
         meta.update(tokens=res.tokens, wall_s=round(time.perf_counter() - started, 2), partial=res.partial)
-        method = ("libllama forward pass on the baseline GGUF with a cb_eval collector "
-                  "(llama-imatrix's accumulation and file format)")
+        method = STREAMED_IMATRIX
     else:
         if not path.is_file() or sha256_file(path) != sha256_file(src):
             atomic_write_bytes(path, src.read_bytes())
@@ -251,7 +253,7 @@ def build_gguf(release: Release, pruned_dir: Path, out_dir: Path, *, only: set[s
     source = baseline_source(out_dir.parent, baseline)
     imatrix = None
     if g.imatrix and (tiers or want("imatrix")):
-        art = make_imatrix(job, source)
+        art = make_imatrix(job, source, pruned_dir)
         imatrix = out_dir.parent / art.root / art.files[0].path
         if want("imatrix"):
             out.append(art)

@@ -1,14 +1,14 @@
-"""The importance matrix: computed in-process by libllama itself, written in llama-imatrix's GGUF format.
+"""The importance matrix in llama-imatrix's GGUF format: reading, writing, and llama.cpp's own collector.
 
-Why this path: llama-cpp-python builds no `llama-imatrix` executable, and building one means a second
-cmake build of llama.cpp outside pip (the house rule allows only pip with our flags). PyTorch hooks on
-the HF model would need our own HF→GGUF name mapping and a second forward implementation (notes: median
-correlation 0.98 with llama-imatrix, but only 0.74–0.77 on `ffn_down_exps`). Instead we run llama.cpp's own
-forward pass on the F16 GGUF through the context's `cb_eval` hook — the mechanism llama-imatrix uses — and
-accumulate Σx² and counts exactly as tools/imatrix/imatrix.cpp (0c1e570) does: every MUL_MAT_ID (per
-expert, via the routing ids) and every MUL_MAT on a `blk.*` weight with ≥16 F32 rows; chunks of n_ctx tokens
-with BOS first; logits for every token so the last layer's FFN sees every row. Same tokenizer, same graph,
-same weights as the quantizer will see.
+A release build computes its matrix layer by layer from the BF16 checkpoint in bounded memory
+(release/gguf/imatrix_stream.py), with the chunking (`chunk_plan`) and the file writer (`write_imatrix`) of
+this module. `compute_imatrix` here is llama.cpp's own computation, kept as the reference the streamed
+matrix is measured against (tests, benchmarks/quality.py): it maps the whole F16/BF16 GGUF, which at 26B
+size wants ≈41 GB of page cache. It runs llama.cpp's forward pass on the GGUF through the context's
+`cb_eval` hook — the mechanism llama-imatrix uses — and accumulates Σx² and counts exactly as
+tools/imatrix/imatrix.cpp (0c1e570) does: every MUL_MAT_ID (per expert, via the routing ids) and every
+MUL_MAT on a `blk.*` weight with ≥16 F32 rows; chunks of n_ctx tokens with BOS first; logits for every
+token so the last layer's FFN sees every row. (llama-cpp-python builds no `llama-imatrix` executable.)
 
 File format (llama-imatrix GGUF, read by `llama-quantize --imatrix`): `general.type = "imatrix"`,
 `imatrix.datasets` [str], `imatrix.chunk_count`, `imatrix.chunk_size`; per weight `<name>.in_sum2` f32
