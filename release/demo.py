@@ -96,8 +96,9 @@ def vision_config() -> dict:
     }
 
 
-def _tokenizer_json() -> dict:
-    """A Llama/Gemma-style BPE with byte fallback (what llama.cpp's Gemma 4 converter reads)."""
+def _tokenizer_json(vocab_size: int = VOCAB_SIZE) -> dict:
+    """A Llama/Gemma-style BPE with byte fallback (what llama.cpp's Gemma 4 converter reads), `vocab_size`
+    tokens (the merges learnt for the demo's, the rest unused)."""
     from tokenizers import (
         AddedToken,
         Tokenizer,
@@ -122,12 +123,12 @@ def _tokenizer_json() -> dict:
     for tok in SPECIAL_TOKENS + byte_tokens:
         vocab[tok] = len(vocab)
     for tok, _ in sorted(learned["vocab"].items(), key=lambda kv: kv[1]):
-        if tok not in vocab and len(vocab) < VOCAB_SIZE:
+        if tok not in vocab and len(vocab) < vocab_size:
             vocab[tok] = len(vocab)
     # Fill up to the embedding's row count, as Gemma's `<unusedN>` tokens do: llama.cpp's Gemma converter
     # trims token_embd to len(vocab) + len(added_tokens), and llama.cpp refuses a file whose embedding has
     # more rows than its vocabulary.
-    while len(vocab) < VOCAB_SIZE:
+    while len(vocab) < vocab_size:
         vocab[f"<unused{len(vocab)}>"] = len(vocab)
     merges = []
     for merge in learned["merges"]:
@@ -200,7 +201,7 @@ def write_gemma4(out_dir: Path, text: dict, *, seed: int, max_shard_size: str, p
 
     with staging_dir(out_dir) as tmp:
         model.save_pretrained(tmp, max_shard_size=max_shard_size)
-        _write_tokenizer(tmp, ids)
+        _write_tokenizer(tmp, ids, int(text.get("vocab_size", VOCAB_SIZE)))
         # transformers' save drops keys other runtimes read (docs/moe-pruning.md §5): restore them.
         cfg_path = tmp / "config.json"
         cfg = json.loads(cfg_path.read_text())
@@ -242,8 +243,8 @@ def is_current(out_dir: Path, *, seed: int = SEED) -> bool:
     return bool(current)
 
 
-def _write_tokenizer(out: Path, ids: dict[str, int]) -> None:
-    (out / "tokenizer.json").write_text(json.dumps(_tokenizer_json(), ensure_ascii=False, indent=2))
+def _write_tokenizer(out: Path, ids: dict[str, int], vocab_size: int = VOCAB_SIZE) -> None:
+    (out / "tokenizer.json").write_text(json.dumps(_tokenizer_json(vocab_size), ensure_ascii=False, indent=2))
     (out / "chat_template.jinja").write_text(CHAT_TEMPLATE)
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",

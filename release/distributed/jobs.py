@@ -37,15 +37,17 @@ UPLOAD_BPS = 60e6  # runner → Hub
 PRUNE_BPS = 500e6  # streaming byte-range copy: disk bound (measured 0.4–0.7× `cp -r`)
 CONVERT_BPS = 150e6  # convert_hf_to_gguf.py, BF16 safetensors → F16 GGUF
 NVFP4_BPS = 160e6  # release/nvfp4 on 2 cores (benchmarks/nvfp4.py); more cores go faster
-CPU_FLOPS_PER_CORE = 20e9  # sustained f32 matmul throughput of one core in llama.cpp (imatrix)
 # llama.cpp decoding a window of held-out text (a quality measurement): ≈56 GFLOP/s per core measured on the
 # 0.76B MoE of `benchmarks/quality.py --medium` (2 cores; 2 FLOPs per active parameter per token).
 DECODE_FLOPS_PER_CORE = 50e9
-TORCH_FLOPS_PER_CORE = 10e9  # the same in transformers on CPU (the NVFP4 quality passes), bf16 or f32
-REREAD_BPS = 500e6  # a model mapped by libllama that does not fit in RAM is read again for every window
+# transformers on CPU, layer by layer (the importance matrix in float32, the NVFP4 quality passes): forward
+# FLOPs of the 26B-A4B layer set of `benchmarks/quality.py --memory` over its wall time, loading included.
+TORCH_FLOPS_PER_CORE = 10e9
+READ_BPS = 500e6  # reading a checkpoint from the runner's disk: a streamed pass, a mapped model read again
 CORES = {"standard": 4, "large": 16}
 RAM_GB = {"standard": 16, "large": 64}
-DISK_GB = {"standard": 70, "large": 250}  # usable after the free-disk step, with room to spare
+# Usable disk: a standard runner has 107–122 GiB free after the workflow's free-disk step (84–90 before).
+DISK_GB = {"standard": 100, "large": 250}
 OVERHEAD_GB = 2.0  # the venv, the llama.cpp build, logs
 IMATRIX_CHUNK_TOKENS = 512
 
@@ -256,19 +258,47 @@ def _quantize_cost(ctx: Context, artifact_id: str) -> float:
     return tier_cost(tier_recipe(ctx.release, artifact_id.split(":", 1)[1])) * baseline / GB
 
 
-def _active_parameters(ctx: Context) -> int:
+def _active_parameters(ctx: Context, *, embeddings: bool = True) -> int:
+    """Parameters a token passes through: all but the experts it is not routed to (and, without
+    `embeddings`, but the embedding: a pass that ends before the output projection)."""
     from ..estimate import census
 
     c = census(ctx.release)
     total = c.pruned_total or 0
     top_k = ctx.release.family.top_k(ctx.release.base_config)
-    return max(total - c.per_expert * c.moe_layers * max(c.experts_after - top_k, 0), 0)
+    active = max(total - c.per_expert * c.moe_layers * max(c.experts_after - top_k, 0), 0)
+    return active if embeddings else max(active - c.embedding, 0)
+
+
+def _streamed(ctx: Context, tokens: int, *, compute_bytes: int, head: bool = False):  # type: ignore[no-untyped-def]
+    """A layer-streamed pass over the pruned checkpoint (release.quality.estimate.StreamedPass): the largest
+    decoder layer from the GGUF tensor list when the family has one, else the text parameters per layer."""
+    from ..estimate import census
+    from ..quality.estimate import StreamedPass, vocab_size
+
+    c = census(ctx.release)
+    cfg = ctx.release.family.text_config(ctx.release.base_config)
+    hidden = int(cfg.get("hidden_size") or 0)
+    if c.gguf_tensors:
+        per_layer: dict[str, int] = {}
+        for t in c.gguf_tensors:
+            if t.name.startswith("blk."):
+                block = t.name.split(".", 2)[1]
+                per_layer[block] = per_layer.get(block, 0) + t.n_elements
+        layer = max(per_layer.values(), default=0)
+    else:
+        layers = int(cfg.get("num_hidden_layers") or 1)
+        layer = max((c.pruned_total or 0) - c.embedding, 0) // max(layers, 1)
+    q = ctx.release.quality
+    logits = q.context * vocab_size(ctx.release) if head and q is not None else 0
+    return StreamedPass(layer, c.embedding, hidden, tokens, compute_bytes, patched=head, logits=logits)
 
 
 def _estimate(ctx: Context, job: Job) -> None:
     """Peak disk and RAM, and hours, of one job for the planned sizes (see the module's constants).
-    Transfers, pruning and conversion are serial; quantizing and the imatrix spread over the cores of
-    the runner the job gets (the large one when disk or RAM exceed the standard one)."""
+    Transfers, pruning, conversion and reading checkpoints are serial; quantizing, the imatrix and the
+    measurements spread over the cores of the runner the job gets (the large one when disk or RAM exceed
+    the standard one). Memory is the largest step's: each step's model is in release.quality.estimate."""
     reg = ctx.artifacts
     # An Ollama tag made by finish holds only small blobs there: its model is the tier's GGUF, pushed
     # by the job that made it.
@@ -300,20 +330,24 @@ def _estimate(ctx: Context, job: Job) -> None:
             serial += size[i] / CONVERT_BPS
             if a.facts.get("split"):
                 disk += size[i]  # the unsplit conversion stays next to the shards
-        elif i == "gguf:imatrix" and g is not None and g.imatrix:
-            cpu += 2 * _active_parameters(ctx) * g.imatrix_chunks * IMATRIX_CHUNK_TOKENS / CPU_FLOPS_PER_CORE
-            # libllama maps the baseline; a forward pass that does not fit in RAM rereads it every chunk.
-            ram = max(ram, (_size(ctx, f"gguf:{g.baseline}") or 0) / GB + 2)
+        elif i == "gguf:imatrix" and g is not None and g.imatrix and a.needs:
+            # Layer by layer from the BF16 checkpoint, in float32, over the calibration chunks.
+            tokens = g.imatrix_chunks * IMATRIX_CHUNK_TOKENS
+            cpu += 2 * _active_parameters(ctx, embeddings=False) * tokens / TORCH_FLOPS_PER_CORE
+            serial += (_size(ctx, "bf16") or 0) / READ_BPS
+            ram = max(ram, _streamed(ctx, tokens, compute_bytes=4).peak_bytes() / GB)
         elif a.kind == "gguf" and g is not None and i.split(":", 1)[1] in g.tiers:
             cpu += _quantize_cost(ctx, i)
             ram = max(ram, _quantize_ram_gb(ctx))
         elif a.kind == "quality":
             cpu += _measure_cost(ctx, i)
-            model, in_memory = _measured_model(ctx, i)
-            ram = max(ram, in_memory + _window_gb(ctx) + 0.5)
-            if in_memory == 0.0 and model > RAM_GB["standard"] - 2:
+            ram = max(ram, _measure_ram_gb(ctx, i))
+            mapped = _mapped_model_gb(ctx, i)
+            if mapped > RAM_GB["standard"] - 2:
                 # libllama maps the file: the pages a window touches are read again for the next one.
-                serial += _windows(ctx) * model * GB / REREAD_BPS
+                serial += _windows(ctx) * mapped * GB / READ_BPS
+            elif i == "quality:nvfp4":
+                serial += 2 * (_size(ctx, "bf16") or 0) / READ_BPS  # two passes, layer by layer
     job.disk_gb = disk / GB + OVERHEAD_GB
     job.ram_gb = ram
     fits_standard = job.disk_gb <= DISK_GB["standard"] and job.ram_gb <= RAM_GB["standard"]
@@ -354,25 +388,30 @@ def _measure_cost(ctx: Context, artifact_id: str) -> float:
     return flops / DECODE_FLOPS_PER_CORE
 
 
-def _measured_model(ctx: Context, artifact_id: str) -> tuple[float, float]:
-    """(GB of the model a measurement runs, GB of it held in memory): transformers holds the BF16 checkpoint
-    (in float32 below 2 GB); libllama maps the GGUF file and holds nothing it cannot drop."""
-    from ..quality.nvfp4 import FLOAT32_MAX_BYTES
-
+def _mapped_model_gb(ctx: Context, artifact_id: str) -> float:
+    """GB of the GGUF file a libllama measurement maps (0 for NVFP4's, which streams the BF16 checkpoint)."""
     a = ctx.artifacts[artifact_id]
     if artifact_id == "quality:nvfp4":
-        bf16 = _size(ctx, "bf16") or 0
-        return bf16 / GB, bf16 * (2 if bf16 <= FLOAT32_MAX_BYTES else 1) / GB
+        return 0.0
     source = a.needs[0] if a.needs else ""
-    return ((_size(ctx, source) or 0) / GB if source in ctx.artifacts else 0.0), 0.0
+    return (_size(ctx, source) or 0) / GB if source in ctx.artifacts else 0.0
 
 
-def _window_gb(ctx: Context) -> float:
-    """One window's logits and the float32 blocks computed from them."""
-    from ..quality.estimate import vocab_size
+def _measure_ram_gb(ctx: Context, artifact_id: str) -> float:
+    """Peak memory of a quality measurement (release.quality.estimate): NVFP4's two layer-streamed passes over
+    the held-out windows (float32 below FLOAT32_MAX_BYTES of BF16, else bfloat16), or libllama decoding them."""
+    from ..quality.estimate import libllama_pass_bytes, planned_tokens, vocab_size
+    from ..quality.nvfp4 import FLOAT32_MAX_BYTES
 
     q = ctx.release.quality
-    return (q.context * vocab_size(ctx.release) * 4 * 2) / GB if q is not None else 0.0
+    if q is None:
+        return 0.0
+    if artifact_id == "quality:nvfp4":
+        bf16 = _size(ctx, "bf16") or 0
+        decoded = planned_tokens(ctx.release)[0]
+        compute = 4 if bf16 <= FLOAT32_MAX_BYTES else 2
+        return _streamed(ctx, decoded, compute_bytes=compute, head=True).peak_bytes() / GB
+    return libllama_pass_bytes(q.context, vocab_size(ctx.release)) / GB
 
 
 def _quantize_ram_gb(ctx: Context) -> float:

@@ -28,6 +28,7 @@ running layer + the next layer's bytes + one batch's working memory.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import os
 import re
@@ -62,6 +63,22 @@ class Batch:
     @property
     def tokens(self) -> int:
         return int(self.attention_mask.sum())
+
+
+def _trim_heap() -> None:
+    """Give the allocator's free heap back to the system (glibc): a layer's many medium-sized temporaries
+    would otherwise stay resident as fragments, and resident memory would creep up layer after layer."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM: Any = None
 
 
 class TensorReader:
@@ -291,6 +308,7 @@ class LayerStream:
                 self.hidden[b] = out[0] if isinstance(out, tuple) else out
         module.to("meta")
         self.calls[layer] = None
+        _trim_heap()
 
     # -- the head ---------------------------------------------------------------------------------
     def load_head(self) -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,7 @@ from .imatrix import ImatrixResult, Stats, chunk_plan, write_imatrix
 if TYPE_CHECKING:
     import torch
 
-BATCH_TOKENS = 4096  # chunks run through a layer together
+BATCH_TOKENS = 1024  # chunks run through a layer together: working memory stays small beside two layers
 METHOD = ("layer-streamed transformers forward (float32) over the BF16 checkpoint, Σx² of every weight's "
           "input per column and per expert (llama-imatrix's statistics and file format)")
 _BLOCK = re.compile(r"^blk\.\d+\.")
@@ -156,7 +157,7 @@ class Accumulator:
         import torch
 
         rows = x.reshape(-1, x.shape[-1])
-        sq = torch.sum(rows.double().square(), dim=0)
+        sq = torch.sum(rows.square(), dim=0, dtype=torch.float64)  # squares in the compute dtype, sums in f64
         for name in names:
             if name not in self.sums:
                 self.sums[name] = torch.zeros((n_mat, rows.shape[1]), dtype=torch.float64)
@@ -173,31 +174,50 @@ class Accumulator:
         return out
 
 
-def _watch(acc: Accumulator, weights: dict[int, tuple[list[str], Any]]):  # type: ignore[no-untyped-def]
-    """A TorchFunctionMode that adds every watched weight's `linear` input to `acc`."""
-    import torch
-    from torch.overrides import TorchFunctionMode
+@dataclass(frozen=True)
+class Watched:
+    """A weight of the running layer: its GGUF names and, for a stack of experts, how to tell which one a
+    view of it is (no reference to the tensor: the layer's memory goes when the layer does)."""
 
-    linear = torch.nn.functional.linear
+    names: list[str]
+    experts: int  # 1 for a matrix
+    offset: int  # storage offset of the stack
+    stride: int  # elements from one expert to the next
 
-    class Watch(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            kwargs = kwargs or {}
-            if func is linear:
-                x = args[0] if args else kwargs["input"]
-                w = args[1] if len(args) > 1 else kwargs["weight"]
-                base = w._base if w._base is not None else w
-                watched = weights.get(id(base))
-                if watched is not None:
-                    names, param = watched
-                    if param.dim() == 3:  # one expert's matrix: a view of the stacked tensor
-                        expert = (w.storage_offset() - param.storage_offset()) // param.stride(0)
-                        acc.add(names, x.detach(), int(expert), int(param.shape[0]))
-                    else:
-                        acc.add(names, x.detach(), 0, 1)
-            return func(*args, **kwargs)
 
-    return Watch()
+_WATCH: type | None = None
+
+
+def _watch(acc: Accumulator, weights: dict[int, Watched]) -> Any:
+    """A TorchFunctionMode that adds the input of every `linear` by a watched weight to `acc`. (One class for
+    the process: a class made per layer would keep that layer's tensors alive until the cyclic GC ran.)"""
+    global _WATCH
+    if _WATCH is None:
+        import torch
+        from torch.overrides import TorchFunctionMode
+
+        linear = torch.nn.functional.linear
+
+        class Watch(TorchFunctionMode):
+            def __init__(self, acc: Accumulator, weights: dict[int, Watched]) -> None:
+                super().__init__()
+                self.acc, self.weights = acc, weights
+
+            def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+                kwargs = kwargs or {}
+                if func is linear:
+                    x = args[0] if args else kwargs["input"]
+                    w = args[1] if len(args) > 1 else kwargs["weight"]
+                    base = w._base if w._base is not None else w
+                    watched = self.weights.get(id(base))
+                    if watched is not None:
+                        # One expert's matrix is a view of the stacked tensor: its offset tells which.
+                        expert = (w.storage_offset() - watched.offset) // watched.stride if watched.experts > 1 else 0
+                        self.acc.add(watched.names, x.detach(), expert, watched.experts)
+                return func(*args, **kwargs)
+
+        _WATCH = Watch
+    return _WATCH(acc, weights)
 
 
 def stream_imatrix(checkpoint: Path, baseline: Path, calibration: Path, out: Path, *, chunks: int = 16,
@@ -237,26 +257,29 @@ def stream_imatrix(checkpoint: Path, baseline: Path, calibration: Path, out: Pat
     unmapped: set[str] = set()
     try:
         stream.record(batches)
-        for layer in range(stream.num_layers):
-            weights: dict[int, tuple[list[str], Any]] = {}
+        weights: dict[int, Watched] = {}  # id of a weight of the running layer → what it is
 
-            def before(b: int, layer: int = layer, weights: dict[int, tuple[list[str], Any]] = weights) -> None:
-                if b:
-                    return
-                prefix = f"{stream.text_name}.layers.{layer}"
-                for pname, p in stream.text.layers[layer].named_parameters(prefix=prefix):
-                    if p.dim() < 2:
-                        continue
-                    resolved = names.resolve(pname)
-                    if resolved:
-                        weights[id(p)] = (resolved, p)
-                    else:
-                        unmapped.add(pname)
+        def before(b: int, layer: int) -> None:
+            if b:
+                return
+            prefix = f"{stream.text_name}.layers.{layer}"
+            for pname, p in stream.text.layers[layer].named_parameters(prefix=prefix):
+                if p.dim() < 2:
+                    continue
+                resolved = names.resolve(pname)
+                if not resolved:
+                    unmapped.add(pname)
+                elif p.dim() == 3:
+                    weights[id(p)] = Watched(resolved, int(p.shape[0]), p.storage_offset(), p.stride(0))
+                else:
+                    weights[id(p)] = Watched(resolved, 1, 0, 0)
 
-            with _watch(acc, weights):
-                stream.run_layer(layer, before)
-            if progress:
-                progress(layer + 1, stream.num_layers)
+        with _watch(acc, weights):
+            for layer in range(stream.num_layers):
+                stream.run_layer(layer, lambda b, layer=layer: before(b, layer))
+                weights.clear()
+                if progress:
+                    progress(layer + 1, stream.num_layers)
     finally:
         stream.close()
     stats = acc.stats()

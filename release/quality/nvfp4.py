@@ -36,11 +36,11 @@ from .windows import Windows, cut
 if TYPE_CHECKING:
     import torch
 
-    from ..dropmap.stream import Batch, LayerStream
+    from ..dropmap.stream import Batch
     from ..prune.checkpoint import CheckpointInfo
 
 FLOAT32_MAX_BYTES = 2_000_000_000
-BATCH_TOKENS = 2048  # windows run through a layer together: more rows per expert, one batch's working memory
+BATCH_TOKENS = 1024  # windows run through a layer together: working memory stays small beside two layers
 
 Progress = Callable[[int, int], None] | None
 
@@ -142,14 +142,17 @@ def window_batches(windows: Windows, batch_tokens: int = BATCH_TOKENS) -> list[B
 @contextmanager
 def streamed_logits(info: CheckpointInfo, batches: list[Batch], dtype: torch.dtype, *,
                     transform: Callable[[int, dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
-                    progress: Progress = None) -> Iterator[tuple[LogitsFn, LayerStream]]:
+                    progress: Progress = None) -> Iterator[tuple[LogitsFn, int]]:
     """Run every layer of the checkpoint over `batches`, then yield a LogitsFn that gives each window's
-    float32 logits in order (window w is row w % per-batch of batch w // per-batch) and the stream."""
+    float32 logits in order (window w is row w % per-batch of batch w // per-batch), and the vocabulary size.
+    Everything it loaded is freed when the block ends."""
     import torch
 
     from ..dropmap.stream import LayerStream
 
     stream = LayerStream(info, device=torch.device("cpu"), dtype=dtype, transform=transform)
+    # One matrix product per expert: the grouped implementation copies a layer's stacked experts transposed.
+    stream.model.config._experts_implementation = "eager"
     try:
         stream.record(batches)
         for layer in range(stream.num_layers):
@@ -166,9 +169,10 @@ def streamed_logits(info: CheckpointInfo, batches: list[Batch], dtype: torch.dty
                 raise WorkError("NVFP4 quality: windows decoded out of order")
             return stream.logits(batches[b], b, row).float().numpy()
 
-        yield logits, stream
+        yield logits, int(stream.model.get_output_embeddings().weight.shape[0])
     finally:
         stream.close()
+        stream.model.to("meta")  # the head (embeddings, output projection) goes with the block
 
 
 def measure_nvfp4(bf16_dir: Path, nvfp4_dir: Path, text: str, q: QualitySection, *, shown: str, work: Path,
@@ -194,8 +198,7 @@ def measure_nvfp4(bf16_dir: Path, nvfp4_dir: Path, text: str, q: QualitySection,
     work.mkdir(parents=True, exist_ok=True)
     tmp = work / ".nvfp4-reference.npy.partial"
     try:
-        with streamed_logits(info, batches, dtype, progress=part(0)) as (logits, stream):
-            vocab = int(stream.model.get_output_embeddings().weight.shape[0])
+        with streamed_logits(info, batches, dtype, progress=part(0)) as (logits, vocab):
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(windows.scored, vocab))
             ref = reference_logprobs(logits, windows, out, part(layers))
             out.flush()
