@@ -24,6 +24,7 @@ the formulas agree with each measurement within 10 %):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..spec.calibration import BYTES_PER_TOKEN_ESTIMATE
@@ -81,6 +82,30 @@ class StreamedPass:
         embeddings = self.embedding * (c + stored)
         head = embeddings + self.logits * 4 if self.logits else 0
         return STREAM_RUNTIME_BYTES + self.tokens * self.hidden * c + max(layers, embeddings, head)
+
+
+def checkpoint_pass(checkpoint: Path, *, tokens: int, compute_bytes: int, head_context: int = 0) -> StreamedPass:
+    """The StreamedPass of a checkpoint on disk (its decoder layers' and embedding's sizes from the
+    safetensors headers): what benchmarks and tests compare a measured peak with. `head_context`: the
+    NVFP4 measurement's window (its pass ends in the head, each layer patched as read)."""
+    import re
+
+    from ..prune import inspect_checkpoint
+
+    info = inspect_checkpoint(checkpoint)
+    cfg = info.family.text_config(info.config)
+    layers: dict[str, int] = {}
+    embedding = 0
+    for shard in info.shards:
+        for e in shard.entries:
+            m = re.search(r"\.layers\.(\d+)\.", e.name)
+            if m and "vision" not in e.name and "audio" not in e.name:
+                layers[m[1]] = layers.get(m[1], 0) + e.numel
+            elif e.name.endswith("embed_tokens.weight"):
+                embedding = e.numel
+    vocab = int(cfg.get("vocab_size") or 0)
+    return StreamedPass(max(layers.values(), default=0), embedding, int(cfg["hidden_size"]), tokens, compute_bytes,
+                        patched=bool(head_context), logits=head_context * vocab)
 
 
 def libllama_pass_bytes(context: int, vocab: int) -> int:
