@@ -23,6 +23,12 @@ baseline measured in the same run.
    full-width layers (30 layers, 64 chunks of 512 tokens): an extrapolation, not a measurement. Goal: peaks
    a fraction of the model, the plan within 10 % of every measured peak.
 
+4. --jobs: the real `prepare` and `nvfp4` jobs (`release publish NAME --job …`, each a process with its own
+   --dist and Hugging Face cache, against a stand-in Hub holding the base) for a release of the 16-layer
+   model (32 experts pruned to 24), sampling every 0.2 s the disk its folder takes (the downloaded base,
+   the cache, dist/) and the anonymous memory of the job's processes; beside the job plan's disk and RAM
+   for the same release (its disk less the plan's allowance for the venv and the llama.cpp build).
+
 The demo checkpoint is generated (7.6M parameters) unless --medium: the 0.76B Gemma 4 MoE of
 benchmarks/gguf_sweep.py (32 experts top-4 pruned to 24, expert FFN 704 like the 26B), generated once and
 cached in $MOE_RELEASE_CACHE/bench/. Work files go to a temporary folder (--keep keeps it).
@@ -30,17 +36,23 @@ cached in $MOE_RELEASE_CACHE/bench/. Work files go to a temporary folder (--keep
     python benchmarks/quality.py [--medium] [--tiers Q8_0,Q4_K_M] [--max-tokens 4096] [--keep]
     python benchmarks/quality.py --imatrix [--medium] [--chunks 8]
     python benchmarks/quality.py --memory [--workdir /tmp]
+    python benchmarks/quality.py --jobs [--workdir /tmp]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import random
+import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -303,6 +315,121 @@ def memory(args: argparse.Namespace, work: Path) -> None:
               f"standard runner's {CORES['standard']} at the same speed per core")
 
 
+# ---- 4: the jobs themselves ------------------------------------------------------------------------------
+
+def _allocated(folder: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):  # renamed or removed while we looked
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+    return total
+
+
+def _tree_anon(pid: int) -> int:
+    """RssAnon of a process and all its descendants (bytes)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        stack += children.get(p, [])
+        try:
+            line = next(ln for ln in Path(f"/proc/{p}/status").read_text().splitlines() if ln.startswith("RssAnon:"))
+            total += int(line.split()[1]) * 1024
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+def _run_sampled(cmd: list[str], env: dict[str, str], folder: Path) -> tuple[int, int, float]:
+    """(peak disk of `folder`, peak anonymous memory of the process tree, seconds) of one command."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    peaks = [0, 0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            peaks[0] = max(peaks[0], _allocated(folder))
+            peaks[1] = max(peaks[1], _tree_anon(proc.pid))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    _out, err = proc.communicate()
+    done.set()
+    thread.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[3:6])} failed:\n{err[-3000:]}")
+    return peaks[0], peaks[1], time.perf_counter() - started
+
+
+def jobs(args: argparse.Namespace, work: Path) -> None:
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.utils import disable_progress_bars
+
+    from release.distributed.jobs import OVERHEAD_GB
+    from release.local import start_registry
+    from release.localhub import LocalHub
+
+    token = "hf_bench_quality_0123456789"
+    constants.HF_HUB_DISABLE_XET = True
+    disable_progress_bars()
+    files = _checkpoint(work, "16-layers", SIXTEEN_LAYERS)
+    hub = LocalHub(work / "hub", tokens={token: ["demo", "bench"]})
+    url = hub.start()
+    registry = start_registry(work / "registry")
+    try:
+        api = HfApi(endpoint=url, token=token)
+        api.create_repo("bench/gemma4-16-layers", exist_ok=True)
+        rev = api.upload_folder(repo_id="bench/gemma4-16-layers", folder_path=str(files["bf16"])).oid
+        folder = work / "pipelines" / "bench"
+        shutil.copytree(ROOT / "pipelines" / "demo", folder, ignore=shutil.ignore_patterns("base", ".base.demo.json"))
+        config = json.loads((files["bf16"] / "config.json").read_text())
+        (folder / "base-config.json").write_text(json.dumps(config, indent=2))
+        layers, experts = SIXTEEN_LAYERS["num_hidden_layers"], SIXTEEN_LAYERS["num_experts"]
+        rng = random.Random(5)
+        drop = {str(n): sorted(rng.sample(range(experts), 8)) for n in range(layers)}
+        (folder / "dropmap.json").write_text(json.dumps({"format": "moe-drop-map/1", "base": "bench/gemma4-16-layers",
+                                                         "num_experts": experts, "drop": drop}))
+        index = json.loads((files["bf16"] / "model.safetensors.index.json").read_text())
+        toml = (folder / "release.toml").read_text()
+        toml = toml.replace('repo = "demo/tiny-gemma4-8e"', 'repo = "bench/gemma4-16-layers"')
+        toml = re.sub(r'revision = "0+"', f'revision = "{rev}"', toml)
+        toml = toml.replace('path = "base"\ngenerator = "tiny-gemma4"\n', "")
+        toml = toml.replace("experts_kept = 6", "experts_kept = 24")
+        toml = re.sub(r"(?m)^parameters = .*$", f"parameters = {index['metadata']['total_size'] // 2}", toml)
+        toml = re.sub(r"(?m)^imatrix_chunks = .*$", "imatrix_chunks = 4", toml)
+        (folder / "release.toml").write_text(toml)
+        (folder / "calibration.txt").write_text((ROOT / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
+        env = {**os.environ, "HF_TOKEN": token, "HF_HUB_DISABLE_XET": "1"}
+        plan = json.loads(subprocess.run([sys.executable, "-m", "release", "plan", str(folder), "--matrix", "--json"],
+                                         check=True, capture_output=True, text=True, env=env, cwd=ROOT).stdout)
+        planned = {j["id"]: j for j in plan["jobs"]}
+        print(f"a release of the 16-layer model ({experts} → 24 experts), base {_gb(index['metadata']['total_size'])} "
+              "on a stand-in Hub; each job in a process of its own")
+        for job_id in ("prepare", "nvfp4"):
+            machine = work / "machines" / job_id
+            machine.mkdir(parents=True)
+            cmd = [sys.executable, "-m", "release", "publish", str(folder), "--job", job_id, "--dist", str(machine),
+                   "--hub-endpoint", url, "--ollama-registry", registry.url, "--json", "--no-git-tag"]
+            disk, ram, seconds = _run_sampled(cmd, {**env, "HF_HOME": str(machine / "hf-home")}, machine)
+            j = planned[job_id]
+            plan_disk = (j["disk_gb"] - OVERHEAD_GB) * 1e9
+            print(f"  {job_id:<8} disk peak {_gb(disk)}, planned {_gb(plan_disk)} ({plan_disk / disk:.2f} × measured); "
+                  f"memory peak {_gb(ram)}, planned {j['ram_gb']:.2f} GB ({j['ram_gb'] * 1e9 / ram:.2f} × measured); "
+                  f"{seconds:.0f} s")
+    finally:
+        registry.stop()
+        hub.stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--medium", action="store_true", help="the 0.76B checkpoint of benchmarks/gguf_sweep.py")
@@ -311,13 +438,16 @@ def main() -> int:
     ap.add_argument("--imatrix", action="store_true", help="streamed imatrix against llama.cpp's (KLD of every tier)")
     ap.add_argument("--chunks", type=int, default=8, help="imatrix chunks of the --medium calibration text")
     ap.add_argument("--memory", action="store_true", help="peaks and times of the streamed passes")
+    ap.add_argument("--jobs", action="store_true", help="disk and memory of the prepare and nvfp4 jobs")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()), help="for --memory's checkpoints")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    tmp = Path(tempfile.mkdtemp(prefix="quality-bench-", dir=args.workdir if args.memory else None))
+    tmp = Path(tempfile.mkdtemp(prefix="quality-bench-", dir=args.workdir if args.memory or args.jobs else None))
     try:
-        if args.memory:
+        if args.jobs:
+            jobs(args, tmp)
+        elif args.memory:
             memory(args, tmp)
         elif args.imatrix:
             imatrix_fidelity(args, tmp)

@@ -140,7 +140,7 @@ def calibration_tokens(runner, text: str) -> list[int]:
 
 
 def chunk_plan(n_tokens: int, chunks: int, n_ctx: int = 512) -> tuple[int, int]:
-    """(chunks, tokens per chunk) that `compute_imatrix` uses for a text of `n_tokens` tokens.
+    """(chunks, tokens per chunk) the importance matrix (streamed or llama.cpp's) uses for `n_tokens` tokens.
 
     Below two chunks' worth the chunk shrinks to half the text (at least 16 tokens), so a short text
     gives at most 2 chunks whatever `chunks` asks; `release check` warns from this before a build.
