@@ -19,9 +19,10 @@ baseline GGUF (fused gate+up experts feed both halves of a split pair). Every we
 decoder blocks must get an entry, as llama-imatrix gives one.
 
 The calibration text is what llama-imatrix decodes: tokenized by libllama from the baseline GGUF's own
-vocabulary (loaded vocab-only: no weights mapped), cut into chunks of `n_ctx` tokens (`imatrix.chunk_plan`),
-BOS first in every chunk; each chunk is its own sequence from position 0. The file is written in
-llama-imatrix's GGUF format (`imatrix.write_imatrix`): sums, counts, chunk count and size, dataset name.
+vocabulary (`runtime.tokenize_file`: loaded vocab-only, no weight mapped), cut into chunks of `n_ctx`
+tokens (`imatrix.chunk_plan`), BOS first in every chunk; each chunk is its own sequence from position 0.
+The file is written in llama-imatrix's GGUF format (`imatrix.write_imatrix`): sums, counts, chunk count
+and size, dataset name.
 
 Memory: two layers in float32 (the running one and the next, read ahead) + the chunks' hidden states +
 one batch's working memory; the F16 GGUF is never mapped. Fidelity: tiers quantized with this matrix have
@@ -75,32 +76,6 @@ def gguf_layout(baseline: Path) -> tuple[str, dict[str, tuple[int, ...]]]:
     return str(arch.contents()), {t.name: tuple(int(x) for x in t.shape) for r in readers for t in r.tensors}
 
 
-def tokenize_gguf(baseline: Path, text: str) -> tuple[list[int], bool, int]:
-    """(tokens with the model's special prefix, whether each chunk starts with BOS, the BOS id) from the
-    GGUF's own vocabulary, as llama-imatrix tokenizes (special tokens in the text are not parsed)."""
-    from .runtime import llama
-
-    lc = llama()
-    params = lc.llama_model_default_params()
-    params.vocab_only = True
-    model = lc.llama_model_load_from_file(str(baseline).encode(), params)
-    if not model:
-        raise WorkError(f"libllama could not read the vocabulary of {baseline}")
-    try:
-        vocab = lc.llama_model_get_vocab(model)
-        data = text.encode()
-        cap = len(data) + 16
-        buf = (lc.llama_token * cap)()
-        n = lc.llama_tokenize(vocab, data, len(data), buf, cap, True, False)
-        if n < 0:
-            cap = -n
-            buf = (lc.llama_token * cap)()
-            n = lc.llama_tokenize(vocab, data, len(data), buf, cap, True, False)
-        return list(buf[:n]), bool(lc.llama_vocab_get_add_bos(vocab)), int(lc.llama_vocab_bos(vocab))
-    finally:
-        lc.llama_model_free(model)
-
-
 class GgufNames:
     """A model parameter's name → the baseline GGUF tensors its input statistics belong to."""
 
@@ -109,8 +84,7 @@ class GgufNames:
 
         archs = {name: key for key, name in gguf.MODEL_ARCH_NAMES.items()}
         if arch not in archs:
-            raise WorkError(f"gguf-py {gguf.__version__ if hasattr(gguf, '__version__') else ''} does not know "
-                            f"the architecture {arch!r}")
+            raise WorkError(f"gguf-py does not know the architecture {arch!r}: no tensor names to map to")
         self.map = gguf.get_tensor_name_map(archs[arch], n_blocks)
         self.tensors = tensors
 
@@ -234,8 +208,14 @@ def stream_imatrix(checkpoint: Path, baseline: Path, calibration: Path, out: Pat
         text = calibration.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read calibration text: {exc}", file=str(calibration)) from exc
+    from .runtime import tokenize_file
+
     arch, tensors = gguf_layout(baseline)
-    tokens, add_bos, bos = tokenize_gguf(baseline, text)
+    # As llama-imatrix tokenizes: the GGUF's own vocabulary, special tokens in the text not parsed.
+    try:
+        tokens, add_bos, bos = tokenize_file(baseline, text)
+    except RuntimeError as exc:
+        raise WorkError(str(exc)) from exc
     n_chunk, n_ctx = chunk_plan(len(tokens), chunks, n_ctx)
     if n_chunk < 1:
         raise InputError(f"calibration text has only {len(tokens)} tokens; need at least 32", file=str(calibration))

@@ -122,6 +122,36 @@ def _strided(buf: np.ndarray, ne: list[int], nb: list[int], dtype: np.dtype) -> 
 EvalCallback = Callable[[GgmlTensor, bool], bool]
 
 
+def _tokenize(lc, vocab, text: str, add_special: bool, parse_special: bool) -> list[int]:  # type: ignore[no-untyped-def]
+    data = text.encode()
+    cap = len(data) + 16
+    buf = (lc.llama_token * cap)()
+    n = lc.llama_tokenize(vocab, data, len(data), buf, cap, add_special, parse_special)
+    if n < 0:
+        cap = -n
+        buf = (lc.llama_token * cap)()
+        n = lc.llama_tokenize(vocab, data, len(data), buf, cap, add_special, parse_special)
+    return list(buf[:n])
+
+
+def tokenize_file(path: Path, text: str, *, add_special: bool = True,
+                  parse_special: bool = False) -> tuple[list[int], bool, int]:
+    """(tokens, whether the model adds BOS, the BOS id) from a GGUF's vocabulary alone (loaded vocab-only: no
+    weight is mapped)."""
+    lc = llama()
+    params = lc.llama_model_default_params()
+    params.vocab_only = True
+    model = lc.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        raise RuntimeError(f"libllama could not read the vocabulary of {path}")
+    try:
+        vocab = lc.llama_model_get_vocab(model)
+        return (_tokenize(lc, vocab, text, add_special, parse_special), bool(lc.llama_vocab_get_add_bos(vocab)),
+                int(lc.llama_vocab_bos(vocab)))
+    finally:
+        lc.llama_model_free(model)
+
+
 class Runner:
     """One model + one context. `logits(tokens)` decodes a sequence from position 0 (cache cleared)."""
 
@@ -169,15 +199,7 @@ class Runner:
         return int(self.lc.llama_vocab_bos(self.vocab))
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
-        data = text.encode()
-        cap = len(data) + 16
-        buf = (self.lc.llama_token * cap)()
-        n = self.lc.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
-        if n < 0:
-            cap = -n
-            buf = (self.lc.llama_token * cap)()
-            n = self.lc.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
-        return list(buf[:n])
+        return _tokenize(self.lc, self.vocab, text, add_special, parse_special)
 
     def decode(self, tokens: list[int]) -> None:
         """Decode `tokens` as one sequence from position 0, outputs for every token."""
