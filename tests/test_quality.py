@@ -358,6 +358,17 @@ def test_cards_show_every_measured_figure(demo: tuple[Path, Path]) -> None:
         assert row[tags.index("KLD")] == _kld(arts[f"gguf:{tier}"]["facts"]["quality"]["kld_mean"])
 
 
+def test_card_says_how_the_imatrix_was_made(demo: tuple[Path, Path]) -> None:
+    """The imatrix line states what the file records and that it was computed from the BF16 weights."""
+    _, dist = demo
+    im = _manifest(dist)["gguf:imatrix"]
+    assert im["facts"]["computed_from"] == "bf16" and "bf16" in im["needs"]
+    line = next(ln for ln in (dist / "demo" / "cards" / "gguf" / "README.md").read_text().splitlines()
+                if "importance matrix" in ln)
+    assert f"the file records {im['facts']['chunks']} chunks of {im['facts']['chunk_size']} tokens" in line
+    assert "computed from the BF16 weights, layer by layer" in line
+
+
 def test_chart_is_a_file_of_the_gguf_repo_drawn_from_facts(demo: tuple[Path, Path]) -> None:
     from release.cards.context import quality_chart
     from release.quality.chart import CHART_FILE

@@ -540,6 +540,7 @@ def _imatrix(a: Artifact, repo: str, source: str) -> dict[str, Any]:
     return {"file": path, "url": hub_url(repo, path), "source": source, "built": built,
             "chunks": int(chunks) if isinstance(chunks, int) else None,
             "chunk_size": a.facts.get("chunk_size") if built else None,
+            "computed_from": a.facts.get("computed_from") if built else None,
             "datasets": [str(x) for x in datasets] if isinstance(datasets, list) else []}
 
 

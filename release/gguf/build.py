@@ -207,7 +207,8 @@ def make_imatrix(job: GgufJob, source: Path | None, checkpoint: Path | None = No
         res = stream_imatrix(checkpoint, source, src, path, chunks=g.imatrix_chunks,
                              progress=job.progress("gguf: importance matrix (layers)", None))
         _, meta = load_imatrix(path)
-        meta.update(tokens=res.tokens, wall_s=round(time.perf_counter() - started, 2), partial=res.partial)
+        meta.update(tokens=res.tokens, wall_s=round(time.perf_counter() - started, 2), partial=res.partial,
+                    computed_from="bf16")
         method = STREAMED_IMATRIX
     else:
         if not path.is_file() or sha256_file(path) != sha256_file(src):

@@ -58,7 +58,7 @@ def reference_bytes(release: Release) -> int:
 
 
 STREAM_RUNTIME_BYTES = 700_000_000  # measured 0.61–0.87 GB above the layers (benchmarks/quality.py --memory)
-LIBLLAMA_RUNTIME_BYTES = 280_000_000  # anonymous memory of the process around libllama (measured 0.26–0.31 GB)
+LIBLLAMA_RUNTIME_BYTES = 270_000_000  # anonymous memory of the process around libllama (measured 0.26–0.31 GB)
 LIBLLAMA_LOGITS_COPIES = 4
 
 
