@@ -26,8 +26,9 @@ baseline measured in the same run.
 4. --jobs: the real `prepare` and `nvfp4` jobs (`release publish NAME --job …`, each a process with its own
    --dist and Hugging Face cache, against a stand-in Hub holding the base) for a release of the 16-layer
    model (32 experts pruned to 24), sampling every 0.2 s the disk its folder takes (the downloaded base,
-   the cache, dist/) and the anonymous memory of the job's processes; beside the job plan's disk and RAM
-   for the same release (its disk less the plan's allowance for the venv and the llama.cpp build).
+   the cache, dist/; a hard-linked file once) and the resident memory of the job's processes but for
+   mapped model files; beside the job plan's disk and RAM for the same release (its disk less the plan's
+   allowance for the venv and the llama.cpp build).
 
 The demo checkpoint is generated (7.6M parameters) unless --medium: the 0.76B Gemma 4 MoE of
 benchmarks/gguf_sweep.py (32 experts top-4 pruned to 24, expert FFN 704 like the 26B), generated once and
@@ -318,16 +319,38 @@ def memory(args: argparse.Namespace, work: Path) -> None:
 # ---- 4: the jobs themselves ------------------------------------------------------------------------------
 
 def _allocated(folder: Path) -> int:
-    total = 0
+    """Bytes the files below `folder` take on disk, each file once (a job hard-links what it downloads)."""
+    seen: dict[tuple[int, int], int] = {}
     for root, _dirs, files in os.walk(folder):
         for name in files:
             with contextlib.suppress(OSError):  # renamed or removed while we looked
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+                st = os.lstat(os.path.join(root, name))
+                seen[(st.st_dev, st.st_ino)] = st.st_blocks * 512
+    return sum(seen.values())
+
+
+MODEL_FILES = (".gguf", ".safetensors", ".npy")
+
+
+def _resident(pid: int) -> int:
+    """Resident bytes of one process but for mapped model files (page cache the kernel drops and reads
+    again): what --memory measures, VmHWM of the streamed passes, anonymous memory around libllama."""
+    total, counted = 0, True
+    try:
+        with open(f"/proc/{pid}/smaps") as fh:
+            for line in fh:
+                head = line.split(maxsplit=6)
+                if head and "-" in head[0] and len(head) >= 5:  # a mapping's header line
+                    counted = not (len(head) == 6 and head[5].strip().endswith(MODEL_FILES))
+                elif counted and head and head[0] == "Rss:":
+                    total += int(head[1]) * 1024
+    except OSError:
+        return 0
     return total
 
 
-def _tree_anon(pid: int) -> int:
-    """RssAnon of a process and all its descendants (bytes)."""
+def _tree_resident(pid: int) -> int:
+    """_resident of a process and all its descendants."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -340,16 +363,13 @@ def _tree_anon(pid: int) -> int:
     while stack:
         p = stack.pop()
         stack += children.get(p, [])
-        try:
-            line = next(ln for ln in Path(f"/proc/{p}/status").read_text().splitlines() if ln.startswith("RssAnon:"))
-            total += int(line.split()[1]) * 1024
-        except (OSError, StopIteration):
-            pass
+        total += _resident(p)
     return total
 
 
 def _run_sampled(cmd: list[str], env: dict[str, str], folder: Path) -> tuple[int, int, float]:
-    """(peak disk of `folder`, peak anonymous memory of the process tree, seconds) of one command."""
+    """(peak disk of `folder`, peak resident memory of the process tree but for mapped model files, seconds)
+    of one command."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     peaks = [0, 0]
@@ -358,7 +378,7 @@ def _run_sampled(cmd: list[str], env: dict[str, str], folder: Path) -> tuple[int
     def sample() -> None:
         while not done.wait(0.2):
             peaks[0] = max(peaks[0], _allocated(folder))
-            peaks[1] = max(peaks[1], _tree_anon(proc.pid))
+            peaks[1] = max(peaks[1], _tree_resident(proc.pid))
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
