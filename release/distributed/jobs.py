@@ -40,8 +40,9 @@ NVFP4_BPS = 160e6  # release/nvfp4 on 2 cores (benchmarks/nvfp4.py); more cores 
 # llama.cpp decoding a window of held-out text (a quality measurement): ≈56 GFLOP/s per core measured on the
 # 0.76B MoE of `benchmarks/quality.py --medium` (2 cores; 2 FLOPs per active parameter per token).
 DECODE_FLOPS_PER_CORE = 50e9
-# transformers on CPU, layer by layer (the importance matrix in float32, the NVFP4 quality passes): forward
-# FLOPs of the 26B-A4B layer set of `benchmarks/quality.py --memory` over its wall time, loading included.
+# transformers on CPU, layer by layer (the importance matrix in float32, the NVFP4 quality passes), 2 FLOPs
+# per active parameter per token: `benchmarks/quality.py --memory` measured 8.2 GFLOP/s per core on the 26B-A4B
+# layer set, reading and loading included, on a 2-core VM shared with other jobs; an idle runner core does more.
 TORCH_FLOPS_PER_CORE = 10e9
 READ_BPS = 500e6  # reading a checkpoint from the runner's disk: a streamed pass, a mapped model read again
 CORES = {"standard": 4, "large": 16}
