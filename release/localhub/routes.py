@@ -178,6 +178,19 @@ def repo_delete(h: Handler) -> None:
     h.answer(200, {})
 
 
+def repo_settings(h: Handler, t: str, ns: str, name: str) -> None:
+    """`HfApi.update_repo_settings(repo, private=…)`: the client sends {"visibility": "public"|"private"}."""
+    _require_write(h, ns)
+    body = h.body.json() or {}
+    visibility = body.get("visibility")
+    if visibility is None and "private" in body:
+        visibility = "private" if body["private"] else "public"
+    if visibility not in ("public", "private"):
+        raise HubError(400, "visibility must be public or private")
+    _hub(h).store.set_private(_key(t, ns, name), visibility == "private")
+    h.answer(200, {})
+
+
 def validate_yaml(h: Handler) -> None:
     body = h.body.json() or {}
     try:
@@ -652,6 +665,13 @@ def collection_get(h: Handler, slug: str) -> None:
     h.answer(200, _hub(h).store.collection(slug))
 
 
+def collection_delete(h: Handler, slug: str) -> None:
+    store = _hub(h).store
+    _require_write(h, store.collection(slug)["owner"]["name"])
+    store.delete_collection(slug)
+    h.answer(200, {})
+
+
 def collection_item_add(h: Handler, slug: str) -> None:
     store = _hub(h).store
     coll = store.collection(slug)
@@ -697,18 +717,21 @@ def _r(method: str, pattern: str, name: str, func: Callable[..., None]) -> Route
 API_ROUTES: list[Route] = [
     _r("POST", r"^/api/repos/create$", "repo_create", repo_create),
     _r("POST", r"^/api/repos/delete$", "repo_delete", repo_delete),
+    _r("DELETE", r"^/api/repos/delete$", "repo_delete", repo_delete),  # HfApi.delete_repo
     _r("POST", r"^/api/validate-yaml$", "validate_yaml", validate_yaml),
     _r("GET", r"^/api/whoami-v2$", "whoami", whoami),
     _r("GET", r"^/api/models$", "list_models", list_models),
     _r("POST", r"^/api/collections$", "collection_create", collection_create),
     _r("GET", r"^/api/collections$", "collection_list", collection_list),
     _r("GET", r"^/api/collections/(?P<slug>[^/]+/[^/]+)$", "collection_get", collection_get),
+    _r("DELETE", r"^/api/collections/(?P<slug>[^/]+/[^/]+)$", "collection_delete", collection_delete),
     _r("POST", r"^/api/collections/(?P<slug>[^/]+/[^/]+)/items$", "collection_item_add", collection_item_add),
     _r("GET", rf"^/api/{T}/{REPO}(?:/revision/(?P<rev>[^/]+))?$", "repo_info", repo_info),
     _r("POST", rf"^/api/{T}/{REPO}/preupload/(?P<rev>[^/]+)$", "preupload", preupload),
     _r("POST", rf"^/api/{T}/{REPO}/commit/(?P<rev>[^/]+)$", "commit", commit),
     _r("GET", rf"^/api/{T}/{REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$", "tree", tree),
     _r("POST", rf"^/api/{T}/{REPO}/paths-info/(?P<rev>[^/]+)$", "paths_info", paths_info),
+    _r("PUT", rf"^/api/{T}/{REPO}/settings$", "repo_settings", repo_settings),
     _r("GET", rf"^/api/{T}/{REPO}/refs$", "refs", refs),
     _r("GET", rf"^/api/{T}/{REPO}/commits/(?P<rev>[^/]+)$", "commits", commits),
     _r("POST", rf"^/api/{T}/{REPO}/tag/(?P<rev>[^/]+)$", "tag_create", tag_create),

@@ -210,6 +210,12 @@ class Store:
             self.require_repo(key)
             self._repo_path(key).unlink()
 
+    def set_private(self, key: RepoKey, private: bool) -> None:
+        with self._lock:
+            meta = self.require_repo(key)
+            meta["private"] = private
+            self._save_repo(key, meta)
+
     def resolve(self, key: RepoKey, rev: str) -> str:
         """Branch, tag or full commit sha → commit sha."""
         meta = self.require_repo(key)
@@ -362,6 +368,11 @@ class Store:
                     "position": 0, "private": private, "theme": "orange", "upvotes": 0, "gating": False}
             _atomic_write(self._collection_path(cid), json.dumps(coll, indent=1).encode())
             return coll
+
+    def delete_collection(self, slug: str) -> None:
+        with self._lock:
+            self.collection(slug)
+            self._collection_path(slug.rsplit("-", 1)[-1]).unlink()
 
     def add_collection_item(self, slug: str, item_id: str, item_type: str, note: str | None) -> dict:
         with self._lock:
