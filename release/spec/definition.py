@@ -41,6 +41,8 @@ class ReleaseSection(Section):
     pipeline_tag: NonEmpty = "text-generation"
     tags: list[NonEmpty] = []  # extra Hub tags for every card
     version_tag: str = ""  # git/Hub tag set after publishing; default: the release name
+    git_tagger: str = ""  # "Name <email>" of the git tag (release/gittag.py; default: the workflow's actor)
+    private: bool = False  # repos stay private after promotion (repos the release creates are private until then)
 
 
 class BaseSection(Section):

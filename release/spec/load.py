@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from ..errors import InputError, Problem
 from ..families import Family, for_config
 from ..gguf import tiers as gguf_tiers
+from ..gittag import tagger_problem
 from .bounds import config_problems
 from .definition import QualitySection, ReleaseDefinition
 from .dropmap import DropMap, check_against_config, parse_drop_map
@@ -439,6 +440,7 @@ def definition_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str,
             p.append(Problem(file, field, message))
 
     add("release.name", release_name_problem(d.release.name))
+    add("release.git_tagger", tagger_problem(d.release.git_tagger))
     add("base.revision", revision_problem(d.base.revision))
     add("base.repo", hub_repo_problem(d.base.repo))
     p += license_problems(d.release.license, d.release.license_link, file)
