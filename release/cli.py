@@ -121,12 +121,18 @@ def cli() -> None:
 @cli.command()
 @click.argument("name")
 @dist_option
+@click.option("--remote", is_flag=True,
+              help="Also check that the Hub token and the Ollama key may do what the release does (writes nothing).")
+@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
+@click.option("--ollama-registry", default=None, help="Ollama registry URL (default: the definition's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 @handle_errors
-def check(ctx: click.Context, name: str, dist: Path, as_json: bool) -> None:
+def check(ctx: click.Context, name: str, dist: Path, remote: bool, hub_endpoint: str | None,
+          ollama_registry: str | None, as_json: bool) -> None:
     """Validate a release definition, its drop map and scores, and that DIST/NAME can take the
-    outputs. Writes nothing."""
+    outputs. Writes nothing. With --remote, also the credentials and access the release needs:
+    HF_TOKEN may write every destination namespace, the base is readable, the registry takes the key."""
     release = load_release(name)
     target = dist / release.name
     unusable = dist_problem(target)
@@ -135,12 +141,21 @@ def check(ctx: click.Context, name: str, dist: Path, as_json: bool) -> None:
             raise InputError(unusable, file="--dist")
         # Not asked about: a validation run elsewhere (a read-only checkout) is still a validation.
         release.warnings.append(f"--dist: {unusable} (the default; build, plan and publish write there)")
+    checked: list[str] = []
+    if remote:
+        from .access import check_remote, release_targets
+
+        rctx = Context(release, Options(dist_root=dist, hub_endpoint=hub_endpoint, ollama_registry=ollama_registry),
+                       console=err, estimates=False)
+        checked = check_remote(rctx, release_targets(rctx))
     if as_json:
         out.print_json(json.dumps({"release": release.name, "ok": True, "dist": str(target),
-                                   "warnings": release.warnings}))
+                                   "warnings": release.warnings, "remote": checked}))
         return
     for w in release.warnings:
         err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+    for line in checked:
+        out.print(f"[green]✓[/] {escape(line)}", soft_wrap=True)
     d = release.definition
     parts = [f"{len(d.gguf.tiers)} GGUF tiers" if d.gguf else "",
              f"{len(d.ollama.tags)} Ollama tags" if d.ollama else "",
@@ -290,19 +305,28 @@ def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, max_memory: f
 @click.option("--via-ollama-cli", is_flag=True,
               help="Push Ollama tags with the installed `ollama` binary (create + push), then verify by reading back.")
 @click.option("--no-git-tag", is_flag=True, help="Don't tag release/NAME in the pipelines repo.")
+@click.option("--move-tags", is_flag=True,
+              help="Move the release's Hub tags and git tag to the new heads (by default an existing tag stays).")
+@click.option("--hub-max-wait", type=FiniteFloat(0, 86400, " s"), envvar="RELEASE_HUB_MAX_WAIT", default=900.0,
+              show_default=True, help="Longest wait, in seconds, for the Hub to take a commit (busy repo, quota).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @handle_errors
 def publish(name: str, dist: Path, dry_run: bool, only: tuple[str, ...], job_id: str | None, finish: bool,
             local: bool, hub_endpoint: str | None, ollama_registry: str | None, prune_remote: bool,
             from_kind: str | None, force: bool, jobs: int, max_memory: float | None, via_ollama_cli: bool,
-            no_git_tag: bool, as_json: bool) -> None:
+            no_git_tag: bool, move_tags: bool, hub_max_wait: float, as_json: bool) -> None:
     """Run the whole release: build what changed, verify, publish to the Hub and the registry, tag.
 
     Idempotent: a rerun with nothing changed sends nothing and makes no commit. Across machines, run
-    each job of `release plan NAME --matrix` with --job ID, then --finish once.
+    each job of `release plan NAME --matrix` with --job ID, then --finish once. Credentials and access
+    are checked before anything is built (not with --local).
     """
     from .local import local_targets
 
+    if job_id == "finish":
+        raise InputError("finish is not a job to run with --job: promote with `release publish NAME --finish`",
+                         file="--job")
+    os.environ["RELEASE_HUB_MAX_WAIT"] = f"{hub_max_wait:g}"  # read by the Hub publisher
     if prune_remote and only:
         # Pruning deletes every remote file no given artifact provides: with a subset it would delete the rest.
         raise InputError("--prune-remote needs the whole release; drop --only", file="--prune-remote")
@@ -316,10 +340,20 @@ def publish(name: str, dist: Path, dry_run: bool, only: tuple[str, ...], job_id:
         err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     options = Options(dist_root=dist, only=parse_only(only), dry_run=dry_run, hub_endpoint=hub_endpoint,
                       ollama_registry=ollama_registry, prune_remote=prune_remote, force=force, jobs=jobs,
-                      via_ollama_cli=via_ollama_cli,
+                      via_ollama_cli=via_ollama_cli, move_tags=move_tags,
                       max_memory=int(max_memory * 1e9) if max_memory else None)
-    hold_dist(dist, release, options.only)
+    if not local:
+        # Before anything is built, fetched or locked, planned without estimates (no heavy import): a wrong
+        # token fails now, not after hours of building.
+        for line in check_access(Context(release, options, console=err, estimates=False), job_id, finish):
+            err.print(f"access: {escape(line)}", soft_wrap=True)
     ctx = Context(release, options, console=err)
+    if not local and job_id:
+        from .access import check_remote, job_registry
+
+        for line in check_remote(ctx, job_registry(ctx, job_id)):
+            err.print(f"access: {escape(line)}", soft_wrap=True)
+    hold_dist(dist, release, options.only)
     if from_kind:
         forget_from(ctx, from_kind)
 
@@ -358,6 +392,16 @@ def publish(name: str, dist: Path, dry_run: bool, only: tuple[str, ...], job_id:
     run(not no_git_tag)
 
 
+def check_access(ctx: Context, job_id: str | None, finish: bool) -> list[str]:
+    """What this publish touches, checked with its credentials (release/access.py)."""
+    from .access import check_remote, job_targets, publish_targets
+    from .flow import publish_selection
+
+    if job_id or finish:
+        return check_remote(ctx, job_targets(ctx, job_id))
+    return check_remote(ctx, publish_targets(ctx, publish_selection(ctx)))
+
+
 def forget_from(ctx: Context, kind: str) -> None:
     """Forget recorded builds of `kind` and of everything made from it, so they are rebuilt."""
     from .steps import dependents
@@ -374,12 +418,13 @@ def _print_job(summary: Any, as_json: bool) -> None:
     for note in summary.notes:
         err.print(note, soft_wrap=True)
     if summary.skipped:
-        out.print(f"[green]✓[/] job {summary.job}: already staged on {summary.branch}")
+        out.print(f"[green]✓[/] job {summary.job}: nothing to do ({', '.join(summary.branches)})")
         return
     verb = "would stage" if summary.dry_run else "staged"
     out.print(f"[green]✓[/] job {summary.job}: built {', '.join(summary.built) or 'nothing (up to date)'}; "
               f"fetched {summary.fetched_files} files ({_human(summary.fetched_bytes)}); {verb} "
-              f"{summary.uploaded_files} files ({_human(summary.uploaded_bytes)}) on {summary.branch}"
+              f"{summary.uploaded_files} files ({_human(summary.uploaded_bytes)}) on {', '.join(summary.branches)} "
+              f"({'; '.join(f'{u}: {what}' for u, what in summary.units.items())})"
               + ("" if summary.dry_run else f" in {summary.commits} commits")
               + (f"; {len(summary.ollama_blobs)} Ollama model blobs ({_human(summary.ollama_bytes)})"
                  if summary.ollama_blobs else ""))
@@ -418,6 +463,37 @@ def _human(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return str(n)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--staging", is_flag=True, help="Delete every staging branch (release-NAME-*) of every destination repo.")
+@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was deleted as JSON.")
+@handle_errors
+def clean(name: str, staging: bool, hub_endpoint: str | None, dry_run: bool, as_json: bool) -> None:
+    """Remove what a release across machines leaves on the Hub: with --staging, the staging branches of
+    this run and of earlier ones, and the promotion record (run it once the git tag is pushed)."""
+    from .access import Targets, check_remote
+    from .distributed.clean import clean_staging, release_repos
+    from .distributed.run import hub_publisher
+
+    if not staging:
+        raise InputError("say what to clean: --staging (the release's staging branches on the Hub)", file="clean")
+    release = load_release(name)
+    ctx = Context(release, Options(hub_endpoint=hub_endpoint), console=err, estimates=False)
+    repos = release_repos(release)
+    check_remote(ctx, Targets(read=repos) if dry_run else Targets(write=repos))
+    removed = clean_staging(release, hub_publisher(ctx), dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps({"release": release.name, "dry_run": dry_run,
+                               "branches": [{"repo": r, "branch": b} for r, b in removed]}, indent=2))
+        return
+    for repo, branch in removed:
+        out.print(f"{'would delete' if dry_run else 'deleted'} {repo}@{branch}", soft_wrap=True)
+    if not removed:
+        out.print(f"[green]✓[/] no staging branch of {release.name} on {', '.join(repos)}")
 
 
 @cli.command()

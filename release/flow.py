@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, RemoteError, WorkError
+from .gittag import record_message, tag_pipelines_repo
 from .pipeline import Context, ensure, select
 from .publish.redact import Redactor
 from .quality.facts import withheld
@@ -108,15 +109,18 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     hub_pub = _hub_publisher(ctx) if hub else None
     plan = hub_pub.plan(hub, ctx.dist, prune_remote=opts.prune_remote) if hub_pub else None
     ctx.write_manifest()  # the remote diff, recorded before anything is written
-    return send(ctx, summary, hub_pub, plan, tags, git_tag=git_tag and not opts.only)
+    send(ctx, summary, hub_pub, plan, tags)
+    if git_tag and not opts.only and not summary.dry_run:
+        summary.git_tag = tag_pipelines_repo(ctx, release_record(ctx, summary), move=opts.move_tags)
+    return summary
 
 
-def send(ctx: Context, summary: PublishSummary, hub_pub: Any, plan: Any, tags: bool, *, git_tag: bool,
-         after_tags: Any = None) -> PublishSummary:
+def send(ctx: Context, summary: PublishSummary, hub_pub: Any, plan: Any, tags: bool) -> PublishSummary:
     """Publish what `plan` (Hub) and the Ollama build hold, in the order that keeps a release all or
     nothing: hash afresh → Ollama blobs and Hub LFS objects (invisible until referenced) → Hub commits →
-    Ollama manifests → tags and collection → (`after_tags`) → the publish record and the git tag. A dry
-    run stops before the first write, with the plan in the summary."""
+    Ollama manifests → visibility → tags and collection → the publish record. A repo this run creates is
+    created private and made public (unless `[release] private`) only once it holds the release. A dry
+    run stops before the first write, with the plan in the summary. The git tag is the caller's."""
     if summary.dry_run:
         summary.repos += [_repo_summary(rp) for rp in (plan.repos if plan is not None else [])]
         if tags:
@@ -135,21 +139,26 @@ def send(ctx: Context, summary: PublishSummary, hub_pub: Any, plan: Any, tags: b
     if result is not None:
         d = ctx.release.definition
         repos = [r.repo for r in plan.repos]
-        result.tags = hub_pub.tag(repos, d.release.version_tag or ctx.release.name)
-        result.collection = hub_pub.ensure_collection(d.release.title, d.release.owner, repos, d.release.summary)
+        for repo in repos:
+            hub_pub.set_private(repo, d.release.private)
+        result.tags = hub_pub.tag(repos, d.release.version_tag or ctx.release.name, move=ctx.options.move_tags)
+        result.notes.extend(t.note for t in result.tags if t.note)
+        result.collection = hub_pub.ensure_collection(d.release.title, d.release.owner, repos, d.release.summary,
+                                                      private=d.release.private)
         for rp in plan.repos:
             rr = next(r for r in result.repos if r.repo == rp.repo)
             summary.repos.append(_repo_summary(rp, rr))
         summary.notes.extend(result.notes)
     if ollama is not None:
         _ollama_summary(ctx, summary, ollama)
-    if after_tags is not None:
-        after_tags()
     ctx.write_manifest()
     record_published(ctx, summary)
-    if git_tag:
-        summary.git_tag = tag_pipelines_repo(ctx, summary)
     return summary
+
+
+def release_record(ctx: Context, summary: PublishSummary) -> str:
+    """The git tag's message: what was sent, and the manifest."""
+    return record_message(ctx.release.name, summary, ctx.manifest().to_json())
 
 
 def preflight(ctx: Context, plan: Any, ollama: bool) -> None:
@@ -222,7 +231,9 @@ def _hub_publisher(ctx: Context):  # type: ignore[no-untyped-def]
     from .publish.hub import HubPublisher
 
     disable_progress_bars()  # one progress display: ours
-    return HubPublisher(ctx.options.hub_endpoint, _hub_token(ctx), hash_cache=ctx.hash_cache, progress=ctx.say)
+    # Private until the release is in: a repo made by this run (or a job) is made public by the promotion.
+    return HubPublisher(ctx.options.hub_endpoint, _hub_token(ctx), hash_cache=ctx.hash_cache, progress=ctx.say,
+                        private=True)
 
 
 def _repo_summary(rp: Any, rr: Any = None) -> RepoSummary:
@@ -302,34 +313,3 @@ def _ollama_summary(ctx: Context, summary: PublishSummary, result: Any) -> None:
             t.unchanged_blobs += how in ("exists", "mounted")
             t.sent_bytes += result.bytes_sent.get(blob.digest, 0)
         summary.tags.append(t)
-
-
-def tag_pipelines_repo(ctx: Context, summary: PublishSummary) -> str | None:
-    """Annotated tag `release/<name>` in the pipelines repo; its message is the release record."""
-    import json
-
-    try:
-        import git
-    except ImportError:
-        return None
-    try:
-        repo = git.Repo(ctx.release.dir, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        ctx.say("not in a git repository: no release tag")
-        return None
-    if not repo.head.is_valid():
-        return None
-    name = f"release/{ctx.release.name}"
-    record = {"release": ctx.release.name, "commits": summary.commits, "bytes_sent": summary.bytes_sent,
-              "manifest": ctx.manifest().to_json()}
-    message = (f"Release {ctx.release.name}\n\n" + json.dumps(record, indent=1, sort_keys=True))
-    existing = next((t for t in repo.tags if t.name == name), None)
-    if existing is not None:
-        if existing.commit.hexsha == repo.head.commit.hexsha:
-            return name
-        ctx.say(f"git tag {name} exists on {existing.commit.hexsha[:12]}; not moved (HEAD is "
-                f"{repo.head.commit.hexsha[:12]})")
-        return name
-    repo.create_tag(name, message=message)
-    ctx.say(f"git tag {name} at {repo.head.commit.hexsha[:12]}")
-    return name

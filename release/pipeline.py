@@ -61,6 +61,7 @@ class Options:
     via_ollama_cli: bool = False
     quiet: bool = False
     local_state: Path | None = None  # --local: where the rehearsal Hub and registry keep what they receive
+    move_tags: bool = False  # move the release's Hub tags and git tag to the new heads (else they stay)
 
 
 def parse_only(values: tuple[str, ...] | list[str]) -> list[str]:

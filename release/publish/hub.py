@@ -214,6 +214,29 @@ class HubPublisher:
     def delete_branch(self, repo: str, branch: str) -> None:
         self._call(f"delete branch {branch} of {repo}", lambda: self._api.delete_branch(repo, branch=branch))
 
+    def is_private(self, repo: str) -> bool | None:
+        """The repo's visibility, or None when it does not exist (or this token cannot see it)."""
+        def get() -> bool | None:
+            try:
+                return bool(self._api.model_info(repo).private)
+            except RepositoryNotFoundError:
+                return None
+
+        return self._call(f"read {repo}", get)
+
+    def set_private(self, repo: str, private: bool) -> bool:
+        """Make `repo` private or public; True when that changed it. Read back after the change."""
+        if self.is_private(repo) == private:
+            return False
+        self._call(f"set visibility of {repo}", lambda: self._api.update_repo_settings(repo, private=private))
+        if self.is_private(repo) != private:
+            raise RemoteError(f"{repo} is not {'private' if private else 'public'} after setting it so")
+        self.say(f"{repo}: made {'private' if private else 'public'}")
+        return True
+
+    def delete_repo(self, repo: str) -> None:
+        self._call(f"delete {repo}", lambda: self._api.delete_repo(repo, missing_ok=True))
+
     def download(self, repo: str, path: str, revision: str, cache_dir: Path) -> Path:
         """One file of `repo` at `revision`, through the client's cache below `cache_dir`."""
         return Path(self._call(f"download {repo}/{path}@{revision}", lambda: self._api.hf_hub_download(
@@ -653,7 +676,7 @@ class HubPublisher:
                 continue
             if at is not None and not move:
                 note = (f"{repo}: tag {tag} stays on {short(at)} (head is {short(head)}); "
-                        "release tags are not moved unless asked")
+                        "release tags are not moved unless asked (--move-tags)")
                 self.say(note)
                 out.append(TagResult(repo, tag, at, "kept", note))
                 continue
@@ -672,8 +695,9 @@ class HubPublisher:
         return out
 
     def ensure_collection(self, title: str, namespace: str, repos: Iterable[str],
-                          description: str | None = None) -> CollectionResult:
-        """A collection holding the release family; items added once. No write if already complete."""
+                          description: str | None = None, *, private: bool = False) -> CollectionResult:
+        """A collection holding the release family; items added once. No write if already complete. A new
+        collection is `private` as asked (an existing one keeps its visibility)."""
         found = self._call("list collections", lambda: [
             c for c in self._api.list_collections(owner=namespace, limit=100) if c.title == title])
         created = False
@@ -681,7 +705,7 @@ class HubPublisher:
             coll = self._call("read collection", lambda: self._api.get_collection(found[0].slug))
         else:
             coll = self._call("create collection", lambda: self._api.create_collection(
-                title, namespace=namespace, description=description, exists_ok=True))
+                title, namespace=namespace, description=description, private=private, exists_ok=True))
             created = True
         have = {item.item_id for item in coll.items}
         res = CollectionResult(slug=coll.slug, url=coll.url, created=created)
