@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -494,6 +495,35 @@ def clean(name: str, staging: bool, hub_endpoint: str | None, dry_run: bool, as_
         out.print(f"{'would delete' if dry_run else 'deleted'} {repo}@{branch}", soft_wrap=True)
     if not removed:
         out.print(f"[green]✓[/] no staging branch of {release.name} on {', '.join(repos)}")
+
+
+@cli.command()
+@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
+@click.option("--ollama-registry", default=None, help="Ollama registry URL (default: ollama.com's).")
+@click.option("--namespace", default=None, help="Where the scratch repos and model go (default: the token's user).")
+@dist_option
+@click.option("--keep", is_flag=True, help="Keep the scratch Hub repos (and the workspace) for a look.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@handle_errors
+def canary(hub_endpoint: str | None, ollama_registry: str | None, namespace: str | None, dist: Path, keep: bool,
+           as_json: bool) -> None:
+    """Release the bundled demo across machines (plan, prepare, the fan-out at once, finish: one process
+    each) into private scratch repos NS/release-canary-<run>-…, verify it, then delete those repos. The
+    Ollama model is NS/release-canary, overwritten each run."""
+    from .distributed.canary import run_canary
+
+    result = run_canary(hub_endpoint=hub_endpoint, ollama_registry=ollama_registry, namespace=namespace,
+                        dist=dist, keep=keep, say=lambda line: err.print(escape(line), soft_wrap=True))
+    if not keep:
+        shutil.rmtree(result.workspace, ignore_errors=True)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    out.print(f"[green]✓[/] canary {result.run}: {len(result.jobs)} jobs, {result.verified_files} files verified on "
+              f"main, {len(result.ollama)} Ollama tags read back; repos private while staged: "
+              f"{all(r.get('private_while_staged') for r in result.repos.values() if 'private_while_staged' in r)}; "
+              + ("kept: " + ", ".join(result.repos) if keep else
+                 f"deleted {sum(1 for r in result.repos.values() if r.get('deleted'))} repos"), soft_wrap=True)
 
 
 @cli.command()
