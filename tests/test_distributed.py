@@ -12,7 +12,8 @@ commit on main, after the Hub tags, while deleting the staging branches and befo
 time rerun on a fresh machine from a fresh checkout, completes with the git tag and commits nothing
 twice; the promoted trees and tags equal those of a single-machine publish, file for file; a second
 finish makes no commit; a re-release whose jobs have not staged is refused with nothing deleted;
-`release clean --staging` removes what is left, once.
+Hub tags stay unless `--move-tags`; `release clean --staging` removes what is left, whichever plan made
+it, once.
 """
 
 from __future__ import annotations
@@ -349,9 +350,23 @@ def test_released_across_machines_at_once(remote: Targets, tmp_path: Path) -> No
     assert "not staged yet: prepare" in refused["stderr"]
     assert (_mains(remote), _branches(remote)) == before
 
-    cleaned = json.loads(release("clean", str(pipeline), "--staging", "--hub-endpoint", remote.hub_url,
-                                 "--json").stdout)
-    assert cleaned["branches"] == [{"repo": "demo/tiny-gemma4-6e-NVFP4A16", "branch": "release-demo-finish"}]
+    # Hub tags stay where a release put them unless asked: new cards (the new scores) from one machine.
+    single_machine = [tmp_path / "single-machine" / "checkout" / "pipelines" / "demo", remote,
+                      tmp_path / "single-machine"]
+    git(single_machine[0].parent.parent, "pull", "-q", "--no-rebase")
+    cards = _run(*single_machine, "--only", "cards")
+    assert cards["commits"] == len(HUB_REPOS) and any("--move-tags" in n for n in cards["notes"])
+    assert all(remote.hub.tags(r)["demo"] != remote.hub.head(r) for r in HUB_REPOS)
+    moved = _run(*single_machine, "--only", "cards", "--move-tags")
+    assert moved["commits"] == 0 and all(remote.hub.tags(r)["demo"] == remote.hub.head(r) for r in HUB_REPOS)
+
+    # clean: every release-demo-* branch, whatever plan made it (here one of an older job naming).
+    api.create_branch(GGUF_REPO, branch="release-demo-gguf-q6_k_l-q6_k-q4_k_m")
+    clean = ["clean", str(pipeline), "--staging", "--hub-endpoint", remote.hub_url, "--json"]
+    listed = json.loads(release(*clean, "--dry-run").stdout)["branches"]
+    cleaned = json.loads(release(*clean).stdout)["branches"]
+    assert cleaned == listed == [{"repo": "demo/tiny-gemma4-6e-NVFP4A16", "branch": "release-demo-finish"},
+                                 {"repo": GGUF_REPO, "branch": "release-demo-gguf-q6_k_l-q6_k-q4_k_m"}]
     assert all(bs == ["main"] for bs in _branches(remote).values())
     assert json.loads(release("clean", str(pipeline), "--staging", "--hub-endpoint", remote.hub_url,
                               "--json").stdout)["branches"] == []
