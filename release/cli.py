@@ -157,21 +157,30 @@ def check(ctx: click.Context, name: str, dist: Path, as_json: bool) -> None:
 @click.option("--matrix", is_flag=True,
               help="The job plan for many machines: jobs, what each needs and fetches, its disk, RAM and hours.")
 @click.option("--only", "only", multiple=True, metavar="KIND[:ID]", help="Limit the plan to these artifacts.")
+@click.option("--check-runners", is_flag=True,
+              help="With --matrix: exit 2 when a job needs more than the runner the release workflow gives it "
+                   "(runner labels from RELEASE_LARGE_RUNNER and RELEASE_GPU_RUNNER in the environment).")
 @handle_errors
-def plan(name: str, dist: Path, as_json: bool, matrix: bool, only: tuple[str, ...]) -> None:
+def plan(name: str, dist: Path, as_json: bool, matrix: bool, only: tuple[str, ...], check_runners: bool) -> None:
     """Write dist/NAME/manifest.json with every planned artifact and show a summary.
 
     With --matrix, show the jobs `release publish NAME --job ID` runs on separate machines (and, with
     --json, the GitHub Actions matrix of each stage). Writes nothing then.
     """
+    if check_runners and not matrix:
+        raise InputError("checks the job plan: use it with --matrix", file="--check-runners")
     release = load_release(name, tool_checks=not matrix)
     if not matrix:
         hold_dist(dist, release)
     ctx = Context(release, Options(dist_root=dist, only=parse_only(only)), console=err)
     if matrix:
-        from .distributed.jobs import plan_jobs
+        from .distributed.jobs import RUNNER_VARIABLES, plan_jobs, runner_fit
 
         jobs = plan_jobs(ctx)
+        if check_runners:
+            misfits = runner_fit(jobs, {v: os.environ.get(v, "") for v in RUNNER_VARIABLES.values()})
+            if misfits:
+                raise InputError(misfits)
         if as_json:
             click.echo(json.dumps(jobs.to_json(), indent=1))
         else:
