@@ -352,7 +352,7 @@ def test_one_action_prepares_every_runner(release_wf) -> None:  # type: ignore[n
             assert not any(s.get("uses", "").startswith(("actions/setup-python", "actions/cache")) for s in steps)
             setup = [s for s in steps if s.get("uses") == "./.github/actions/release-job"]
             assert len(setup) == 1, (path.name, name)
-            uses.append((path.name, name, setup[0].get("with", {}).get("install", "release")))
+            uses.append((path.name, name, setup[0]["with"]["install"]))  # explicit: the action's default aside
     assert ("ci.yml", "test", "test") in uses
     modes = {name: mode for wf, name, mode in uses if wf == "release.yml"}
     assert modes == {"dry-run": "minimal", "plan": "minimal", "clean": "minimal", "canary": "release",
