@@ -515,3 +515,22 @@ def test_every_stage_combination_is_covered() -> None:
     """The property test's cases: every plan shape with every job of the release failing or cancelled."""
     cases = list(itertools.product(SHAPES, _ends()))
     assert len(cases) == len(SHAPES) * (1 + 2 * (len(GATES) + len(STAGES)))
+
+
+def test_the_canary_namespace_defaults_to_the_release_owner(release_wf, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The canary step's own shell: RELEASE_CANARY_NAMESPACE when set, else `[release] owner` of the release.
+    `release` is replaced by a script that prints its arguments; the Python is the venv's."""
+    step = _step(release_wf["jobs"]["canary"], "Release the demo")
+    work = tmp_path / "work"
+    shutil.copytree(ROOT / "pipelines", work / "pipelines")
+    bin_dir = work / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    (bin_dir / "release").write_text('#!/bin/sh\necho "release $*"\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    run = _run_step(step, {"RELEASE": "v4", "NAMESPACE": "", "PYTHONPATH": str(ROOT)}, work)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "release canary --namespace ManniX-ITA"
+    run = _run_step(step, {"RELEASE": "v4", "NAMESPACE": "scratch-org", "PYTHONPATH": str(ROOT)}, work)
+    assert run.stdout.strip() == "release canary --namespace scratch-org"
