@@ -161,7 +161,9 @@ def test_built_sizes_replace_estimates(v4):
     row = table_row(cards["gguf"], "Q4_K_M ★")
     assert row[3] == "13.54 GB" and row[4] == "5.30"
     assert "Converted and quantized with llama-cpp-python 0.3.36 (b1234)." in cards["gguf"]
-    assert f"- {FALLBACK}\n" in cards["gguf"]  # silent type fallbacks are shown, not hidden
+    assert f"stored in another type: {FALLBACK}." in cards["gguf"]  # silent type fallbacks are shown, not hidden
+    # a file built before its types were recorded is not described from the recipe instead
+    assert "Q4_K_M: built before the release tool recorded each tensor's type" in cards["gguf"]
     assert table_row(cards["ollama"], "[Q4_K_M](https://ollama.com/mannix/gemma4-98e-v4:Q4_K_M) (latest) ★")[2] == \
         "13.54 GB"
     ctx = build_context(v4, reg, PROVENANCE)

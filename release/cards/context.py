@@ -19,6 +19,7 @@ from ..quality.chart import CHART_FILE, Point, svg_chart
 from ..quality.facts import quality_removed
 from ..spec.load import Release
 from .licenses import license_terms
+from .stored import stored_table
 
 HUB = "https://huggingface.co"
 OLLAMA = "https://ollama.com"
@@ -500,9 +501,11 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
             "quick_file": (f"{by_tier[gguf_tier].file}/*" if by_tier[gguf_tier].split else by_tier[gguf_tier].file)
             if gguf_tier in by_tier else "",
             "split_size_gb": g.split_size_gb,
-            # Measured facts of built tiers: the quantizer used, and types llama.cpp silently swapped.
+            # Measured facts of built tiers: the quantizer used, what each file stores (planned types until
+            # built), and the recipe overrides llama.cpp stored in another type.
             "llama_cpp": next((a.recipe["llama_cpp"] for a in artifacts.of_kind("gguf")
                                if a.status != "planned" and a.recipe.get("llama_cpp")), ""),
+            "stored": stored_table(release, artifacts, [q.tier for q in quants]),
             "fallbacks": [{"tier": a.id.split(":", 1)[1], "warnings": list(a.facts["warnings"])}
                           for a in artifacts.of_kind("gguf") if a.status != "planned" and a.facts.get("warnings")],
             "removed": list(g.removed),

@@ -17,6 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..errors import InputError, Problem
 from ..fsutil import sha256_bytes, staging_dir
+from ..gguf.metadata import converted_from
 from ..manifest import Artifact, ArtifactRegistry, Destination, FileEntry
 from ..spec.load import PROJECT_ROOT, Release
 from .context import CARD_KINDS, Size, build_context, slug
@@ -132,7 +133,7 @@ def card_data(release: Release, kind: str) -> ModelCardData | None:
         base, relation = d.base.repo, "finetune"
         kwargs["library_name"] = "transformers"
     else:
-        base = d.bf16.repo if d.bf16 else d.base.repo
+        base = converted_from(release)  # what general.base_model of every GGUF names too
         relation = "quantized"
     if r.license_name:
         kwargs["license_name"] = r.license_name
