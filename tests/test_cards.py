@@ -237,9 +237,12 @@ def test_hub_metadata(v4_cards, kind, base, relation):
     assert data["license"] == "apache-2.0"
     assert data["pipeline_tag"] == "image-text-to-text"
     assert {"gemma4", "moe", "expert-pruning"} <= set(data["tags"])
-    results = {(e.dataset_name, e.metric_value) for e in card.data.eval_results}
-    assert ("HumanEval+ (chat)", 91.46) in results and ("GPQA Diamond", 69.19) in results
-    assert len(results) == 8
+    if kind == "nvfp4":  # the artifact the scores were measured on (tests/test_cards_measured.py)
+        results = {(e.dataset_name, e.metric_value) for e in card.data.eval_results}
+        assert ("HumanEval+ (chat)", 91.46) in results and ("GPQA Diamond", 69.19) in results
+        assert len(results) == 8
+    else:
+        assert card.data.eval_results is None
     if kind == "gguf":
         assert "gguf" in data["tags"]
 

@@ -22,6 +22,7 @@ from ..manifest import Artifact, ArtifactRegistry, Destination, FileEntry
 from ..spec.load import PROJECT_ROOT, Release
 from .context import CARD_KINDS, Size, build_context, slug
 from .links import check_links
+from .measured import measured_on
 
 TEMPLATES_DIR = PROJECT_ROOT / "cards"
 RELATIONS = ("adapter", "merge", "quantized", "finetune")
@@ -139,9 +140,12 @@ def card_data(release: Release, kind: str) -> ModelCardData | None:
         kwargs["license_name"] = r.license_name
     if r.license_link:
         kwargs["license_link"] = r.license_link
+    # The Hub shows model-index results as this repo's own: only the card of the artifact they were
+    # measured on carries them (release/cards/measured.py); the others link there from their text.
+    results = eval_results(release) if measured_on(release).kind == kind else None
     return ModelCardData(
         license=r.license, base_model=base, base_model_relation=relation, pipeline_tag=r.pipeline_tag,
-        tags=tags, model_name=r.title, eval_results=eval_results(release), **kwargs)
+        tags=tags, eval_results=results, **({"model_name": r.title} if results else {}), **kwargs)
 
 
 def check_metadata(card_name: str, text: str, expected: ModelCardData) -> list[Problem]:
