@@ -212,7 +212,9 @@ def test_chromium_draws_the_labels_inside_their_boxes(tmp_path):
     page.write_text(f"<!doctype html><html><body style='margin:0'>{svg}{MEASURE}</body></html>")
     profile = tmp_path / "profile"
     env = {**os.environ, "HOME": str(profile)}
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--user-data-dir={profile}"]
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+             f"--user-data-dir={profile}"]
     run = subprocess.run([binary, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
                          timeout=120, env=env, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
