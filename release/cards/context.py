@@ -413,7 +413,7 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
         quick_tags = [t for t in ollama_tags if t["tag"] == o.latest]
 
     pq_benchmarks = list(release.scores.per_quant.benchmarks) if release.scores.per_quant else []
-    measured = measured_on(release)
+    scored_on = measured_on(release)
     per_quant = []
     if release.scores.per_quant:
         pq = release.scores.per_quant.scores
@@ -486,8 +486,8 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
         "me": me,
         "scores": {"harness": release.scores.harness.model_dump(), "rows": me["benchmarks"],
                    # which artifact the rows were measured on; the Ollama tags count as it when it is their tier
-                   "measured": {**measured.as_dict(), "ollama_here": measured.kind == "gguf" and any(
-                       t["tier"] == measured.tier for t in ollama_tags)},
+                   "measured": {**scored_on.as_dict(), "ollama_here": scored_on.kind == "gguf" and any(
+                       t["tier"] == scored_on.tier for t in ollama_tags)},
                    "at_parity": sum(1 for r in me["benchmarks"] if r.verdict == "parity"),
                    "worse": sum(1 for r in me["benchmarks"] if r.verdict == "worse"),
                    "largest_drop": min((r for r in me["benchmarks"] if r.verdict == "worse"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..estimate import census
+from ..estimate import Census, census
 from ..gguf import tiers as T
 from ..gguf.checks import tier_recipe
 from ..gguf.inspect import stored_types, tensor_kind
@@ -84,25 +84,23 @@ def cells(stored: dict[str, dict[str, list[int]]]) -> dict[str, str]:
     return out
 
 
-def _planned(release: Release, tier: str, baseline: bool) -> dict[str, dict[str, list[int]]] | None:
-    c = census(release)
+def _planned(release: Release, c: Census, tier: str, baseline: bool) -> dict[str, dict[str, list[int]]] | None:
     if c.gguf_tensors is None or c.gguf_hparams is None:
         return None
     recipe = T.TierRecipe(tier, tier) if baseline else tier_recipe(release, tier)
     return stored_types(tensor_types(list(c.gguf_tensors), recipe, c.gguf_hparams, has_imatrix=c.has_imatrix))
 
 
-def _stored(release: Release, a: Artifact, tier: str) -> tuple[dict[str, dict[str, list[int]]] | None, bool]:
+def _stored(release: Release, c: Census, a: Artifact, tier: str) -> tuple[dict[str, dict[str, list[int]]] | None, bool]:
     """(kind → type → layers, planned): the file's record once built, else the planned types."""
     if a.status != "planned":
         return a.facts.get("stored_types"), False
-    return _planned(release, tier, bool(a.recipe.get("baseline"))), True
+    return _planned(release, c, tier, bool(a.recipe.get("baseline"))), True
 
 
-def narrow_rows(release: Release) -> list[dict[str, Any]]:
+def narrow_rows(c: Census) -> list[dict[str, Any]]:
     """Quantizable tensor kinds whose rows are not a whole number of 256-value blocks (G4): their K- and
     IQ-quants fall back. From the tensors the base's config converts to."""
-    c = census(release)
     widths: dict[str, int] = {}
     for t in c.gguf_tensors or ():
         if t.quantizable and t.ne0 % 256:
@@ -121,12 +119,13 @@ def fallback_rules() -> list[dict[str, Any]]:
 def stored_table(release: Release, artifacts: ArtifactRegistry, tiers: list[str]) -> dict[str, Any] | None:
     """The card's "What each file stores" table for `tiers` (the tier table's order), or None when no row
     can be given (a family whose tensors the tool cannot list, nothing built)."""
+    c = census(release)
     rows = []
     for tier in tiers:
         a = artifacts.get(f"gguf:{tier}")
         if a is None:
             continue
-        stored, planned = _stored(release, a, tier)
+        stored, planned = _stored(release, c, a, tier)
         rows.append({"tier": tier, "planned": planned, "cells": cells(stored) if stored is not None else None})
     if not any(r["cells"] for r in rows):
         return None
@@ -137,4 +136,4 @@ def stored_table(release: Release, artifacts: ArtifactRegistry, tiers: list[str]
         columns = [{**c, "title": "Embeddings (= output)"} if c["group"] == "token_embd" else c for c in columns]
     return {"columns": columns, "rows": rows, "any_planned": any(r["planned"] for r in rows),
             "unrecorded": [r["tier"] for r in rows if r["cells"] is None and not r["planned"]],
-            "narrow": narrow_rows(release), "fallbacks": fallback_rules()}
+            "narrow": narrow_rows(c), "fallbacks": fallback_rules()}
