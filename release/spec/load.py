@@ -30,6 +30,7 @@ from .names import (
     hub_repo_problem,
     ollama_model_problem,
     ollama_tag_problem,
+    quantized_by_problem,
     release_name_problem,
     revision_problem,
 )
@@ -439,6 +440,8 @@ def definition_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str,
             p.append(Problem(file, field, message))
 
     add("release.name", release_name_problem(d.release.name))
+    if "quantized_by" in d.release.model_fields_set:
+        add("release.quantized_by", quantized_by_problem(d.release.quantized_by))
     add("base.revision", revision_problem(d.base.revision))
     add("base.repo", hub_repo_problem(d.base.repo))
     p += license_problems(d.release.license, d.release.license_link, file)

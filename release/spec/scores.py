@@ -3,7 +3,8 @@ removed tiers. Cards compute every delta from these numbers; nobody types a delt
 
     {"format": "moe-release-scores/1",
      "harness": {"description": "…", "engine": "vLLM", "artifact": "NVFP4A16", "decoding": "greedy"},
-     "benchmarks": [{"name": "HumanEval", "n": 164, "metric": "pass@1", "reference": 96.95, "variant": 96.95}],
+     "benchmarks": [{"name": "HumanEval", "n": 164, "metric": "pass@1", "reference": 96.95, "variant": 96.95,
+                     "dataset": {"id": "openai/openai_humaneval", "split": "test"}}],
      "per_quant": {"benchmarks": ["HumanEval+"], "scores": {"Q4_K_M": {"HumanEval+": 91.46}}},
      "removed_tiers": [{"tier": "Q2_K", "size_gb": 8.4, "scores": {"HumanEval+": 6.1}, "reason": "…"}]}
 """
@@ -17,6 +18,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from ..errors import InputError, Problem
+from .names import hub_repo_problem
 from .readers import read_json
 from .validation import pydantic_problems
 
@@ -52,6 +54,15 @@ class Harness(_Strict):
     lm_eval: dict[NonEmpty, LmEvalRun] = {}  # "reference", "variant" or a tier → the run imported
 
 
+class Dataset(_Strict):
+    """The Hub dataset a benchmark ran on, for the model-index of the card (hub-docs modelcard.md)."""
+
+    id: NonEmpty  # namespace/name on the Hub, e.g. "openai/gsm8k"
+    config: str = ""  # load_dataset(id, config)
+    split: str = ""
+    revision: str = ""
+
+
 class Benchmark(_Strict):
     name: NonEmpty
     n: Annotated[int, Field(ge=1, le=10**9)] | None = None  # items evaluated
@@ -60,6 +71,7 @@ class Benchmark(_Strict):
     variant: Number
     higher_is_better: bool = True
     percent: bool = True  # scores are percentages (0–100); false for an unbounded metric (e.g. perplexity)
+    dataset: Dataset | None = None
 
 
 class PerQuant(_Strict):
@@ -93,6 +105,9 @@ def semantic_problems(scores: Scores, file: str) -> list[Problem]:
             problems.append(Problem(file, f"benchmarks[{i}].name", f"duplicate benchmark {name!r}"))
     if not scores.benchmarks:
         problems.append(Problem(file, "benchmarks", "at least one benchmark row is needed"))
+    for i, b in enumerate(scores.benchmarks):
+        if b.dataset is not None and (why := hub_repo_problem(b.dataset.id)):
+            problems.append(Problem(file, f"benchmarks[{i}].dataset.id", f"not a Hub dataset id: {why}"))
     problems += _non_finite(scores, file)
     problems += _out_of_range(scores, file)
     known = set(names)
