@@ -41,10 +41,16 @@ class PlannedFile:
     artifact: str | None = None  # id of the artifact the file belongs to
     git_sha1: str | None = None  # filled when a regular file had to be compared by blob id
     source_revision: str | None = None  # copy: the branch of the same repo that holds the file
+    last: bool = False  # rides in the repo's last commit (a record of what the others hold)
 
     @property
     def is_readme(self) -> bool:
         return self.path.rsplit("/", 1)[-1] == "README.md"
+
+    @property
+    def rides_last(self) -> bool:
+        """Committed with (or after) everything else of its repo: a card or a record names the rest."""
+        return self.last or self.is_readme
 
     def likely_lfs(self) -> bool:
         """Whether the Hub will store it in LFS; only used to order and size commits."""
