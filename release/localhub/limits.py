@@ -70,6 +70,12 @@ class CommitLimits:
         finally:
             lock.release()
 
+    def busy(self, repo: str) -> bool:
+        """Whether a commit to `repo` is being applied right now."""
+        with self._mutex:
+            lock = self._locks.get(repo)
+        return lock is not None and lock.locked()
+
     def reset(self) -> None:
         """Forget the commits counted so far (a new window for every repo)."""
         with self._mutex:
