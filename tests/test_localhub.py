@@ -205,7 +205,7 @@ def test_faults_and_request_log(local_hub: LocalHub, tmp_path: Path) -> None:
 def test_faults_over_http_and_program_entry(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "release.localhub", "--root", str(tmp_path / "hub"), "--port", "0",
-         "--token", f"{NAMESPACE}={TOKEN}"],
+         "--token", f"{NAMESPACE}={TOKEN}", "--commit-quota", "1/60"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
     try:
         line = proc.stdout.readline()
@@ -220,6 +220,12 @@ def test_faults_over_http_and_program_entry(tmp_path: Path) -> None:
         assert r.json()["name"] == NAMESPACE
         log = json.load(urllib.request.urlopen(f"{url}/_localhub/requests"))
         assert [e["status"] for e in log if e["route"] == "whoami"] == [502, 200]
+        api = HfApi(endpoint=url, token=TOKEN)
+        api.create_repo(REPO)
+        api.create_commit(REPO, [CommitOperationAdd("a.txt", b"a")], commit_message="within the quota")
+        with pytest.raises(HfHubHTTPError) as exc:
+            api.create_commit(REPO, [CommitOperationAdd("b.txt", b"b")], commit_message="past it")
+        assert exc.value.response.status_code == 429 and "(1 per 60 seconds)" in exc.value.server_message
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=10)
