@@ -6,6 +6,7 @@ against the fan-out goal (≤ 70 GB, ≤ 16 GB).
     python benchmarks/distributed.py                      # all of it
     python benchmarks/distributed.py --v4-only            # the table only (no build)
     python benchmarks/distributed.py --commit-seconds 2   # each commit holds its repo 2 s on the Hub
+    python benchmarks/distributed.py --commit-quota 2/60  # 2 commits per repo per minute (default 128/3600)
 
 The demo's base is put on a stand-in Hub at a pinned commit; every job of `release plan demo --matrix`
 runs as a process of its own with its own --dist and Hugging Face cache, sharing only the stand-in Hub
@@ -130,14 +131,14 @@ def _job_cmd(demo: Demo, job: dict, machine: Path, hub_url: str, registry_url: s
             hub_url, "--ollama-registry", registry_url, "--json", "--no-git-tag", *args]
 
 
-def _release(demo: Demo, name: str, commit_seconds: float, *, concurrent: bool) -> Run:
+def _release(demo: Demo, name: str, commit_seconds: float, quota: tuple[int, float], *, concurrent: bool) -> Run:
     """Every job of the demo's plan against a fresh strict Hub holding the base."""
     from release.local import start_registry
     from release.localhub import LocalHub
 
     root = demo.tmp / name
     shutil.copytree(demo.hub_state, root / "hub")
-    hub = LocalHub(root / "hub", tokens={TOKEN: ["demo"]}, commit_seconds=commit_seconds)
+    hub = LocalHub(root / "hub", tokens={TOKEN: ["demo"]}, commit_seconds=commit_seconds, commit_quota=quota)
     url = hub.start()
     registry = start_registry(root / "registry")
     run = Run()
@@ -186,12 +187,12 @@ def _release(demo: Demo, name: str, commit_seconds: float, *, concurrent: bool) 
     return run
 
 
-def demo_bytes(commit_seconds: float) -> None:
+def demo_bytes(commit_seconds: float, quota: tuple[int, float]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-distributed-"))
     try:
         demo = _prepare_demo(tmp)
-        sequential = _release(demo, "sequential", commit_seconds, concurrent=False)
-        concurrent = _release(demo, "concurrent", commit_seconds, concurrent=True)
+        sequential = _release(demo, "sequential", commit_seconds, quota, concurrent=False)
+        concurrent = _release(demo, "concurrent", commit_seconds, quota, concurrent=True)
         built: dict[str, int] = {}
         for m in (tmp / "sequential" / "machines").iterdir():
             st = m / "demo" / "state.json"
@@ -223,7 +224,8 @@ def demo_bytes(commit_seconds: float) -> None:
           f"of {mb(old_publish[1])}")
 
     fanout = sum(1 for j in demo.jobs if j["stage"] == "build")
-    print(f"\nstrict stand-in Hub, each commit holding its repo {commit_seconds:g} s; {fanout} fan-out jobs")
+    print(f"\nstrict stand-in Hub, each commit holding its repo {commit_seconds:g} s, {quota[0]} commits per repo per "
+          f"{quota[1]:g} s; {fanout} fan-out jobs")
     print(f"{'':12s} {'wall':>9s} " + " ".join(f"{s:>9s}" for s in sequential.stage_walls)
           + f" {'409s':>5s} {'429s':>5s} {'waited':>8s}")
     for name, run in (("sequential", sequential), ("concurrent", concurrent)):
@@ -238,9 +240,15 @@ def main() -> None:
     ap.add_argument("--v4-only", action="store_true", help="print the v4 job table only")
     ap.add_argument("--commit-seconds", type=float, default=1.0,
                     help="how long a commit holds its repository on the stand-in (server-side work; default 1)")
+    from release.localhub.limits import DEFAULT_COMMIT_QUOTA
+
+    default_quota = f"{DEFAULT_COMMIT_QUOTA[0]}/{DEFAULT_COMMIT_QUOTA[1]:g}"
+    ap.add_argument("--commit-quota", default=default_quota, metavar="COUNT/SECONDS",
+                    help=f"the stand-in's commit quota per repository (default {default_quota}, the Hub's)")
     args = ap.parse_args()
+    count, _, window = args.commit_quota.partition("/")
     if not args.v4_only:
-        demo_bytes(args.commit_seconds)
+        demo_bytes(args.commit_seconds, (int(count), float(window)))
     v4_table()
 
 
