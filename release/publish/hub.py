@@ -56,7 +56,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ..errors import InputError, Problem, ReleaseError, RemoteError, WorkError, describe
 from ..fsutil import HashCache, sha256_file
-from ..manifest import Artifact, RemoteFile
+from ..manifest import Artifact
 from .gitsha import git_blob_sha1_file
 from .hubanswers import MAX_WAIT_ENV, in_progress, max_wait_from_env, refusal, status
 from .hubplan import (
@@ -268,7 +268,7 @@ class HubPublisher:
                                             sha256=rf.lfs.sha256 if rf.lfs else None))
             plan.repos.append(rp)
             self.say(rp.summary())
-        self._annotate(hub_artifacts, plan)
+        plan.annotate(hub_artifacts)
         return plan
 
     def _local_files(self, artifacts: list[Artifact], release_dir: Path, select: Callable[[str], bool] | None,
@@ -329,27 +329,6 @@ class HubPublisher:
             assert pf.local is not None
             pf.git_sha1 = git_blob_sha1_file(pf.local)
         return remote.blob_id == pf.git_sha1
-
-    @staticmethod
-    def _annotate(artifacts: list[Artifact], plan: HubPlan) -> None:
-        """Copy the plan onto the artifacts (manifest `remote`): paths relative to each artifact."""
-        for a in artifacts:
-            a.remote = []
-        by_repo: dict[str, list[Artifact]] = {}
-        for a in artifacts:
-            if a.destination is not None:
-                by_repo.setdefault(a.destination.repo, []).append(a)
-        for rp in plan.repos:
-            owners = by_repo.get(rp.repo, [])
-            by_id = {a.id: a for a in owners}
-            for pf in rp.files:
-                owner = by_id.get(pf.artifact or "") or _longest_prefix_owner(owners, pf.path)
-                if owner is None or owner.remote is None or owner.destination is None:
-                    continue
-                prefix = owner.destination.path_in_repo.strip("/")
-                rel = pf.path[len(prefix) + 1:] if prefix and pf.path.startswith(prefix + "/") else pf.path
-                owner.remote.append(RemoteFile(path=rel, action=pf.action,
-                                               size=pf.size if pf.action == "upload" else 0))
 
     # ---- apply ----------------------------------------------------------------------------------
 
@@ -704,14 +683,3 @@ class HubPublisher:
             title, namespace, description = collection
             result.collection = self.ensure_collection(title, namespace, repos, description)
         return plan, result
-
-
-def _longest_prefix_owner(owners: list[Artifact], path: str) -> Artifact | None:
-    best: Artifact | None = None
-    best_len = -1
-    for a in owners:
-        assert a.destination is not None
-        prefix = a.destination.path_in_repo.strip("/")
-        if (not prefix or path.startswith(prefix + "/")) and len(prefix) > best_len:
-            best, best_len = a, len(prefix)
-    return best
