@@ -4,8 +4,9 @@
     and against the Hub's tree metadata of its branch (no weight is downloaded) → make finish's own
     artifacts from the records (cards, Ollama tags, side files) → verify them → Ollama blobs (the
     models were pushed by the jobs: only checked) → one commit per repo on main that copies the staged
-    files server-side and adds the cards and small files → Ollama manifests → tags, collection →
-    delete the staging branches → the git tag.
+    files server-side and adds the cards and small files (a copy moves no bytes: nothing but the Hub's
+    files-per-commit limit could split it, and no v4 repo comes near) → Ollama manifests → tags,
+    collection → delete the staging branches → the git tag.
 
 Until that commit, main of every destination holds what it held before (a repo that did not exist is
 created empty by the first job that stages to it). A second finish finds the files on main already and
@@ -25,8 +26,6 @@ from .jobs import JobPlan, plan_jobs
 from .records import JobRecord, read_record, stage_repo, staged_problems, staging_branch
 from .run import hub_publisher, job_key
 
-PROMOTE_MAX_FILES = 100  # files per commit on main; above it the README still comes last
-
 
 def run_finish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     from ..verify import verify_release
@@ -35,7 +34,6 @@ def run_finish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     finish = plan.job("finish")
     summary = PublishSummary(dry_run=ctx.options.dry_run)
     pub = hub_publisher(ctx)
-    pub.max_files = PROMOTE_MAX_FILES
     d = ctx.release.definition
     tag = d.release.version_tag or ctx.release.name
     repos = sorted({a.destination.repo for a in ctx.artifacts

@@ -1,7 +1,7 @@
 """Job records: what a job staged, from which inputs, and where.
 
 A job commits its outputs to the branch `release-<release>-<job>` of every destination repo it
-writes, then, in a last commit on each of those branches, `.release/<job>.json`:
+writes and, in the same commit on each of those branches, `.release/<job>.json`:
 
     {"format": "moe-release/job-record/1", "release": "v4", "job": "gguf-q4_k_m", "key": "<sha256>",
      "tool_version": "0.1.0",
