@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, RemoteError, WorkError
-from .pipeline import Context, ensure, select
+from .pipeline import Context, ensure, restore_recorded, select
 from .publish.redact import Redactor
 from .quality.facts import withheld
 
@@ -96,6 +96,7 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     ids = publish_selection(ctx)
     with ctx.live():
         summary.built = ensure(ctx, ids)
+    restore_recorded(ctx)  # what --only left out is still built: the manifest says so
     ctx.write_manifest()
     chosen = [ctx.artifacts[i] for i in ids]
     verify_release(ctx, chosen)
