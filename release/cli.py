@@ -719,8 +719,15 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-for _command in cli.commands.values():  # every command's --help ends with the exit statuses
-    _command.epilog = _command.epilog or EXIT_STATUS
+def _with_exit_statuses(group: click.Group) -> None:
+    """Every command's --help ends with the exit statuses."""
+    for command in group.commands.values():
+        command.epilog = command.epilog or EXIT_STATUS
+        if isinstance(command, click.Group):
+            _with_exit_statuses(command)
+
+
+_with_exit_statuses(cli)
 
 
 def main() -> None:
