@@ -689,6 +689,40 @@ def dropmap(name: str, calibration: Path | None, out_file: Path, recipe: str | N
               "lowest kept share: " + ", ".join(f"layer {k} {v:.1%}" for k, v in low))
 
 
+@cli.command("init")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--base", "base_ref", required=True, metavar="REPO_OR_PATH",
+              help="The base model: a Hub repo id, or a checkpoint folder on this machine.")
+@click.option("--revision", default=None, help="The base's revision on the Hub (default main, pinned to its commit).")
+@click.option("--name", default=None, help="The release name (default: the folder's name).")
+@click.option("--owner", default=None, help="Hugging Face namespace of the repos (default: the token's, if HF_TOKEN).")
+@click.option("--experts-kept", type=click.IntRange(1), default=None, help="Experts each MoE layer keeps.")
+@click.option("--derive", is_flag=True, help="Derive the drop map in the release ([dropmap] derive) from calibration "
+                                             "texts, instead of a drop-map placeholder.")
+@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was made as JSON.")
+@handle_errors
+def init(folder: Path, base_ref: str, revision: str | None, name: str | None, owner: str | None,
+         experts_kept: int | None, derive: bool, hub_endpoint: str | None, as_json: bool) -> None:
+    """Start a new release in FOLDER from a base model: its family detected, its config recorded, every
+    section of release.toml filled; what only you can give is marked # PLACEHOLDER. `release check` accepts
+    the result."""
+    from .init import init_release
+    from .init_base import read_base, token_owner
+
+    token = os.environ.get("HF_TOKEN") or None
+    base = read_base(base_ref, revision=revision, endpoint=hub_endpoint, token=token)
+    result = init_release(folder, base, name=name, owner=owner or token_owner(hub_endpoint, token),
+                          experts_kept=experts_kept, derive=derive)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    out.print(f"[green]✓[/] {result.folder}: release {result.name}, {result.family}, {result.experts} → "
+              f"{result.kept} experts per MoE layer", soft_wrap=True)
+    err.print(escape(f"to replace before a publish: {', '.join(result.placeholders)}"), soft_wrap=True)
+    err.print(f"next: release check {result.folder}", soft_wrap=True)
+
+
 @cli.command()
 @click.option("--install", is_flag=True, help="Install what is missing (llama.cpp tools; cached).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

@@ -55,7 +55,7 @@ def test_quiet_keeps_only_the_result_and_verbose_adds_detail(tmp_path: Path) -> 
     ("check", "no-such-release", "--json"),
 ])
 def test_json_commands_answer_errors_in_json(args: tuple[str, ...], tmp_path: Path) -> None:
-    code, stdout, stderr = run(*args, "--dist", str(tmp_path))
+    code, stdout, _stderr = run(*args, "--dist", str(tmp_path))
     assert code == 2
     error = json.loads(stdout)["error"]
     assert error["exit_code"] == 2 and error["message"]
