@@ -22,10 +22,11 @@ from . import __version__
 from .completion import complete_only, complete_release
 from .console import VERBOSITY, ReleaseConsole
 from .errors import InputError, Problem, ReleaseError, Terminated, WorkError, describe, disk_full, network_failure
-from .outcome import EXIT_STATUS, error_object, resume_command
+from .outcome import EXIT_STATUS, ReleaseGroup, error_object, resume_command
 from .pipeline import Context, Options, parse_only, restore_recorded, run_build, select
 from .spec.load import load_release
 from .steps import closure
+from .tables import print_files, print_status
 
 err = ReleaseConsole(stderr=True, highlight=False)  # what the run says (silent with -q)
 out = ReleaseConsole(highlight=False)  # the result
@@ -73,25 +74,6 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
 
     return wrapper
-
-
-class ReleaseCommand(click.Command):
-    """A command whose usage errors (a bad option value, a missing argument) also answer --json."""
-
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
-                     **extra: Any) -> click.Context:
-        wants_json = "--json" in args
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.ClickException as exc:
-            if wants_json:
-                click.echo(json.dumps(error_object(exc.format_message(), exc.exit_code)))
-            raise
-
-
-class ReleaseGroup(click.Group):
-    command_class = ReleaseCommand
-    group_class = type  # subgroups (`scores`) are release groups too
 
 
 def hold_dist(dist: Path, release: Any, only: list[str] | None = None, artifacts: Any = None) -> None:
@@ -486,6 +468,8 @@ def _print_summary(ctx: Context, summary: Any, as_json: bool, local_hub: str | N
         table.add_row(t.ref, f"{t.sent_blobs} blobs", _human(t.planned_bytes if summary.dry_run else t.sent_bytes),
                       f"{t.unchanged_blobs} blobs", t.manifest, t.digest[7:19] if t.digest else "")
     out.print(table)
+    if summary.dry_run:
+        print_files(out, [(r.repo, r.files) for r in summary.repos] + [(t.ref, t.files) for t in summary.tags])
     for note in summary.notes:
         err.print(f"note: {note}", soft_wrap=True)
     sent = f"bytes to send: {_human(summary.bytes_to_send)}" if summary.dry_run else \
@@ -687,6 +671,37 @@ def dropmap(name: str, calibration: Path | None, out_file: Path, recipe: str | N
     out.print(f"[green]✓[/] {result.drop_map} and {result.scores_file.name}: recipe {result.recipe.describe()}, "
               f"{result.tokens} tokens in {result.seconds:.1f} s ({result.tokens_per_second:.1f} tokens/s); "
               "lowest kept share: " + ", ".join(f"layer {k} {v:.1%}" for k, v in low))
+
+
+@cli.command()
+@click.argument("name", shell_complete=complete_release)
+@dist_option
+@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
+@click.option("--ollama-registry", default=None, help="Ollama registry URL (default: the definition's).")
+@click.option("--local", is_flag=True, help="The rehearsal Hub and registry of `publish --local` (dist/NAME/local/).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@handle_errors
+def status(name: str, dist: Path, hub_endpoint: str | None, ollama_registry: str | None, local: bool,
+           as_json: bool) -> None:
+    """What is published where: per repo its head, files and whether they match what is built here, the
+    staging branches jobs left; per Ollama tag its digest; and what a publish would do next. Read-only."""
+    from .local import local_targets
+    from .status import release_status
+
+    release = load_release(name, tool_checks=False)
+    options = Options(dist_root=dist, hub_endpoint=hub_endpoint, ollama_registry=ollama_registry)
+    ctx = Context(release, options, console=err)
+    if local:
+        with local_targets(ctx.dist / "local", release.definition.release.owner) as targets:
+            options.hub_endpoint, options.hub_token = targets.hub_url, targets.hub_token
+            options.ollama_registry = targets.registry_url or options.ollama_registry
+            report = release_status(ctx)
+    else:
+        report = release_status(ctx)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+        return
+    print_status(out, report)
 
 
 @cli.command("init")

@@ -9,9 +9,12 @@ written, no remote call), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM or S
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+import click
 
 from .errors import Problem
 
@@ -45,3 +48,22 @@ def resume_command(argv: Sequence[str]) -> str:
             continue
         kept.append(arg)
     return shlex.join(["release", *kept])
+
+
+class ReleaseCommand(click.Command):
+    """A command whose usage errors (a bad option value, a missing argument) also answer --json."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        wants_json = "--json" in args
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.ClickException as exc:
+            if wants_json:
+                click.echo(json.dumps(error_object(exc.format_message(), exc.exit_code)))
+            raise
+
+
+class ReleaseGroup(click.Group):
+    command_class = ReleaseCommand
+    group_class = type  # subgroups (`scores`) are release groups too
