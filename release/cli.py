@@ -44,9 +44,8 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
         def fail(code: int, lines: list[str], problems: list[Problem] | None = None,
                  cause: BaseException | None = None) -> None:
-            for line in lines:
-                errors.print(f"[bold red]{'error:' if code in (1, 2) else 'stopped:'}[/] {escape(line)}",
-                             soft_wrap=True)
+            for line in lines:  # `error: …`; a stop says how it stopped (`interrupted …`, `terminated …`)
+                errors.print(("[bold red]error:[/] " if code in (1, 2) else "") + escape(line), soft_wrap=True)
             if cause is not None and VERBOSITY.verbose:
                 errors.print(f"cause: {escape(describe(cause))}", soft_wrap=True)
             if as_json:
