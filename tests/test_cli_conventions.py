@@ -126,3 +126,22 @@ def test_resume_command_leaves_out_what_redoes_work() -> None:
     assert resume_command(["publish", "v4", "--from", "gguf", "--dist", "my dist"]) == \
         "release publish v4 --dist 'my dist'"
     assert resume_command(["publish", "v4", "--from=gguf", "--local"]) == "release publish v4 --local"
+
+
+def test_a_command_plans_the_release_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`build --only` checked its selectors against one plan and built from another (issue 19.7)."""
+    import release.pipeline
+    import release.plan
+
+    calls = []
+    real = release.plan.plan_artifacts
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(release.plan, "plan_artifacts", counted)
+    monkeypatch.setattr(release.pipeline, "plan_artifacts", counted)
+    code, stdout, stderr = run("build", "demo", "--only", "cards", "--dist", str(tmp_path))
+    assert code == 0, stdout + stderr
+    assert len(calls) == 1
