@@ -90,9 +90,10 @@ def release_status(ctx: Context) -> StatusReport:
             rs.differing = [f.path for f in rp.files if f.action in ("upload", "copy")]
             rs.extra = [f.path for f in rp.files if f.action in ("keep", "delete")]
             rs.matches = rs.exists and not rs.differing
-            report.next.append({"destination": repo, "files": [
-                {"path": f.path, "size": f.size, "action": f.action} for f in rp.files
-                if f.action in ("upload", "copy", "delete")]})
+            sending = [{"path": f.path, "size": f.size, "action": f.action} for f in rp.files
+                       if f.action in ("upload", "copy", "delete")]
+            if sending:
+                report.next.append({"destination": repo, "files": sending})
         report.repos.append(rs)
     if o is not None:
         _ollama_status(ctx, report)

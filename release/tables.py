@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 def print_files(out: Console, destinations: list[tuple[str, list[dict[str, Any]]]]) -> None:
     """A dry run's file list: every file of every destination and what a publish would do with it."""
+    if not any(files for _, files in destinations):
+        return
     order = {"upload": 0, "copy": 1, "delete": 2, "unchanged": 3, "keep": 4}
     table = Table(title="files")
     for col in ("destination", "path", "size", "action"):
