@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, RemoteError, WorkError
-from .pipeline import Context, ensure, select
+from .pipeline import Context, ensure, restore_recorded, select
 from .publish.redact import Redactor
 from .quality.facts import withheld
 
@@ -35,6 +35,7 @@ class RepoSummary:
     unchanged_files: int = 0
     commits: int = 0
     planned_bytes: int = 0
+    files: list[dict[str, Any]] = field(default_factory=list)  # dry run: {path, size, action} of every file
 
 
 @dataclass
@@ -46,6 +47,7 @@ class TagSummary:
     unchanged_blobs: int = 0
     manifest: str = ""  # put | unchanged | planned
     planned_bytes: int = 0  # dry run: what a publish would send
+    files: list[dict[str, Any]] = field(default_factory=list)  # dry run: blobs and manifests, {path, size, action}
 
 
 @dataclass
@@ -96,6 +98,7 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     ids = publish_selection(ctx)
     with ctx.live():
         summary.built = ensure(ctx, ids)
+    restore_recorded(ctx)  # what --only left out is still built: the manifest says so
     ctx.write_manifest()
     chosen = [ctx.artifacts[i] for i in ids]
     verify_release(ctx, chosen)
@@ -118,7 +121,7 @@ def send(ctx: Context, summary: PublishSummary, hub_pub: Any, plan: Any, tags: b
     Ollama manifests → tags and collection → (`after_tags`) → the publish record and the git tag. A dry
     run stops before the first write, with the plan in the summary."""
     if summary.dry_run:
-        summary.repos += [_repo_summary(rp) for rp in (plan.repos if plan is not None else [])]
+        summary.repos += [_repo_summary(rp, files=True) for rp in (plan.repos if plan is not None else [])]
         if tags:
             _plan_ollama(ctx, summary)
         return summary
@@ -225,9 +228,10 @@ def _hub_publisher(ctx: Context):  # type: ignore[no-untyped-def]
     return HubPublisher(ctx.options.hub_endpoint, _hub_token(ctx), hash_cache=ctx.hash_cache, progress=ctx.say)
 
 
-def _repo_summary(rp: Any, rr: Any = None) -> RepoSummary:
+def _repo_summary(rp: Any, rr: Any = None, *, files: bool = False) -> RepoSummary:
     rs = RepoSummary(repo=rp.repo, url=rp.url, planned_bytes=rp.bytes_to_send,
-                     unchanged_files=len(rp.of("unchanged")), sent_files=len(rp.uploads) + len(rp.copies))
+                     unchanged_files=len(rp.of("unchanged")), sent_files=len(rp.uploads) + len(rp.copies),
+                     files=[{"path": f.path, "size": f.size, "action": f.action} for f in rp.files] if files else [])
     if rr is not None:
         rs.commits = len(rr.commits)
         rs.sent_bytes = rr.bytes_sent
@@ -254,7 +258,8 @@ def _plan_ollama(ctx: Context, summary: PublishSummary) -> None:
             ref=f"{o.model}:{aid.split(':', 1)[1]}", manifest=f"planned {manifest}",
             sent_blobs=sum(f.action == "upload" for f in blobs),
             planned_bytes=sum(f.size for f in blobs if f.action == "upload"),
-            unchanged_blobs=sum(f.action == "unchanged" for f in blobs)))
+            unchanged_blobs=sum(f.action == "unchanged" for f in blobs),
+            files=[{"path": f.path, "size": f.size, "action": f.action} for f in files]))
 
 
 def _ollama_push(ctx: Context, phase: str, result: Any = None) -> Any:

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from ..errors import InputError, Problem
 from ..families import Family, for_config
 from ..gguf import tiers as gguf_tiers
+from ..suggest import did_you_mean
 from .bounds import config_problems
 from .definition import QualitySection, ReleaseDefinition
 from .dropmap import DropMap, check_against_config, parse_drop_map
@@ -517,7 +518,8 @@ def _gguf_problems(d: ReleaseDefinition, file: str) -> list[Problem]:
         recipe = gguf_tiers.standard_recipe(tier)
         if recipe is None and tier not in g.recipes:
             add(field, f"{tier!r} is neither a llama.cpp type ({', '.join(gguf_tiers.STANDARD_TIERS)}), "
-                       "an _L/_XL variant, nor a recipe in [gguf.recipes]")
+                       "an _L/_XL variant, nor a recipe in [gguf.recipes]"
+                       + did_you_mean(tier, [*gguf_tiers.STANDARD_TIERS, *g.recipes]))
             continue
         if recipe is not None and tier in g.recipes:
             add(f"gguf.recipes.{tier}", f"{tier!r} is a standard tier name; give the recipe its own name")
@@ -552,10 +554,10 @@ def _gguf_problems(d: ReleaseDefinition, file: str) -> list[Problem]:
             add(field, f"{name} needs an importance matrix ({why}): set [gguf] imatrix")
     for i, tier in enumerate(g.recommended):
         if tier not in g.tiers:
-            add(f"gguf.recommended[{i}]", f"{tier!r} is not in gguf.tiers")
+            add(f"gguf.recommended[{i}]", f"{tier!r} is not in gguf.tiers{did_you_mean(tier, g.tiers)}")
     for tier in g.notes:
         if tier not in g.tiers and tier != g.baseline:
-            add(f"gguf.notes.{tier}", f"{tier!r} is not in gguf.tiers")
+            add(f"gguf.notes.{tier}", f"{tier!r} is not in gguf.tiers{did_you_mean(tier, g.tiers)}")
     return p
 
 
@@ -582,7 +584,7 @@ def _ollama_problems(d: ReleaseDefinition, file: str) -> list[Problem]:
         if oci and tag == "latest":
             add("ollama.tags.latest", "'latest' is pushed as an alias of ollama.latest; don't list it")
         if tier not in tiers:
-            add(f"ollama.tags.{tag}", f"points to {tier!r}, which is not a tier of [gguf]")
+            add(f"ollama.tags.{tag}", f"points to {tier!r}, which is not a tier of [gguf]{did_you_mean(tier, tiers)}")
     if o.latest not in o.tags:
         add("ollama.latest", f"{o.latest!r} is not one of ollama.tags")
     for key, value in o.parameters.items():
