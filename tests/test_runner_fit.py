@@ -78,7 +78,10 @@ def _plan(monkeypatch: pytest.MonkeyPatch, *args: str, **variables: str) -> Resu
 
 def test_the_plan_command_fails_fast_with_exit_2(v4_plan, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     run = _plan(monkeypatch, "v4", "--matrix", "--check-runners", "--json")
-    assert run.exit_code == 2 and run.stdout == ""
+    assert run.exit_code == 2
+    error = json.loads(run.stdout)["error"]  # a --json command answers its errors in JSON too
+    assert error["exit_code"] == 2
+    assert {p["file"] for p in error["problems"]} == {f"job {i}" for i in _too_big(v4_plan)}
     lines = run.stderr.strip().splitlines()
     assert len(lines) == len(_too_big(v4_plan)) and all(line.startswith("error: job ") for line in lines)
     assert any("job prepare: needs" in line and "RELEASE_LARGE_RUNNER" in line for line in lines)
