@@ -499,9 +499,13 @@ def scores() -> None:
 @click.option("--as", "side", required=True, type=click.Choice(["variant", "reference"]),
               help="Whose scores these are: this release's model (variant) or the model it was pruned from.")
 @click.option("--quant", default=None, metavar="TIER", help="Scores of one quantization of the variant (per_quant).")
+@click.option("--allow-other-model", is_flag=True,
+              help="Import a run whose model_args name a model other than the side's (the base; this release's).")
+@dist_option
 @click.option("--json", "as_json", is_flag=True, help="Print what was imported as JSON.")
 @handle_errors
-def scores_import(name: str, results: Path, side: str, quant: str | None, as_json: bool) -> None:
+def scores_import(name: str, results: Path, side: str, quant: str | None, allow_other_model: bool, dist: Path,
+                  as_json: bool) -> None:
     """Fold an lm-evaluation-harness results file into the release's scores.json.
 
     Task metrics map to benchmark rows ([[lm_eval]] in release.toml, then defaults for common tasks);
@@ -511,7 +515,7 @@ def scores_import(name: str, results: Path, side: str, quant: str | None, as_jso
     from .spec.lmeval import import_lm_eval
 
     release = load_release(name)
-    result = import_lm_eval(release, results, side=side, quant=quant)
+    result = import_lm_eval(release, results, side=side, quant=quant, dist=dist, allow_other_model=allow_other_model)
     if as_json:
         click.echo(json.dumps({"scores": result.scores_file, "as": result.side, "unmapped": result.unmapped,
                                "pending": result.pending, "rows": [r.__dict__ for r in result.rows]}, indent=2))
