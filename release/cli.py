@@ -23,6 +23,7 @@ from . import __version__
 from .errors import InputError, ReleaseError, Terminated, WorkError, describe, disk_full, network_failure
 from .pipeline import Context, Options, parse_only, run_build
 from .spec.load import load_release
+from .spec.placeholders import refuse_placeholders
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
@@ -312,6 +313,8 @@ def publish(name: str, dist: Path, dry_run: bool, only: tuple[str, ...], job_id:
         raise InputError("--only, --prune-remote and --via-ollama-cli are for a publish from one machine; a job's "
                          "scope is the plan's", file="--job" if job_id else "--finish")
     release = load_release(name)
+    if not (dry_run or local):
+        refuse_placeholders(release)
     for w in release.warnings:
         err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     options = Options(dist_root=dist, only=parse_only(only), dry_run=dry_run, hub_endpoint=hub_endpoint,
@@ -434,6 +437,8 @@ def cards(name: str, dist: Path, push: bool, hub_endpoint: str | None, as_json: 
     Cards use what is built (sizes, types, digests) and planned estimates for the rest.
     """
     release = load_release(name)
+    if push:
+        refuse_placeholders(release)
     hold_dist(dist, release)
     ctx = Context(release, Options(dist_root=dist, only=["cards"], force=True, hub_endpoint=hub_endpoint),
                   console=err)
