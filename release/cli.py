@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -21,6 +20,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import InputError, ReleaseError, Terminated, WorkError, describe, disk_full, network_failure
+from .fsutil import folder_problem
 from .pipeline import Context, Options, parse_only, run_build
 from .spec.load import load_release
 from .spec.placeholders import refuse_placeholders
@@ -130,7 +130,7 @@ def check(ctx: click.Context, name: str, dist: Path, as_json: bool) -> None:
     outputs. Writes nothing."""
     release = load_release(name)
     target = dist / release.name
-    unusable = dist_problem(target)
+    unusable = folder_problem(target)
     if unusable:
         if ctx.get_parameter_source("dist") != click.core.ParameterSource.DEFAULT:
             raise InputError(unusable, file="--dist")
@@ -197,18 +197,6 @@ def _print_jobs(jobs: Any) -> None:
     out.print(table)
     for note in jobs.notes:
         err.print(f"note: {note}", soft_wrap=True)
-
-
-def dist_problem(target: Path) -> str | None:
-    """Why the commands that write could not write DIST/NAME (`target`), or None; creates nothing."""
-    for p in (target, *target.parents):
-        if os.path.lexists(p) and not p.is_dir():
-            return f"{p} is {'a broken link' if not p.exists() else 'a file'}, not a folder"
-        if p.is_dir():
-            if not os.access(p, os.W_OK | os.X_OK):
-                return f"{p} is not writable" + (f" (so {target} cannot be made)" if p != target else "")
-            return None
-    return None
 
 
 def _fmt_size(size: int | None, estimated: bool) -> str:
