@@ -22,6 +22,7 @@ from . import __version__
 from .errors import InputError, ReleaseError, Terminated, WorkError, describe, disk_full, network_failure
 from .fsutil import folder_problem
 from .pipeline import Context, Options, parse_only, run_build
+from .quality.facts import recorded_withheld_in_use
 from .spec.load import load_release
 from .spec.placeholders import refuse_placeholders
 
@@ -136,6 +137,9 @@ def check(ctx: click.Context, name: str, dist: Path, as_json: bool) -> None:
             raise InputError(unusable, file="--dist")
         # Not asked about: a validation run elsewhere (a read-only checkout) is still a validation.
         release.warnings.append(f"--dist: {unusable} (the default; build, plan and publish write there)")
+    withheld = recorded_withheld_in_use(release, target)  # with figures built there
+    if withheld:
+        raise InputError(withheld)
     if as_json:
         out.print_json(json.dumps({"release": release.name, "ok": True, "dist": str(target),
                                    "warnings": release.warnings}))
