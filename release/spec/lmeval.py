@@ -210,33 +210,34 @@ def _inside(path: Path, folder: Path | None) -> bool:
 
 def other_model_problem(release: Release, data: dict[str, Any], shown: str, *, side: str,
                         dist: Path) -> Problem | None:
-    """Why a results file is not of the model `side` names, or None: the reference is the [base] repo (or
-    its local copy, or its Hugging Face cache snapshot); the variant is one of this release's repos or
-    Ollama model, or a local path in its output folder `dist/<name>/` or its release folder."""
+    """Why a results file is not of the model `side` names, or None. The reference is the [base] repo, its
+    local copy ([base] path) or its Hugging Face cache snapshot; the variant one of this release's repos or
+    its Ollama model, a cache snapshot of one, or a local path in `dist/<name>/` or in the release folder
+    (not its base)."""
     named = _named_model(data)
     if named is None:
         return None
     key, value = named
     d = release.definition
     base_path = release.base_path
+    repos = [d.base.repo] if side == "reference" else \
+        [s.repo for s in (d.bf16, d.gguf, d.nvfp4) if s is not None] + ([d.ollama.model] if d.ollama else [])
+    if _repo_id(value) in {_repo_id(r) for r in repos}:
+        return None
     if _is_local_path(value):
         path = Path(value).expanduser().resolve()
-        if side == "reference":
-            snapshot = f"models--{d.base.repo.replace('/', '--')}".casefold()
-            if _inside(path, base_path) or any(part.casefold() == snapshot for part in path.parts):
-                return None
-            want = f"the base {d.base.repo} ([base] repo)" + (f" or its copy {base_path}" if base_path else "")
-        else:
-            if _inside(path, dist / release.name) or (_inside(path, release.dir) and not _inside(path, base_path)):
-                return None
-            want = f"this release's outputs ({dist / release.name}/…) or its repos"
-    else:
-        repos = [d.base.repo] if side == "reference" else \
-            [s.repo for s in (d.bf16, d.gguf, d.nvfp4) if s is not None] + ([d.ollama.model] if d.ollama else [])
-        if _repo_id(value) in {_repo_id(r) for r in repos}:
+        snapshots = {f"models--{r.replace('/', '--')}".casefold() for r in repos}
+        if any(part.casefold() in snapshots for part in path.parts):
             return None
-        want = f"the base {d.base.repo} ([base] repo)" if side == "reference" else \
-            f"one of this release's models ({', '.join(repos)})"
+        if side == "reference" and _inside(path, base_path):
+            return None
+        if side != "reference" and (_inside(path, dist / release.name)
+                                    or (_inside(path, release.dir) and not _inside(path, base_path))):
+            return None
+    if side == "reference":
+        want = f"the base {d.base.repo} ([base] repo)" + (f" or its copy {base_path}" if base_path else "")
+    else:
+        want = f"one of this release's models ({', '.join(repos)}) or its outputs ({dist / release.name}/…)"
     return Problem(shown, f"config.model_args.{key}",
                    f"the run evaluated {value!r}, not {want}: scores imported --as {side} are that model's — import "
                    f"the right results file, or pass --allow-other-model if {value!r} is that model by another name")
