@@ -1,6 +1,6 @@
 """Placeholders (issue 19.13; release/spec/placeholders.py): the example revision pin, a `# PLACEHOLDER` text
 and a drop map marked as one are warnings in `check` and in rehearsals (`publish --dry-run`, `--local`),
-and errors in a real publish (`--job` and `--finish` included) and `cards --push`, before any work."""
+and errors in a real publish (`--job` and `--finish` included), before any work."""
 
 from __future__ import annotations
 
@@ -49,7 +49,6 @@ def test_the_demo_has_no_placeholder() -> None:
     ("publish", "v4"),
     ("publish", "v4", "--job", "prepare"),
     ("publish", "v4", "--finish"),
-    ("cards", "v4", "--push"),
 ])
 def test_a_real_publish_refuses_every_placeholder_before_any_work(tmp_path: Path, args: tuple[str, ...]) -> None:
     dist = tmp_path / "dist"

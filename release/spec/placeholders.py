@@ -10,7 +10,7 @@ decided here and nowhere else:
 - a drop map whose `source` or `notes` starts with `PLACEHOLDER`.
 
 `release check` (and build, plan, `publish --dry-run`, `publish --local`) warn about each; a real publish
-(`--job` and `--finish` included) and `cards --push` refuse before any work, naming every one.
+(`--job` and `--finish` included) refuses before any work, naming every one.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def placeholder_warnings(release: Release) -> list[str]:
 
 
 def refuse_placeholders(release: Release) -> None:
-    """InputError naming every placeholder, for the commands that write to the real destinations."""
+    """InputError naming every placeholder, for a publish to the real destinations."""
     found = find_placeholders(release)
     if found:
         raise InputError([Problem(p.file, p.field, f"{p.message} (a placeholder is refused by a publish; "
