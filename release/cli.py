@@ -22,9 +22,12 @@ from . import __version__
 from .completion import complete_only, complete_release
 from .console import VERBOSITY, ReleaseConsole
 from .errors import InputError, Problem, ReleaseError, Terminated, WorkError, describe, disk_full, network_failure
+from .fsutil import folder_problem
 from .outcome import EXIT_STATUS, ReleaseGroup, error_object, resume_command
 from .pipeline import Context, Options, parse_only, restore_recorded, run_build, select
+from .quality.facts import recorded_withheld_in_use
 from .spec.load import load_release
+from .spec.placeholders import refuse_placeholders
 from .steps import closure
 from .tables import print_files, print_status
 
@@ -160,12 +163,15 @@ def check(ctx: click.Context, name: str, dist: Path, as_json: bool) -> None:
     outputs. Writes nothing."""
     release = load_release(name)
     target = dist / release.name
-    unusable = dist_problem(target)
+    unusable = folder_problem(target)
     if unusable:
         if ctx.get_parameter_source("dist") != click.core.ParameterSource.DEFAULT:
             raise InputError(unusable, file="--dist")
         # Not asked about: a validation run elsewhere (a read-only checkout) is still a validation.
         release.warnings.append(f"--dist: {unusable} (the default; build, plan and publish write there)")
+    withheld = recorded_withheld_in_use(release, target)  # with figures built there
+    if withheld:
+        raise InputError(withheld)
     if as_json:
         out.print_json(json.dumps({"release": release.name, "ok": True, "dist": str(target),
                                    "warnings": release.warnings}))
@@ -251,18 +257,6 @@ def _print_jobs(jobs: Any) -> None:
     out.print(table)
     for note in jobs.notes:
         err.print(f"note: {note}", soft_wrap=True)
-
-
-def dist_problem(target: Path) -> str | None:
-    """Why the commands that write could not write DIST/NAME (`target`), or None; creates nothing."""
-    for p in (target, *target.parents):
-        if os.path.lexists(p) and not p.is_dir():
-            return f"{p} is {'a broken link' if not p.exists() else 'a file'}, not a folder"
-        if p.is_dir():
-            if not os.access(p, os.W_OK | os.X_OK):
-                return f"{p} is not writable" + (f" (so {target} cannot be made)" if p != target else "")
-            return None
-    return None
 
 
 def _fmt_size(size: int | None, estimated: bool) -> str:
@@ -388,6 +382,8 @@ def publish(name: str, dist: Path, dry_run: bool, only: tuple[str, ...], job_id:
         raise InputError("--only, --prune-remote and --via-ollama-cli are for a publish from one machine; a job's "
                          "scope is the plan's", file="--job" if job_id else "--finish")
     release = load_release(name)
+    if not (dry_run or local):
+        refuse_placeholders(release)
     for w in release.warnings:
         err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     options = Options(dist_root=dist, only=parse_only(only), dry_run=dry_run, hub_endpoint=hub_endpoint,
@@ -566,9 +562,13 @@ def scores() -> None:
 @click.option("--as", "side", required=True, type=click.Choice(["variant", "reference"]),
               help="Whose scores these are: this release's model (variant) or the model it was pruned from.")
 @click.option("--quant", default=None, metavar="TIER", help="Scores of one quantization of the variant (per_quant).")
+@click.option("--allow-other-model", is_flag=True,
+              help="Import a run whose model_args name a model other than the side's (the base; this release's).")
+@dist_option
 @click.option("--json", "as_json", is_flag=True, help="Print what was imported as JSON.")
 @handle_errors
-def scores_import(name: str, results: Path, side: str, quant: str | None, as_json: bool) -> None:
+def scores_import(name: str, results: Path, side: str, quant: str | None, allow_other_model: bool, dist: Path,
+                  as_json: bool) -> None:
     """Fold an lm-evaluation-harness results file into the release's scores.json.
 
     Task metrics map to benchmark rows ([[lm_eval]] in release.toml, then defaults for common tasks);
@@ -578,7 +578,7 @@ def scores_import(name: str, results: Path, side: str, quant: str | None, as_jso
     from .spec.lmeval import import_lm_eval
 
     release = load_release(name)
-    result = import_lm_eval(release, results, side=side, quant=quant)
+    result = import_lm_eval(release, results, side=side, quant=quant, dist=dist, allow_other_model=allow_other_model)
     if as_json:
         click.echo(json.dumps({"scores": result.scores_file, "as": result.side, "unmapped": result.unmapped,
                                "pending": result.pending, "rows": [r.__dict__ for r in result.rows]}, indent=2))

@@ -101,8 +101,8 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     restore_recorded(ctx)  # what --only left out is still built: the manifest says so
     ctx.write_manifest()
     chosen = [ctx.artifacts[i] for i in ids]
+    refuse_removed_conflicts(ctx)  # before verify: its card-link check would fail on them, less clearly
     verify_release(ctx, chosen)
-    refuse_removed_conflicts(ctx)
 
     # A tier that [quality]'s thresholds remove is built and measured, and not published.
     hub = [a for a in chosen if a.destination is not None and a.destination.kind == "hub"
@@ -184,13 +184,13 @@ def preflight(ctx: Context, plan: Any, ollama: bool) -> None:
 
 
 def refuse_removed_conflicts(ctx: Context) -> None:
-    """Nothing may point at a tier the thresholds removed (an Ollama tag, the quick start's tier)."""
-    from .quality.facts import removed_conflicts
+    """Nothing may use a tier the thresholds withhold (the quick start, an Ollama tag):
+    one error per use, naming the threshold, the tier and what to change."""
+    from .quality.facts import withheld_in_use
 
-    conflicts = removed_conflicts(ctx.release, ctx.artifacts)
+    conflicts = withheld_in_use(ctx.release, ctx.artifacts)
     if conflicts:
-        raise WorkError("[quality] removes tiers the release still uses; nothing was published (drop them from "
-                        "the definition or relax the threshold):\n  " + "\n  ".join(conflicts))
+        raise InputError(conflicts)
 
 
 def check_local_room(ctx: Context, nbytes: int) -> None:

@@ -36,7 +36,7 @@ from ..errors import InputError, WorkError
 from ..fsutil import atomic_write_bytes, link_or_copy, sha256_file
 from ..manifest import Artifact, Destination, FileEntry
 from ..plan import GGUF_WORK
-from ..procs import stop_pool, worker_init
+from ..procs import stop_pool, worker_init, workers_start_deaf
 from ..toolchain import LLAMA_CPP_COMMIT, LLAMA_CPP_PYTHON, ensure_toolchain
 from . import tiers as T
 from .checks import imatrix_is_calibration, recipe_problems, release_tensors, requested_types, tier_recipe
@@ -290,7 +290,8 @@ def _sweep(release: Release, tiers: list[str], source: Path, out_dir: Path, root
     recipes = {t: tier_recipe(release, t) for t in tiers}
     order = sorted(tiers, key=lambda t: -tier_cost(recipes[t]))
     staging = out_dir / ".partial"
-    staging.mkdir(exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)  # a run killed with -9 could not remove its own
+    staging.mkdir()
     jobs_ = {t: QuantizeJob(t, str(source), str(staging / T.gguf_filename(g.prefix, t)), recipes[t].ftype,
                             recipes[t].embed_type, recipes[t].output_type, recipes[t].overrides,
                             str(imatrix_path) if imatrix_path else None,
@@ -299,9 +300,12 @@ def _sweep(release: Release, tiers: list[str], source: Path, out_dir: Path, root
     update = progress(f"gguf: quantize {len(tiers)} tiers", len(tiers), unit="tiers")
     results: dict[str, Artifact] = {}
     ctx = multiprocessing.get_context("spawn")  # never fork a process holding torch/libllama state
-    with ProcessPoolExecutor(max_workers=plan.workers, mp_context=ctx, initializer=worker_init) as pool:
-        pending: dict[Future, str] = {pool.submit(run_job, jobs_[t]): t for t in order}
+    with ProcessPoolExecutor(max_workers=plan.workers, mp_context=ctx, initializer=worker_init,
+                             initargs=(os.getpid(),)) as pool:
+        pending: dict[Future, str] = {}
         try:
+            with workers_start_deaf():  # workers start as jobs are submitted
+                pending.update({pool.submit(run_job, jobs_[t]): t for t in order})
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
@@ -311,8 +315,9 @@ def _sweep(release: Release, tiers: list[str], source: Path, out_dir: Path, root
                                                  root, dest, imatrix_path, imatrix_meta, tensors, split_bytes,
                                                  timing, progress, say, experts, used)
                     update(len(results), len(tiers))
-        except BaseException:
+        except BaseException:  # a failed tier, Ctrl-C, SIGTERM (Terminated): nothing half-made stays
             stop_pool(pool)
+            shutil.rmtree(staging, ignore_errors=True)
             raise
     shutil.rmtree(staging, ignore_errors=True)
     return [results[t] for t in tiers]

@@ -36,6 +36,7 @@ from .names import (
     revision_problem,
 )
 from .paths import PathRefused, resolve_inside
+from .placeholders import placeholder_warnings
 from .readers import read_input_bytes, read_json_object, read_toml
 from .scores import Scores, load_scores
 from .validation import pydantic_problems
@@ -331,6 +332,7 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
     if problems:
         raise InputError(sorted(set(problems), key=problems.index))
     assert release is not None
+    release.warnings += placeholder_warnings(release)
     if tool_checks:
         release.warnings += _tool_warnings(release)
     return release

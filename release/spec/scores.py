@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from ..errors import InputError, Problem
 from .names import hub_repo_problem
@@ -51,7 +51,16 @@ class Harness(_Strict):
     artifact: str = ""  # which artifact was evaluated (e.g. "NVFP4A16")
     decoding: str = ""
     notes: str = ""
-    lm_eval: dict[NonEmpty, LmEvalRun] = {}  # "reference", "variant" or a tier → the run imported
+    # "reference", "variant" or a tier → every run imported for it, in the order of import
+    lm_eval: dict[NonEmpty, list[LmEvalRun]] = {}
+
+    @field_validator("lm_eval", mode="before")
+    @classmethod
+    def _one_run_per_side(cls, value: Any) -> Any:
+        """Files written before several runs per side were kept hold one run object per side."""
+        if isinstance(value, dict):
+            return {k: [v] if isinstance(v, dict) else v for k, v in value.items()}
+        return value
 
 
 class Dataset(_Strict):
@@ -142,8 +151,9 @@ def _non_finite(scores: Scores, file: str) -> list[Problem]:
     for i, r in enumerate(scores.removed_tiers):
         found += [(f"removed_tiers[{i}].size_gb", r.size_gb)]
         found += [(f"removed_tiers[{i}].scores.{b}", v) for b, v in r.scores.items()]
-    for key, run in scores.harness.lm_eval.items():
-        found += [(f"harness.lm_eval.{key}.scores.{b}", v) for b, v in run.scores.items()]
+    for key, runs in scores.harness.lm_eval.items():
+        found += [(f"harness.lm_eval.{key}[{i}].scores.{b}", v) for i, run in enumerate(runs)
+                  for b, v in run.scores.items()]
     return [Problem(file, where, f"not a finite number ({value!r})") for where, value in found
             if value is not None and not math.isfinite(value)]
 
