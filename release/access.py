@@ -314,10 +314,8 @@ def publish_targets(ctx: Context, ids: list[str]) -> Targets:
 
 
 def job_targets(ctx: Context, job_id: str | None) -> Targets:
-    """One job of the plan (`--job ID`), or the promotion (`job_id` None: `--finish`). `ctx` may be planned
-    without estimates (a fast start): units do not depend on them, and the jobs that read the base
-    (prepare, a derived drop map) are never packed with others. What depends on the packing — the
-    registry a tier job pushes its model blobs to — is job_registry's."""
+    """One job of the plan (`--job ID`: its repos, the base if it reads it, the registry if it pushes its
+    tiers' Ollama model blobs), or the promotion (`job_id` None: `--finish`)."""
     from .distributed.jobs import plan_jobs
     from .steps import BASE
 
@@ -326,16 +324,10 @@ def job_targets(ctx: Context, job_id: str | None) -> Targets:
         tags = any(a.kind == "ollama" for a in ctx.artifacts)
         return Targets(write=repos, collection=ctx.release.definition.release.owner if repos else None,
                        registry=_registry(ctx) if tags else None)
-    reads_base = any(u.id == job_id and any(BASE in ctx.artifacts[i].needs for i in u.artifacts)
-                     for u in plan_jobs(ctx).units)
-    return Targets(write=repos, base=_base(ctx) if reads_base else None)
-
-
-def job_registry(ctx: Context, job_id: str) -> Targets:
-    """The registry a job pushes its tiers' Ollama model blobs to, if it has any (a planned `ctx`)."""
-    from .distributed.jobs import plan_jobs
-
-    return Targets(registry=_registry(ctx) if plan_jobs(ctx).job(job_id).ollama_blobs else None)
+    plan = plan_jobs(ctx)
+    reads_base = any(u.id == job_id and any(BASE in ctx.artifacts[i].needs for i in u.artifacts) for u in plan.units)
+    return Targets(write=repos, base=_base(ctx) if reads_base else None,
+                   registry=_registry(ctx) if plan.job(job_id).ollama_blobs else None)
 
 
 def _with_retries(fn: Callable[[], T]) -> T:

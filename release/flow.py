@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import InputError, RemoteError, WorkError
 from .gittag import record_message, tag_pipelines_repo
-from .pipeline import Context, ensure, select
+from .pipeline import Context, ensure, restore_recorded, select
 from .publish.redact import Redactor
 from .quality.facts import withheld
 
@@ -36,6 +36,7 @@ class RepoSummary:
     unchanged_files: int = 0
     commits: int = 0
     planned_bytes: int = 0
+    files: list[dict[str, Any]] = field(default_factory=list)  # dry run: {path, size, action} of every file
 
 
 @dataclass
@@ -47,6 +48,7 @@ class TagSummary:
     unchanged_blobs: int = 0
     manifest: str = ""  # put | unchanged | planned
     planned_bytes: int = 0  # dry run: what a publish would send
+    files: list[dict[str, Any]] = field(default_factory=list)  # dry run: blobs and manifests, {path, size, action}
 
 
 @dataclass
@@ -97,10 +99,11 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     ids = publish_selection(ctx)
     with ctx.live():
         summary.built = ensure(ctx, ids)
+    restore_recorded(ctx)  # what --only left out is still built: the manifest says so
     ctx.write_manifest()
     chosen = [ctx.artifacts[i] for i in ids]
+    refuse_removed_conflicts(ctx)  # before verify: its card-link check would fail on them, less clearly
     verify_release(ctx, chosen)
-    refuse_removed_conflicts(ctx)
 
     # A tier that [quality]'s thresholds remove is built and measured, and not published.
     hub = [a for a in chosen if a.destination is not None and a.destination.kind == "hub"
@@ -122,7 +125,7 @@ def send(ctx: Context, summary: PublishSummary, hub_pub: Any, plan: Any, tags: b
     created private and made public (unless `[release] private`) only once it holds the release. A dry
     run stops before the first write, with the plan in the summary. The git tag is the caller's."""
     if summary.dry_run:
-        summary.repos += [_repo_summary(rp) for rp in (plan.repos if plan is not None else [])]
+        summary.repos += [_repo_summary(rp, files=True) for rp in (plan.repos if plan is not None else [])]
         if tags:
             _plan_ollama(ctx, summary)
         return summary
@@ -190,13 +193,13 @@ def preflight(ctx: Context, plan: Any, ollama: bool) -> None:
 
 
 def refuse_removed_conflicts(ctx: Context) -> None:
-    """Nothing may point at a tier the thresholds removed (an Ollama tag, the quick start's tier)."""
-    from .quality.facts import removed_conflicts
+    """Nothing may use a tier the thresholds withhold (the quick start, an Ollama tag):
+    one error per use, naming the threshold, the tier and what to change."""
+    from .quality.facts import withheld_in_use
 
-    conflicts = removed_conflicts(ctx.release, ctx.artifacts)
+    conflicts = withheld_in_use(ctx.release, ctx.artifacts)
     if conflicts:
-        raise WorkError("[quality] removes tiers the release still uses; nothing was published (drop them from "
-                        "the definition or relax the threshold):\n  " + "\n  ".join(conflicts))
+        raise InputError(conflicts)
 
 
 def check_local_room(ctx: Context, nbytes: int) -> None:
@@ -236,9 +239,10 @@ def _hub_publisher(ctx: Context):  # type: ignore[no-untyped-def]
                         private=True)
 
 
-def _repo_summary(rp: Any, rr: Any = None) -> RepoSummary:
+def _repo_summary(rp: Any, rr: Any = None, *, files: bool = False) -> RepoSummary:
     rs = RepoSummary(repo=rp.repo, url=rp.url, planned_bytes=rp.bytes_to_send,
-                     unchanged_files=len(rp.of("unchanged")), sent_files=len(rp.uploads) + len(rp.copies))
+                     unchanged_files=len(rp.of("unchanged")), sent_files=len(rp.uploads) + len(rp.copies),
+                     files=[{"path": f.path, "size": f.size, "action": f.action} for f in rp.files] if files else [])
     if rr is not None:
         rs.commits = len(rr.commits)
         rs.sent_bytes = rr.bytes_sent
@@ -265,7 +269,8 @@ def _plan_ollama(ctx: Context, summary: PublishSummary) -> None:
             ref=f"{o.model}:{aid.split(':', 1)[1]}", manifest=f"planned {manifest}",
             sent_blobs=sum(f.action == "upload" for f in blobs),
             planned_bytes=sum(f.size for f in blobs if f.action == "upload"),
-            unchanged_blobs=sum(f.action == "unchanged" for f in blobs)))
+            unchanged_blobs=sum(f.action == "unchanged" for f in blobs),
+            files=[{"path": f.path, "size": f.size, "action": f.action} for f in files]))
 
 
 def _ollama_push(ctx: Context, phase: str, result: Any = None) -> Any:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from model_factory import make_checkpoint, tiny_config
 
+from release.families import for_config
 from release.nvfp4 import estimate_size, estimate_size_from_config, quantize_checkpoint
 from release.nvfp4.estimate import config_tensors
 from release.prune.checkpoint import inspect_checkpoint
@@ -40,6 +45,65 @@ def test_config_census_matches_checkpoint(family: str, tmp_path: Path) -> None:
     assert sum(t.nbytes for t in fewer) < sum(t.nbytes for t in census)
 
 
+def _transformers_census(config: dict[str, Any], experts: int) -> dict[str, tuple[int, ...]]:
+    """The oracle: every tensor transformers' own model class holds for `config` (meta device, no memory)."""
+    import transformers
+
+    family = for_config(config)
+    cfg = copy.deepcopy(config)
+    family.text_config(cfg)[family.count_key(cfg)] = experts
+    with torch.device("meta"):
+        model = getattr(transformers, cfg["architectures"][0])(transformers.AutoConfig.for_model(**cfg))
+    state = model.state_dict()
+    names = [n for n, _ in model.named_parameters()] + [n for n, _ in model.named_buffers() if n in state]
+    return {n: tuple(state[n].shape) for n in dict.fromkeys(names) if n in state}
+
+
+_GEMMA4_VARIANTS = {
+    "plain": {},
+    # per-layer inputs, KV sharing with double-wide MLPs, separate V everywhere, an untied head
+    "ple-shared": {"text_config": {
+        "hidden_size_per_layer_input": 16, "num_kv_shared_layers": 2, "use_double_wide_mlp": True,
+        "attention_k_eq_v": False, "tie_word_embeddings": False,
+        "layer_types": ["sliding_attention", "sliding_attention", "full_attention"] * 2}},
+    "clipped-vision": {"vision_config": {"use_clipped_linears": True, "standardize": True}},
+}
+
+
+@pytest.mark.parametrize("case", ["v4", "demo", *(f"gemma4:{v}" for v in _GEMMA4_VARIANTS),
+                                  "qwen3_moe", "qwen3_moe:dense-layer", "mixtral", "olmoe"])
+def test_config_census_names_what_transformers_holds(case: str) -> None:
+    """The census from config.json alone (no torch, no transformers) names and shapes every tensor the
+    transformers model class holds, with the pruned expert count."""
+    root = Path(__file__).parents[1] / "pipelines"
+    if case in ("v4", "demo"):
+        config, experts = json.loads((root / case / "base-config.json").read_text()), 6
+    else:
+        family, _, variant = case.partition(":")
+        overrides = _GEMMA4_VARIANTS.get(variant, {}) if family == "gemma4" else \
+            ({"mlp_only_layers": [1], "attention_bias": True} if variant else {})
+        arch, cfg = tiny_config(family, **overrides)
+        config, experts = {**cfg.to_dict(), "architectures": [arch]}, 5
+    census = config_tensors(config, experts)
+    assert {t.name: t.shape for t in census} == _transformers_census(config, experts)
+    assert len({t.name for t in census}) == len(census)
+
+
+def test_plan_imports_neither_torch_nor_transformers() -> None:
+    """`release plan v4 --matrix --json` sizes NVFP4 from the config: no model code is imported."""
+    probe = ("import runpy, sys\n"
+             "sys.argv = ['release', 'plan', 'v4', '--matrix', '--json']\n"
+             "try:\n    runpy.run_module('release', run_name='__main__')\n"
+             "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers'))\n"
+             "sys.stderr.write('HEAVY=' + ','.join(heavy[:5]) + '\\n')\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["jobs"]
+    assert "HEAVY=\n" in proc.stderr, proc.stderr[-500:]
+
+
 def test_config_estimate_close_to_built_size(tmp_path: Path) -> None:
     src = make_checkpoint("qwen3_moe", tmp_path / "src", dtype=torch.bfloat16, with_tokenizer=False)
     result = quantize_checkpoint(src, tmp_path / "out")
@@ -68,10 +132,14 @@ def test_gemma4_26b_98_experts_rows_of_docs_nvfp4() -> None:
 
 
 def test_config_estimate_errors_are_value_errors() -> None:
+    """What the census cannot size is a ValueError (plan then shows no NVFP4 size), never a crash."""
     _, cfg = tiny_config("gemma4")
     config = cfg.to_dict()
-    config["architectures"] = ["NoSuchModelClass"]
-    with pytest.raises(ValueError):
+    config["text_config"]["hidden_size"] = "wide"
+    with pytest.raises(ValueError, match="hidden_size"):
         estimate_size_from_config(config, 4)
     with pytest.raises(ValueError):
         estimate_size_from_config({"model_type": "bert"}, 4)
+    _, ds = tiny_config("deepseek_v3")  # a family without a census layout
+    with pytest.raises(ValueError, match="no tensor census"):
+        estimate_size_from_config(ds.to_dict(), 4)

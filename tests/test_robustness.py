@@ -185,7 +185,7 @@ def test_not_enough_disk_is_refused_before_anything_is_written(tmp_path: Path, m
 
 
 def test_disk_full_is_said_and_never_retried(monkeypatch, tmp_path: Path) -> None:
-    from release.publish.hub import is_transient
+    from release.publish.hubanswers import is_transient
 
     full = OSError(errno.ENOSPC, "No space left on device", "/x/y.gguf")
     assert not is_transient(full)

@@ -7,7 +7,8 @@
     its branch (no weight is downloaded) → make finish's own artifacts from the records (cards, Ollama
     tags, side files) → verify them → Ollama blobs (the models were pushed by the jobs: only checked) →
     one commit per repo on main that copies the staged files server-side and adds the cards and small
-    files → Ollama manifests → visibility (public, unless `[release] private`) → tags, collection → the
+    files (a copy moves no bytes: nothing but the Hub's files-per-commit limit could split it, and no v4
+    repo comes near) → Ollama manifests → visibility (public, unless `[release] private`) → tags, collection → the
     promotion record → delete the units' branches → the git tag.
 
 Every step is idempotent and the evidence a rerun needs outlives it: the units' records until the
@@ -47,8 +48,6 @@ from .records import (
 )
 from .run import hub_publisher
 
-PROMOTE_MAX_FILES = 100  # files per commit on main; above it the README still comes last
-
 
 def run_finish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     from ..verify import verify_release
@@ -57,7 +56,6 @@ def run_finish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     finish = plan.job("finish")
     summary = PublishSummary(dry_run=ctx.options.dry_run)
     pub = hub_publisher(ctx)
-    pub.max_files = PROMOTE_MAX_FILES
     key = definition_key(ctx, plan)  # before any record is adopted
     done = promoted(ctx, pub, key)
     if done is not None:

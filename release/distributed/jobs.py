@@ -25,11 +25,13 @@ reader can redo them, not measurements of any particular runner.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError
+from ..errors import InputError, Problem
 from ..steps import BASE, STEP_OF, closure, topological
 
 if TYPE_CHECKING:
@@ -434,3 +436,35 @@ def _quantize_ram_gb(ctx: Context) -> float:
     # The sweep runs at most two quantizers at once within a job (--jobs 2).
     return 2 * quantize_memory(tensors, baseline) / GB + 0.5
 
+
+
+# -- runner fit ----------------------------------------------------------------------------------------
+# The repository variables that give a job planned for a runner class its runner label
+# (.github/workflows/release.yml); without one, the workflow runs the job on a standard hosted runner.
+RUNNER_VARIABLES = {"large": "RELEASE_LARGE_RUNNER", "gpu": "RELEASE_GPU_RUNNER"}
+STANDARD_RUNNER = "ubuntu-24.04"
+
+
+def runner_fit(plan: JobPlan, labels: Mapping[str, str]) -> list[Problem]:
+    """The jobs that will not fit the runner the workflow gives them, one problem each.
+
+    `labels` maps the variables of RUNNER_VARIABLES to runner labels (the environment of the plan job).
+    A job planned for a class whose variable is set gets that runner: its size is the person's choice.
+    Any other job — a `gpu` job included, which then runs slowly on the CPU — gets a standard runner, and
+    its disk and RAM must fit one (DISK_GB / RAM_GB["standard"])."""
+    problems: list[Problem] = []
+    for job in plan.jobs:
+        variable = RUNNER_VARIABLES.get(job.runner)
+        if variable and labels.get(variable, "").strip():
+            continue
+        if job.ram_gb <= RAM_GB["standard"] and job.disk_gb <= DISK_GB["standard"]:
+            continue
+        need = (f"needs {job.ram_gb:.1f} GB of RAM and {job.disk_gb:.1f} GB of disk; a standard runner "
+                f"({STANDARD_RUNNER}) has {RAM_GB['standard']:g} GB / {DISK_GB['standard']:g} GB")
+        at_least = f"at least {math.ceil(job.ram_gb)} GB of RAM and {math.ceil(job.disk_gb)} GB of disk"
+        if variable:
+            problems.append(Problem(f"job {job.id}", "", f"{need}: set {variable} to a runner with {at_least}"))
+        else:  # planned standard and still too big: no variable moves it (finish runs on a standard runner)
+            problems.append(Problem(f"job {job.id}", "", f"{need}, and no runner variable moves a "
+                                    f"{job.runner or 'standard'} job off one"))
+    return problems

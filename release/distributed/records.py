@@ -2,7 +2,7 @@
 promotion record finish leaves behind.
 
 A job commits each of its units' outputs to the branch `release-<release>-<unit>` of every destination
-repo the unit writes, then, in a last commit on each of those branches, `.release/<unit>.json`:
+repo the unit writes and, in the same commit on each of those branches, `.release/<unit>.json`:
 
     {"format": "moe-release/unit-record/1", "release": "v4", "unit": "gguf-q4_k_m", "key": "<sha256>",
      "tool_version": "0.1.0",

@@ -5,8 +5,9 @@
     unit's record holds the same key and its files are intact on its branch → fetch the inputs of the
     others from the staging branches (size and sha256 checked against the records) → build
     (release/pipeline.py) → verify → per unit: push the Ollama model blobs it made (by digest, no
-    manifest) → commit its outputs to `release-<name>-<unit>` of each destination repo it writes (a repo
-    that does not exist is created private) → commit its record there.
+    manifest) → commit its outputs and its record to `release-<name>-<unit>` of each destination repo it
+    writes, in one commit per repo (a repo that does not exist is created private; the record rides in
+    the last commit if the Hub's per-commit limits ever split one).
 
 Main of every destination is never touched. A job killed anywhere is rerun as is: built files are
 restored from state.json, LFS objects already on the Hub are not sent again, commits check the branch
@@ -192,25 +193,35 @@ def run_job(ctx: Context, job_id: str, plan: JobPlan | None = None) -> JobSummar
 
 
 def _stage(ctx: Context, pub: Any, job: Job, unit: Unit, key: str, summary: JobSummary) -> None:
-    """The unit's outputs on its branch, its model blobs on the registry, then its record."""
+    """The unit's model blobs on the registry, then its outputs and its record on its branch in one commit
+    per repo: the record exists only once everything it names does."""
     made = [ctx.artifacts[i] for i in unit.artifacts]
     branch = staging_branch(ctx.release.name, unit.id)
-    stage = pub.plan(made, ctx.dist, revision=branch, repo_of=lambda a: stage_repo(ctx, a))
-    summary.uploaded_files += sum(len(rp.uploads) for rp in stage.repos)
-    summary.uploaded_bytes += stage.bytes_to_send
     if ctx.options.dry_run:
+        stage = pub.plan(made, ctx.dist, revision=branch, repo_of=lambda a: stage_repo(ctx, a))
+        summary.uploaded_files += sum(len(rp.uploads) for rp in stage.repos)
+        summary.uploaded_bytes += stage.bytes_to_send
         summary.notes += [rp.summary() for rp in stage.repos]
         summary.units[unit.id] = "would stage"
         return
     ollama = _push_model_blobs(ctx, [t for t in job.ollama_blobs if ctx.artifacts[t].recipe["gguf"] in unit.artifacts],
                                summary)
-    result = pub.apply(stage, message=f"Stage {unit.id} of {ctx.release.name}")
-    summary.commits += result.commits
     rec = UnitRecord(release=ctx.release.name, unit=unit.id, key=key, tool_version=__version__,
                      artifacts=made, inputs={a.id: ctx.state.get(a.id)["inputs"] for a in made},  # type: ignore[index]
                      repos={a.id: stage_repo(ctx, a) for a in made},  # type: ignore[misc]
                      git_sha1=git_sha1s(ctx, made), ollama_blobs=ollama)
-    summary.commits += _commit_record(ctx, pub, rec)
+    carriers = _record_carriers(ctx, rec)
+    stage = pub.plan([*made, *carriers], ctx.dist, revision=branch,
+                     repo_of=lambda a: a.recipe["repo"] if a.kind == "record" else stage_repo(ctx, a))
+    records = {a.id for a in carriers}
+    for rp in stage.repos:
+        for pf in rp.files:
+            pf.last = pf.artifact in records
+    outputs = [pf for rp in stage.repos for pf in rp.uploads if not pf.last]
+    summary.uploaded_files += len(outputs)
+    summary.uploaded_bytes += sum(pf.size for pf in outputs)
+    result = pub.apply(stage, message=f"Stage {unit.id} of {ctx.release.name}")
+    summary.commits += result.commits
     summary.units[unit.id] = "staged"
 
 
@@ -279,15 +290,12 @@ def _blobs_present(ctx: Context, rec: UnitRecord) -> bool:
         client.close()
 
 
-def _commit_record(ctx: Context, pub: Any, rec: UnitRecord) -> int:
-    """The record, last, on the branch of every repo the unit staged to."""
+def _record_carriers(ctx: Context, rec: UnitRecord) -> list[Artifact]:
+    """The record, written here, as one artifact per repo the unit stages to: it is committed with the
+    unit's outputs, in the last commit of each branch, so it exists only once everything it names does."""
     local = ctx.dist / record_path(rec.unit)
     atomic_write_text(local, json.dumps(rec.to_json(), indent=1, sort_keys=True) + "\n")
-    repos = sorted(set(rec.repos.values()))
-    carriers = [Artifact(id=f"record:{repo}", kind="record", status="built", root="",
-                         files=[FileEntry(record_path(rec.unit))], recipe={"repo": repo},
-                         destination=Destination(kind="hub", repo=repo)) for repo in repos]
-    plan = pub.plan(carriers, ctx.dist, revision=rec.branch, repo_of=lambda a: a.recipe["repo"])
-    result = pub.apply(plan, message=f"Record of {rec.unit} ({ctx.release.name})")
-    return result.commits
+    return [Artifact(id=f"record:{repo}", kind="record", status="built", root="",
+                     files=[FileEntry(record_path(rec.unit))], recipe={"repo": repo},
+                     destination=Destination(kind="hub", repo=repo)) for repo in sorted(set(rec.repos.values()))]
 

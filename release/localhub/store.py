@@ -134,6 +134,14 @@ class Store:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, dest)
 
+    def add_sparse_lfs(self, sha256: str, size: int) -> None:
+        """Test set-up: an object of `size` bytes under `sha256`, none of them written (see LocalHub)."""
+        dest = self.lfs_path(sha256)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.tmp_file()
+        os.truncate(tmp, size)
+        os.replace(tmp, dest)
+
     def tmp_file(self) -> Path:
         fd, name = tempfile.mkstemp(dir=self.root / "tmp")
         os.close(fd)
@@ -210,11 +218,15 @@ class Store:
             self.require_repo(key)
             self._repo_path(key).unlink()
 
-    def set_private(self, key: RepoKey, private: bool) -> None:
+    def update_settings(self, key: RepoKey, *, private: bool | None = None, gated: str | bool | None = None) -> dict:
         with self._lock:
             meta = self.require_repo(key)
-            meta["private"] = private
+            if private is not None:
+                meta["private"] = private
+            if gated is not None:
+                meta["gated"] = gated
             self._save_repo(key, meta)
+            return meta
 
     def resolve(self, key: RepoKey, rev: str) -> str:
         """Branch, tag or full commit sha → commit sha."""

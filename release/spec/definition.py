@@ -34,6 +34,7 @@ class ReleaseSection(Section):
     title: NonEmpty
     summary: NonEmpty
     owner: NonEmpty  # Hugging Face namespace of every repo of the release
+    quantized_by: str = ""  # who made the quantized repos (GGUF, NVFP4 cards' `quantized_by`); default: owner
     license: NonEmpty  # Hub license id (e.g. "apache-2.0", "gemma", "other")
     license_name: str = ""
     license_link: str = ""

@@ -22,6 +22,7 @@ from ..errors import InputError, Problem
 from ..families import Family, for_config
 from ..gguf import tiers as gguf_tiers
 from ..gittag import tagger_problem
+from ..suggest import did_you_mean
 from .bounds import config_problems
 from .definition import QualitySection, ReleaseDefinition
 from .dropmap import DropMap, check_against_config, parse_drop_map
@@ -31,10 +32,12 @@ from .names import (
     hub_repo_problem,
     ollama_model_problem,
     ollama_tag_problem,
+    quantized_by_problem,
     release_name_problem,
     revision_problem,
 )
 from .paths import PathRefused, resolve_inside
+from .placeholders import placeholder_warnings
 from .readers import read_input_bytes, read_json_object, read_toml
 from .scores import Scores, load_scores
 from .validation import pydantic_problems
@@ -330,6 +333,7 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
     if problems:
         raise InputError(sorted(set(problems), key=problems.index))
     assert release is not None
+    release.warnings += placeholder_warnings(release)
     if tool_checks:
         release.warnings += _tool_warnings(release)
     return release
@@ -441,6 +445,8 @@ def definition_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str,
 
     add("release.name", release_name_problem(d.release.name))
     add("release.git_tagger", tagger_problem(d.release.git_tagger))
+    if "quantized_by" in d.release.model_fields_set:
+        add("release.quantized_by", quantized_by_problem(d.release.quantized_by))
     add("base.revision", revision_problem(d.base.revision))
     add("base.repo", hub_repo_problem(d.base.repo))
     p += license_problems(d.release.license, d.release.license_link, file)
@@ -516,7 +522,8 @@ def _gguf_problems(d: ReleaseDefinition, file: str) -> list[Problem]:
         recipe = gguf_tiers.standard_recipe(tier)
         if recipe is None and tier not in g.recipes:
             add(field, f"{tier!r} is neither a llama.cpp type ({', '.join(gguf_tiers.STANDARD_TIERS)}), "
-                       "an _L/_XL variant, nor a recipe in [gguf.recipes]")
+                       "an _L/_XL variant, nor a recipe in [gguf.recipes]"
+                       + did_you_mean(tier, [*gguf_tiers.STANDARD_TIERS, *g.recipes]))
             continue
         if recipe is not None and tier in g.recipes:
             add(f"gguf.recipes.{tier}", f"{tier!r} is a standard tier name; give the recipe its own name")
@@ -551,10 +558,10 @@ def _gguf_problems(d: ReleaseDefinition, file: str) -> list[Problem]:
             add(field, f"{name} needs an importance matrix ({why}): set [gguf] imatrix")
     for i, tier in enumerate(g.recommended):
         if tier not in g.tiers:
-            add(f"gguf.recommended[{i}]", f"{tier!r} is not in gguf.tiers")
+            add(f"gguf.recommended[{i}]", f"{tier!r} is not in gguf.tiers{did_you_mean(tier, g.tiers)}")
     for tier in g.notes:
         if tier not in g.tiers and tier != g.baseline:
-            add(f"gguf.notes.{tier}", f"{tier!r} is not in gguf.tiers")
+            add(f"gguf.notes.{tier}", f"{tier!r} is not in gguf.tiers{did_you_mean(tier, g.tiers)}")
     return p
 
 
@@ -581,7 +588,7 @@ def _ollama_problems(d: ReleaseDefinition, file: str) -> list[Problem]:
         if oci and tag == "latest":
             add("ollama.tags.latest", "'latest' is pushed as an alias of ollama.latest; don't list it")
         if tier not in tiers:
-            add(f"ollama.tags.{tag}", f"points to {tier!r}, which is not a tier of [gguf]")
+            add(f"ollama.tags.{tag}", f"points to {tier!r}, which is not a tier of [gguf]{did_you_mean(tier, tiers)}")
     if o.latest not in o.tags:
         add("ollama.latest", f"{o.latest!r} is not one of ollama.tags")
     for key, value in o.parameters.items():
