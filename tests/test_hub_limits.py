@@ -223,12 +223,12 @@ def _v4_files(a: Artifact) -> list[FileEntry]:
 
 
 def test_v4_promotion_is_one_commit_per_repo(tmp_path: Path, hub_env: None) -> None:
-    """Every job of `release plan v4` staged on its branch (≈475 GB, as sparse objects: nothing
+    """Every unit of `release plan v4` staged on its branch (≈475 GB, as sparse objects: nothing
     written or hashed), then finish's promotion: every copy plus the cards and small files in one
     commit per repo on main, and no LFS byte sent."""
     from release.distributed.finish import _promotion_plan
     from release.distributed.jobs import plan_jobs
-    from release.distributed.records import JobRecord, path_in_repo, stage_repo, staging_branch
+    from release.distributed.records import UnitRecord, path_in_repo, stage_repo, staging_branch
     from release.localhub.store import git_blob_sha1
     from release.pipeline import Context, Options
     from release.publish.hubplan import REGULAR_MAX
@@ -243,20 +243,18 @@ def test_v4_promotion_is_one_commit_per_repo(tmp_path: Path, hub_env: None) -> N
         for repo in repos:
             api.create_repo(repo)
         plan = plan_jobs(ctx)
-        records: dict[str, JobRecord] = {}
+        records: dict[str, UnitRecord] = {}
         staged_bytes = 0
-        for job in plan.jobs:
-            if job.stage == "finish":
-                continue
+        for unit in plan.units:
             made, by_repo, sha1s = [], {}, {}
-            for aid in job.artifacts:
+            for aid in unit.artifacts:
                 a = Artifact.from_json(ctx.artifacts[aid].to_json())
                 a.files = _v4_files(a)
                 repo = stage_repo(ctx, a)
                 for f in a.files:
                     path = path_in_repo(a, f.path)
                     if f.size > REGULAR_MAX or f.path.endswith((".gguf", ".safetensors", ".npy")):
-                        f.sha256 = hashlib.sha256(f"{job.id}/{path}".encode()).hexdigest()
+                        f.sha256 = hashlib.sha256(f"{unit.id}/{path}".encode()).hexdigest()
                         hub.add_sparse_lfs(f.sha256, f.size)
                         by_repo.setdefault(repo, {})[path] = (f.sha256, f.size)
                     else:
@@ -266,13 +264,13 @@ def test_v4_promotion_is_one_commit_per_repo(tmp_path: Path, hub_env: None) -> N
                         by_repo.setdefault(repo, {})[path] = content
                     staged_bytes += f.size
                 made.append(a)
-            branch = staging_branch("v4", job.id)
+            branch = staging_branch("v4", unit.id)
             for repo, files in by_repo.items():
                 api.create_branch(repo, branch=branch)
-                hub.commit_files(repo, files, branch=branch, title=f"Stage {job.id}")
-            records[job.id] = JobRecord(release="v4", job=job.id, key="k", tool_version="t", artifacts=made,
-                                        inputs={}, repos={a.id: stage_repo(ctx, a) for a in made},
-                                        git_sha1=sha1s)
+                hub.commit_files(repo, files, branch=branch, title=f"Stage {unit.id}")
+            records[unit.id] = UnitRecord(release="v4", unit=unit.id, key="k", tool_version="t", artifacts=made,
+                                          inputs={}, repos={a.id: stage_repo(ctx, a) for a in made},
+                                          git_sha1=sha1s)
         assert staged_bytes > 400e9, staged_bytes  # v4's size: 29 tiers, the F16, BF16, NVFP4
         # finish's own files (cards, chart, Ollama side files), made locally
         for aid in ("card:bf16", "card:gguf", "card:nvfp4", "gguf:ollama-files"):
