@@ -130,6 +130,7 @@ def test_resume_command_leaves_out_what_redoes_work() -> None:
 
 def test_a_command_plans_the_release_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`build --only` checked its selectors against one plan and built from another (issue 19.7)."""
+    import release.cli
     import release.pipeline
     import release.plan
 
@@ -142,6 +143,7 @@ def test_a_command_plans_the_release_once(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(release.plan, "plan_artifacts", counted)
     monkeypatch.setattr(release.pipeline, "plan_artifacts", counted)
+    monkeypatch.setattr(release.cli, "plan_artifacts", counted)
     code, stdout, stderr = run("build", "demo", "--only", "cards", "--dist", str(tmp_path))
     assert code == 0, stdout + stderr
     assert len(calls) == 1
