@@ -63,6 +63,15 @@ def test_init_from_the_demo_base(demo_base: Path, tmp_path: Path) -> None:
     manifest = check_and_plan(folder, tmp_path / "dist")
     ids = {a["id"]: a for a in manifest["artifacts"]}
     assert {"bf16", "gguf:Q4_K_M", "gguf:imatrix", "nvfp4", "ollama:Q4_K_M", "quality:Q4_K_M"} <= set(ids)
+    # check accepts the result and warns about each placeholder; a publish refuses them before any work
+    code, stdout, stderr = run("check", str(folder), "--json")
+    warned = " ".join(json.loads(stdout)["warnings"])
+    for field in ("release.summary", "base.revision", "prune.experts_kept", "heldout.txt", "calibration.txt",
+                  "dropmap.json"):
+        assert field in warned, field
+    code, stdout, stderr = run("publish", str(folder), "--dist", str(tmp_path / "dist"))
+    assert code == 2 and "PLACEHOLDER" in stderr.upper(), stdout + stderr
+    assert not (tmp_path / "dist" / "tiny-6e" / "bf16").exists()
     assert ids["nvfp4"]["facts"]["size"] and ids["bf16"]["facts"]["size"]
 
 
