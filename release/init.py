@@ -26,6 +26,7 @@ from typing import Any
 from .errors import InputError
 from .fsutil import atomic_write_text
 from .init_base import BaseModel
+from .nvfp4.census import unsupported as nvfp4_unsupported
 from .spec.names import release_name_problem
 
 MARK = "PLACEHOLDER"
@@ -151,8 +152,9 @@ def _write(out: Path, base: BaseModel, r: InitResult, *, owner: str | None, pinn
           "a few hundred KB of what the model will be used for (chat, code, prose)", "Calibration")
     toml.table("gguf.notes")
     toml.set("Q4_K_M", "default for most setups")
-    toml.table("nvfp4")
-    toml.set("repo", f"{owner}/{stem}-NVFP4A16")
+    if nvfp4_unsupported(base.family) is None:
+        toml.table("nvfp4")
+        toml.set("repo", f"{owner}/{stem}-NVFP4A16")
 
     toml.table("quality")
     toml.set("text", "heldout.txt")

@@ -153,3 +153,16 @@ def test_init_refusals_write_nothing(demo_base: Path, local_hub: LocalHub, tmp_p
         "a refused init left something behind"
     assert [p.name for p in taken.iterdir()] == ["notes.txt"]
     shutil.rmtree(taken)
+
+
+def test_init_leaves_out_nvfp4_for_a_family_the_writer_refuses(tmp_path: Path) -> None:
+    """gpt-oss stores its experts [E, H, 2·I], which the NVFP4 writer refuses: init writes no [nvfp4] (check
+    would refuse it), and the rest of the release checks."""
+    base = make_checkpoint("gpt_oss", tmp_path / "base", dtype=torch.bfloat16)
+    folder = tmp_path / "oss"
+    code, stdout, stderr = run("init", str(folder), "--base", str(base), "--owner", "someone")
+    assert code == 0, stdout + stderr
+    toml = (folder / "release.toml").read_text()
+    assert "[nvfp4]" not in toml and "[gguf]" in toml and "[bf16]" in toml
+    code, stdout, stderr = run("check", str(folder))
+    assert code == 0, stdout + stderr

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from model_factory import FAMILIES, drop_map_dict, make_checkpoint, tiny_config, write_drop_map
 
 from release.cli import cli
+from release.errors import InputError
 from release.families import for_config
 from release.nvfp4 import estimate_size, estimate_size_from_config, quantize_checkpoint
 from release.nvfp4.estimate import config_tensors
@@ -201,17 +202,25 @@ repo = "test/tiny-{family}-{kept}e-NVFP4A16"
 def test_planned_nvfp4_size_of_every_family(family: str, tmp_path: Path) -> None:
     """`release plan` sizes the NVFP4 artifact of a release of every family from its config, and `release
     build` makes it within the bound. gpt-oss and Llama 4 hold their experts [E, H, 2·I], which the NVFP4
-    builder refuses: their plan shows no size, and the build refuses them as the census predicts."""
+    writer refuses: `check` refuses such a definition at once (naming [nvfp4]), and the writer refuses the
+    real checkpoint as the census predicts."""
+    from release.nvfp4.checkpoint import open_source
+    from release.nvfp4.layout import make_plan
+
     folder, dist = _tiny_release(family, tmp_path), tmp_path / "dist"
     runner = CliRunner()
+    if family in ("gpt_oss", "llama4"):
+        checked = runner.invoke(cli, ["check", str(folder)])
+        assert checked.exit_code == 2 and "release.toml: nvfp4:" in checked.stderr, checked.output
+        assert "[experts, out, in]" in checked.stderr
+        src = open_source(tmp_path / "base")
+        with pytest.raises(InputError, match="not supported for NVFP4"):
+            make_plan(src.tensors, src.config)
+        return
     planned = runner.invoke(cli, ["plan", str(folder), "--dist", str(dist), "--json"])
     assert planned.exit_code == 0, planned.output
     size = next(a for a in json.loads(planned.stdout)["artifacts"] if a["id"] == "nvfp4")["facts"]["size"]
     built = runner.invoke(cli, ["build", str(folder), "--dist", str(dist), "--only", "nvfp4"])
-    if family in ("gpt_oss", "llama4"):
-        assert size is None
-        assert built.exit_code == 2 and "not supported for NVFP4" in built.output, built.output
-        return
     assert built.exit_code == 0, built.output
     on_disk = sum(p.stat().st_size for p in (dist / folder.name / "nvfp4").glob("*.safetensors*"))
     assert size and abs(size - on_disk) / on_disk < ESTIMATE_BOUND, (size, on_disk)

@@ -57,6 +57,17 @@ class _Tensors:
         self.items.append(SrcTensor(name, "BF16", tuple(shape), order=len(self.items)))
 
 
+def unsupported(family: Family) -> str | None:
+    """Why the NVFP4 writer cannot make this family's checkpoint, or None: it quantizes fused experts only in
+    the [experts, out, in] layout and refuses [experts, in, out] (release/nvfp4/layout.py), so a definition
+    asking for NVFP4 of such a family is refused at `check`, not hours later at build."""
+    spec = family.extra.get("nvfp4_census")
+    if isinstance(spec, dict) and spec.get("experts") == "in_out":
+        return (f"the {family.family} family stores its routed experts [experts, hidden, 2·intermediate]; the "
+                "NVFP4 writer quantizes the [experts, out, in] layout only: drop [nvfp4]")
+    return None
+
+
 def config_tensors(config: dict[str, Any], num_experts_kept: int) -> list[SrcTensor]:
     """(name, BF16, shape) of every tensor the checkpoint of `config` holds, with `num_experts_kept`
     routed experts per MoE layer. Raises ValueError when the config cannot be sized."""

@@ -22,6 +22,7 @@ from ..errors import InputError, Problem
 from ..families import Family, for_config
 from ..gguf import tiers as gguf_tiers
 from ..gittag import tagger_problem
+from ..nvfp4.census import unsupported as nvfp4_unsupported
 from ..suggest import did_you_mean
 from .bounds import config_problems
 from .definition import QualitySection, ReleaseDefinition
@@ -245,6 +246,8 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
             if bad:
                 problems += bad
                 family = None  # its counts are unusable: nothing below may build lists from them
+            elif definition.nvfp4 is not None and (why := nvfp4_unsupported(family)):
+                problems.append(Problem(rel_file, "nvfp4", why))
     base_dir = files.get("base.path")
     if base_dir is not None and (base_dir / "config.json").exists() and config is not None:
         local_shown = f"{base_dir}/config.json" if base.path_outside else disp(f"{base.path}/config.json")
@@ -444,6 +447,10 @@ def definition_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str,
             p.append(Problem(file, field, message))
 
     add("release.name", release_name_problem(d.release.name))
+    for section in ("gguf", "nvfp4"):
+        if getattr(d, section) is not None and d.bf16 is None:
+            add(section, "is made from the pruned BF16 checkpoint, which a release publishes: add a [bf16] section "
+                         "with its repo")
     add("release.git_tagger", tagger_problem(d.release.git_tagger))
     if "quantized_by" in d.release.model_fields_set:
         add("release.quantized_by", quantized_by_problem(d.release.quantized_by))
