@@ -8,8 +8,11 @@ as the converter leaves the vision tower out. Other families fall back to whole-
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
 
+from .families import Family, all_families
 from .gguf import sizes
 from .gguf.names import ExpectedTensor, ModelHparams, UnreadableConfig, expected_hparams, expected_tensors
 from .gguf.tiers import FTYPES, GGML_TYPES, TierRecipe, large_variant_base
@@ -55,31 +58,39 @@ class Census:
 
 
 def census(release: Release) -> Census:
-    cfg = release.family.text_config(release.base_config)
-    fam = release.family
-    per_expert = _expert_params(release)
-    layers = len(fam.moe_layers(release.base_config))
-    before = fam.num_experts(release.base_config)
-    after = release.drop_map.kept_count
-    base_total = release.definition.base.parameters
+    g = release.definition.gguf
+    # The job plan asks for the census of every tier of every job candidate: derive it once per input.
+    return _census(json.dumps(release.base_config, sort_keys=True), release.family.family,
+                   release.drop_map.kept_count, release.definition.base.parameters, g is not None,
+                   bool(g and g.imatrix))
+
+
+@lru_cache(maxsize=16)
+def _census(config_json: str, family_name: str, after: int, base_total: int | None, gguf: bool,
+            imatrix: bool) -> Census:
+    config = json.loads(config_json)
+    fam = next(f for f in all_families() if f.family == family_name)
+    cfg = fam.text_config(config)
+    per_expert = _expert_params(fam, config)
+    layers = len(fam.moe_layers(config))
+    before = fam.num_experts(config)
     pruned = base_total - per_expert * layers * (before - after) if base_total else None
     embedding = int(cfg.get("vocab_size", 0) or 0) * int(cfg.get("hidden_size", 0) or 0)
-    g = release.definition.gguf
     tensors, hparams = None, None
-    if g is not None:
+    if gguf:
         try:
-            tensors = expected_tensors(release.base_config, num_experts=after)
-            hparams = expected_hparams(release.base_config, num_experts=after)
+            tensors = expected_tensors(config, num_experts=after)
+            hparams = expected_hparams(config, num_experts=after)
         except UnreadableConfig:
             tensors, hparams = None, None  # `check` reports it; plan falls back to a whole-file estimate
     return Census(base_total, pruned, per_expert, layers, before, after, embedding,
-                  tuple(tensors) if tensors is not None else None, hparams, bool(g and g.imatrix))
+                  tuple(tensors) if tensors is not None else None, hparams, imatrix)
 
 
-def _expert_params(release: Release) -> int:
+def _expert_params(family: Family, config: dict) -> int:
     """One expert = gate, up and down matrices of moe_intermediate × hidden (every family listed)."""
-    cfg = release.family.text_config(release.base_config)
-    extra = release.family.extra
+    cfg = family.text_config(config)
+    extra = family.extra
     keys = extra.get("expert_param_keys") or [
         next((k for k in ("moe_intermediate_size", "intermediate_size") if cfg.get(k)), "intermediate_size"),
         "hidden_size",

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, RemoteError, WorkError
-from .pipeline import Context, ensure, select
+from .gittag import record_message, tag_pipelines_repo
+from .pipeline import Context, ensure, restore_recorded, select
 from .publish.redact import Redactor
 from .quality.facts import withheld
 
@@ -35,6 +36,7 @@ class RepoSummary:
     unchanged_files: int = 0
     commits: int = 0
     planned_bytes: int = 0
+    files: list[dict[str, Any]] = field(default_factory=list)  # dry run: {path, size, action} of every file
 
 
 @dataclass
@@ -46,6 +48,7 @@ class TagSummary:
     unchanged_blobs: int = 0
     manifest: str = ""  # put | unchanged | planned
     planned_bytes: int = 0  # dry run: what a publish would send
+    files: list[dict[str, Any]] = field(default_factory=list)  # dry run: blobs and manifests, {path, size, action}
 
 
 @dataclass
@@ -96,10 +99,11 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     ids = publish_selection(ctx)
     with ctx.live():
         summary.built = ensure(ctx, ids)
+    restore_recorded(ctx)  # what --only left out is still built: the manifest says so
     ctx.write_manifest()
     chosen = [ctx.artifacts[i] for i in ids]
+    refuse_removed_conflicts(ctx)  # before verify: its card-link check would fail on them, less clearly
     verify_release(ctx, chosen)
-    refuse_removed_conflicts(ctx)
 
     # A tier that [quality]'s thresholds remove is built and measured, and not published.
     hub = [a for a in chosen if a.destination is not None and a.destination.kind == "hub"
@@ -108,17 +112,20 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     hub_pub = _hub_publisher(ctx) if hub else None
     plan = hub_pub.plan(hub, ctx.dist, prune_remote=opts.prune_remote) if hub_pub else None
     ctx.write_manifest()  # the remote diff, recorded before anything is written
-    return send(ctx, summary, hub_pub, plan, tags, git_tag=git_tag and not opts.only)
+    send(ctx, summary, hub_pub, plan, tags)
+    if git_tag and not opts.only and not summary.dry_run:
+        summary.git_tag = tag_pipelines_repo(ctx, release_record(ctx, summary), move=opts.move_tags)
+    return summary
 
 
-def send(ctx: Context, summary: PublishSummary, hub_pub: Any, plan: Any, tags: bool, *, git_tag: bool,
-         after_tags: Any = None) -> PublishSummary:
+def send(ctx: Context, summary: PublishSummary, hub_pub: Any, plan: Any, tags: bool) -> PublishSummary:
     """Publish what `plan` (Hub) and the Ollama build hold, in the order that keeps a release all or
     nothing: hash afresh → Ollama blobs and Hub LFS objects (invisible until referenced) → Hub commits →
-    Ollama manifests → tags and collection → (`after_tags`) → the publish record and the git tag. A dry
-    run stops before the first write, with the plan in the summary."""
+    Ollama manifests → visibility → tags and collection → the publish record. A repo this run creates is
+    created private and made public (unless `[release] private`) only once it holds the release. A dry
+    run stops before the first write, with the plan in the summary. The git tag is the caller's."""
     if summary.dry_run:
-        summary.repos += [_repo_summary(rp) for rp in (plan.repos if plan is not None else [])]
+        summary.repos += [_repo_summary(rp, files=True) for rp in (plan.repos if plan is not None else [])]
         if tags:
             _plan_ollama(ctx, summary)
         return summary
@@ -135,21 +142,26 @@ def send(ctx: Context, summary: PublishSummary, hub_pub: Any, plan: Any, tags: b
     if result is not None:
         d = ctx.release.definition
         repos = [r.repo for r in plan.repos]
-        result.tags = hub_pub.tag(repos, d.release.version_tag or ctx.release.name)
-        result.collection = hub_pub.ensure_collection(d.release.title, d.release.owner, repos, d.release.summary)
+        for repo in repos:
+            hub_pub.set_private(repo, d.release.private)
+        result.tags = hub_pub.tag(repos, d.release.version_tag or ctx.release.name, move=ctx.options.move_tags)
+        result.notes.extend(t.note for t in result.tags if t.note)
+        result.collection = hub_pub.ensure_collection(d.release.title, d.release.owner, repos, d.release.summary,
+                                                      private=d.release.private)
         for rp in plan.repos:
             rr = next(r for r in result.repos if r.repo == rp.repo)
             summary.repos.append(_repo_summary(rp, rr))
         summary.notes.extend(result.notes)
     if ollama is not None:
         _ollama_summary(ctx, summary, ollama)
-    if after_tags is not None:
-        after_tags()
     ctx.write_manifest()
     record_published(ctx, summary)
-    if git_tag:
-        summary.git_tag = tag_pipelines_repo(ctx, summary)
     return summary
+
+
+def release_record(ctx: Context, summary: PublishSummary) -> str:
+    """The git tag's message: what was sent, and the manifest."""
+    return record_message(ctx.release.name, summary, ctx.manifest().to_json())
 
 
 def preflight(ctx: Context, plan: Any, ollama: bool) -> None:
@@ -181,13 +193,13 @@ def preflight(ctx: Context, plan: Any, ollama: bool) -> None:
 
 
 def refuse_removed_conflicts(ctx: Context) -> None:
-    """Nothing may point at a tier the thresholds removed (an Ollama tag, the quick start's tier)."""
-    from .quality.facts import removed_conflicts
+    """Nothing may use a tier the thresholds withhold (the quick start, an Ollama tag):
+    one error per use, naming the threshold, the tier and what to change."""
+    from .quality.facts import withheld_in_use
 
-    conflicts = removed_conflicts(ctx.release, ctx.artifacts)
+    conflicts = withheld_in_use(ctx.release, ctx.artifacts)
     if conflicts:
-        raise WorkError("[quality] removes tiers the release still uses; nothing was published (drop them from "
-                        "the definition or relax the threshold):\n  " + "\n  ".join(conflicts))
+        raise InputError(conflicts)
 
 
 def check_local_room(ctx: Context, nbytes: int) -> None:
@@ -222,12 +234,15 @@ def _hub_publisher(ctx: Context):  # type: ignore[no-untyped-def]
     from .publish.hub import HubPublisher
 
     disable_progress_bars()  # one progress display: ours
-    return HubPublisher(ctx.options.hub_endpoint, _hub_token(ctx), hash_cache=ctx.hash_cache, progress=ctx.say)
+    # Private until the release is in: a repo made by this run (or a job) is made public by the promotion.
+    return HubPublisher(ctx.options.hub_endpoint, _hub_token(ctx), hash_cache=ctx.hash_cache, progress=ctx.say,
+                        private=True)
 
 
-def _repo_summary(rp: Any, rr: Any = None) -> RepoSummary:
+def _repo_summary(rp: Any, rr: Any = None, *, files: bool = False) -> RepoSummary:
     rs = RepoSummary(repo=rp.repo, url=rp.url, planned_bytes=rp.bytes_to_send,
-                     unchanged_files=len(rp.of("unchanged")), sent_files=len(rp.uploads) + len(rp.copies))
+                     unchanged_files=len(rp.of("unchanged")), sent_files=len(rp.uploads) + len(rp.copies),
+                     files=[{"path": f.path, "size": f.size, "action": f.action} for f in rp.files] if files else [])
     if rr is not None:
         rs.commits = len(rr.commits)
         rs.sent_bytes = rr.bytes_sent
@@ -254,7 +269,8 @@ def _plan_ollama(ctx: Context, summary: PublishSummary) -> None:
             ref=f"{o.model}:{aid.split(':', 1)[1]}", manifest=f"planned {manifest}",
             sent_blobs=sum(f.action == "upload" for f in blobs),
             planned_bytes=sum(f.size for f in blobs if f.action == "upload"),
-            unchanged_blobs=sum(f.action == "unchanged" for f in blobs)))
+            unchanged_blobs=sum(f.action == "unchanged" for f in blobs),
+            files=[{"path": f.path, "size": f.size, "action": f.action} for f in files]))
 
 
 def _ollama_push(ctx: Context, phase: str, result: Any = None) -> Any:
@@ -302,34 +318,3 @@ def _ollama_summary(ctx: Context, summary: PublishSummary, result: Any) -> None:
             t.unchanged_blobs += how in ("exists", "mounted")
             t.sent_bytes += result.bytes_sent.get(blob.digest, 0)
         summary.tags.append(t)
-
-
-def tag_pipelines_repo(ctx: Context, summary: PublishSummary) -> str | None:
-    """Annotated tag `release/<name>` in the pipelines repo; its message is the release record."""
-    import json
-
-    try:
-        import git
-    except ImportError:
-        return None
-    try:
-        repo = git.Repo(ctx.release.dir, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        ctx.say("not in a git repository: no release tag")
-        return None
-    if not repo.head.is_valid():
-        return None
-    name = f"release/{ctx.release.name}"
-    record = {"release": ctx.release.name, "commits": summary.commits, "bytes_sent": summary.bytes_sent,
-              "manifest": ctx.manifest().to_json()}
-    message = (f"Release {ctx.release.name}\n\n" + json.dumps(record, indent=1, sort_keys=True))
-    existing = next((t for t in repo.tags if t.name == name), None)
-    if existing is not None:
-        if existing.commit.hexsha == repo.head.commit.hexsha:
-            return name
-        ctx.say(f"git tag {name} exists on {existing.commit.hexsha[:12]}; not moved (HEAD is "
-                f"{repo.head.commit.hexsha[:12]})")
-        return name
-    repo.create_tag(name, message=message)
-    ctx.say(f"git tag {name} at {repo.head.commit.hexsha[:12]}")
-    return name

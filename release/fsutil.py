@@ -88,6 +88,30 @@ def link_or_copy(src: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
+def folder_problem(folder: Path, *, probe: bool = False) -> str | None:
+    """Why files could not be written in `folder` (made if missing), or None; creates nothing that stays.
+
+    The nearest existing ancestor decides: a file or broken link in the way, or a folder this process may
+    not write in. Permission bits do not stop root; `probe` also creates and removes a file there, which
+    finds a read-only mount or a pseudo file system that takes no files, whoever runs."""
+    for p in (folder, *folder.parents):
+        if os.path.lexists(p) and not p.is_dir():
+            return f"{p} is {'a broken link' if not p.exists() else 'a file'}, not a folder"
+        if p.is_dir():
+            writable = os.access(p, os.W_OK | os.X_OK)
+            if writable and probe:
+                try:
+                    fd, name = tempfile.mkstemp(prefix=".write-probe.", dir=p)
+                    os.close(fd)
+                    os.unlink(name)
+                except OSError:
+                    writable = False
+            if not writable:
+                return f"{p} is not writable" + (f" (so {folder} cannot be made)" if p != folder else "")
+            return None
+    return None
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -1,7 +1,10 @@
 """One run at a time per release output folder: `dist/<name>/` is locked for the whole of a command that
 writes there, so two runs never interleave their builds or publish twice. A second run refuses at once
 with one line naming the holder (the lock is the kernel's: it goes away with the process, even on
-kill -9)."""
+kill -9).
+
+`file_lock` is the waiting kind, for a read-modify-write of one small file (`release scores import`):
+a second writer waits its turn, then reads what the first one wrote."""
 
 from __future__ import annotations
 
@@ -33,6 +36,18 @@ def dist_lock(folder: Path) -> Iterator[None]:
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
                                  "command": " ".join(["release", *sys.argv[1:]])[:300]}).encode())
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Wait for, then hold, an exclusive lock on the file `path` (created if missing; left in place, since
+    removing it would let a waiter lock a file nobody else sees) until the block ends."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing drops the lock

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,23 +24,16 @@ from typing import Any, Protocol
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
+from .console import BYTES, VERBOSITY, BarProgress, LineProgress, ReleaseConsole, clock, human_duration
 from .errors import InputError, WorkError
 from .fsutil import HashCache, atomic_write_text, load_json_record, set_aside
 from .manifest import ARTIFACT_KINDS, Artifact, ArtifactRegistry, FileEntry, Manifest
 from .plan import plan_artifacts
 from .provenance import input_hashes, pipelines_git
 from .spec.load import Release
-from .steps import BASE, ORDER, STEP_OF, closure
+from .steps import BASE, ORDER, STEP_OF, closure, dependents, topological
+from .suggest import did_you_mean, resolve
 
 # What `--only` takes: an artifact kind (cards for card), or hub for every artifact bound for the Hub.
 KINDS = (*ARTIFACT_KINDS[:-1], "cards", "hub")  # dropmap bf16 gguf nvfp4 quality ollama cards hub
@@ -61,6 +55,7 @@ class Options:
     via_ollama_cli: bool = False
     quiet: bool = False
     local_state: Path | None = None  # --local: where the rehearsal Hub and registry keep what they receive
+    move_tags: bool = False  # move the release's Hub tags and git tag to the new heads (else they stay)
 
 
 def parse_only(values: tuple[str, ...] | list[str]) -> list[str]:
@@ -70,10 +65,12 @@ def parse_only(values: tuple[str, ...] | list[str]) -> list[str]:
             item = item.strip()
             if not item:
                 continue
-            kind = item.partition(":")[0]
-            if kind not in KINDS:
-                raise InputError(f"unknown kind {kind!r} (one of {', '.join(KINDS)})", file="--only")
-            out.append(item)
+            kind, colon, name = item.partition(":")
+            known = resolve(kind, KINDS)
+            if known is None:
+                raise InputError(f"unknown kind {kind!r} (one of {', '.join(KINDS)}){did_you_mean(kind, KINDS)}",
+                                 file="--only")
+            out.append(known + colon + name)
     return out
 
 
@@ -133,21 +130,24 @@ def digest(*parts: Any) -> str:
 
 class Context:
     def __init__(self, release: Release, options: Options, console: Console | None = None, *,
-                 estimates: bool = True) -> None:
+                 estimates: bool = True, artifacts: ArtifactRegistry | None = None) -> None:
         self.release = release
         self.options = options
-        self.console = console or Console(stderr=True)
+        self.console = console or ReleaseConsole(stderr=True)
         self.dist = (options.dist_root / release.name).absolute()  # tools run in other directories
-        self.artifacts: ArtifactRegistry = plan_artifacts(release, estimates=estimates)
+        # `artifacts`: the plan of this release when the caller made it already (one plan per command)
+        self.artifacts: ArtifactRegistry = artifacts if artifacts is not None else \
+            plan_artifacts(release, estimates=estimates)
         self.state = State(self.dist / "state.json")
         self.hash_cache = HashCache(self.dist / "hashes.json")
         for problem in (self.state.problem, self.hash_cache.problem):
             if problem:
                 self.console.print(f"[yellow]warning:[/] {escape(problem)}", soft_wrap=True, highlight=False)
-        self.progress: Progress | None = None
+        self.progress: BarProgress | LineProgress | None = None
         self.log: list[str] = []
         self._inputs: dict[str, str] | None = None
         self.keyed: dict[str, str] | None = None  # see need_files
+        self.forced: set[str] = set()  # what --force has made again in this run (forget_forced)
 
     # -- inputs and provenance ---------------------------------------------------------------
     @property
@@ -190,35 +190,45 @@ class Context:
 
     # -- output -----------------------------------------------------------------------------------
     def say(self, message: str) -> None:
+        """One line of what the run does (timestamped without a terminal; nothing with -q)."""
         self.log.append(message)
-        if not self.options.quiet:
-            self.console.print(message, soft_wrap=True, highlight=False)
+        if not self.options.quiet and not VERBOSITY.quiet:
+            stamp = "" if self.console.is_terminal else f"{clock()} "
+            self.console.print(stamp + message, soft_wrap=True, highlight=False, markup=False)
 
-    def task(self, description: str, total: int | None = None) -> Callable[[int, int], None]:
-        """A progress bar; returns `update(done, total)`."""
+    def detail(self, message: str) -> None:
+        """A line only -v shows (what was restored rather than made, and why)."""
+        if VERBOSITY.verbose:
+            self.say(message)
+
+    def task(self, description: str, total: int | None = None, unit: str = BYTES) -> Callable[[int, int], None]:
+        """A progress display of one step; returns `update(done, total)`. `unit` is bytes, or what the step
+        counts (chunks, windows, tiers)."""
         if self.progress is None:
             return lambda done, total: None
-        task_id = self.progress.add_task(description, total=total)
-
-        def update(done: int, total_: int) -> None:
-            assert self.progress is not None
-            self.progress.update(task_id, completed=done, total=total_ or None)
-
-        return update
+        return self.progress.task(description, total, unit)
 
     @contextmanager
     def live(self) -> Iterator[None]:
-        """One progress display for the whole run: step, artifact, bytes, rate, ETA."""
-        if self.options.quiet:
+        """One progress display for the whole run: a live bar per step in a terminal, plain timestamped
+        lines elsewhere (release/console.py)."""
+        if self.options.quiet or VERBOSITY.quiet or self.progress is not None:
             yield
             return
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                            DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                            console=self.console, transient=False)
-        self.progress = progress
-        with progress:
-            yield
-        self.progress = None
+        if not self.console.is_terminal:
+            self.progress = LineProgress(self.console)
+            try:
+                yield
+            finally:
+                self.progress = None
+            return
+        bars = BarProgress(self.console)
+        self.progress = bars
+        try:
+            with bars.rich:
+                yield
+        finally:
+            self.progress = None
 
     # -- building ---------------------------------------------------------------------------------
     def built(self, artifact_id: str) -> Artifact:
@@ -284,6 +294,7 @@ def ensure(ctx: Context, ids: list[str]) -> list[str]:
     One kind at a time: of the artifacts whose needs are all built, those of the earliest step go to
     their builder together (so the GGUF tiers of a wave are quantized in one parallel sweep).
     """
+    forget_forced(ctx, ids)
     pending = [i for i in closure(ctx.artifacts, ids) if ctx.artifacts[i].status not in ("built", "published")]
     check_space(ctx, pending)
     built_now: list[str] = []
@@ -295,8 +306,51 @@ def ensure(ctx: Context, ids: list[str]) -> list[str]:
         step = STEP_OF[ctx.artifacts[min(ready, key=lambda i: ORDER[ctx.artifacts[i].kind])].kind]
         batch = [ctx.artifacts[i] for i in ready if ctx.artifacts[i].kind == step.kind]
         pending = [i for i in pending if i not in {a.id for a in batch}]
-        built_now += _build_batch(ctx, registry[step.builder], batch)
+        started = time.monotonic()
+        made = _build_batch(ctx, registry[step.builder], batch)
+        if made:
+            ctx.say(f"{step.kind}: made {', '.join(made)} in {human_duration(time.monotonic() - started)}")
+        built_now += made
     return built_now
+
+
+def forget_forced(ctx: Context, ids: list[str]) -> None:
+    """`--force`: what the selection chose and what is made from it (among what this run makes) is made
+    again; what they need is restored as usual (`--from KIND` redoes an upstream step). Their records are
+    forgotten once per run, so a rerun without --force resumes with what is left."""
+    if not ctx.options.force:
+        return
+    in_run = set(closure(ctx.artifacts, ids))
+    chosen = (set(ids) | set(dependents(ctx.artifacts, ids))) & in_run
+    for i in sorted(chosen - ctx.forced):
+        ctx.state.forget(i)
+        a = ctx.artifacts[i]
+        if a.status in ("built", "published"):  # restored earlier in this run: make it again
+            ctx.artifacts.add(dataclasses.replace(a, status="planned"))
+    ctx.forced |= chosen
+
+
+def restore_recorded(ctx: Context) -> list[str]:
+    """Put into the registry, as built, every artifact whose record is current (its inputs hash to the
+    recorded ones) and whose files are intact: a run that made a part (--only, a job, `plan`) leaves the
+    manifest saying what exists. Cards come last (they describe the rest). Returns the ids restored."""
+    if not ctx.state.data["artifacts"]:
+        return []
+    registry = builders()
+    restored: list[str] = []
+    for i in topological(ctx.artifacts, [a.id for a in ctx.artifacts]):
+        a = ctx.artifacts[i]
+        if a.status in ("built", "published") or i in ctx.forced or ctx.state.get(i) is None:
+            continue
+        if any(n != BASE and ctx.artifacts[n].status not in ("built", "published") for n in a.needs):
+            continue
+        rec = ctx.state.restore(i, registry[STEP_OF[a.kind].builder].input_hash(ctx, a))
+        if rec is not None:
+            rec.needs = a.needs
+            if ctx.intact(rec):
+                ctx.adopt(rec)
+                restored.append(i)
+    return restored
 
 
 def check_space(ctx: Context, ids: list[str]) -> None:
@@ -332,15 +386,17 @@ def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[
     todo: list[tuple[Artifact, str]] = []
     for a in batch:
         inputs = builder.input_hash(ctx, a)
-        restored = ctx.state.restore(a.id, inputs) if not ctx.options.force else None
+        restored = ctx.state.restore(a.id, inputs)  # None for what --force chose: forget_forced dropped it
         if restored is not None:
             restored.needs = a.needs
             if ctx.intact(restored):
                 ctx.adopt(restored)
+                ctx.detail(f"{a.id}: inputs unchanged and files intact: restored, not made")
                 continue
         todo.append((a, inputs))
     if not todo:
         return []
+    ctx.say(f"{builder.kind}: making {', '.join(a.id for a, _ in todo)}")
     for root in {ctx.dist / a.root for a, _ in todo}:
         remove_partials(root)
     hashes = {a.id: h for a, h in todo}
@@ -396,6 +452,11 @@ def select_ids(artifacts: ArtifactRegistry, only: list[str], release_name: str) 
     chosen: list[str] = []
     for sel in only:
         kind, _, name = sel.partition(":")
+        # What `kind:NAME` can name: repos for hub, else the ids of that kind (tiers typed in any case,
+        # as llama-quantize takes them).
+        known = sorted({a.destination.repo for a in artifacts if a.destination and a.destination.kind == "hub"}) \
+            if kind == "hub" else sorted({a.id.split(":", 1)[-1] for a in artifacts if selector_kind(a) == kind})
+        name = (resolve(name, known) or name) if name else name
         if kind == "hub":
             matched = [a.id for a in artifacts
                        if a.destination is not None and a.destination.kind == "hub"
@@ -404,11 +465,9 @@ def select_ids(artifacts: ArtifactRegistry, only: list[str], release_name: str) 
             matched = [a.id for a in artifacts if selector_kind(a) == kind
                        and (not name or a.id.split(":", 1)[-1] == name)]
         if not matched:
-            known = sorted({a.id.split(":", 1)[-1] for a in artifacts if selector_kind(a) == kind}) \
-                if kind != "hub" else sorted({a.destination.repo for a in artifacts
-                                              if a.destination and a.destination.kind == "hub"})
             hint = f" (this release has: {', '.join(known)})" if known else f" (release {release_name} has none)"
-            raise InputError(f"{sel!r} selects nothing{hint}", file="--only")
+            raise InputError(f"{sel!r} selects nothing{did_you_mean(name, known, prefix=kind + ':')}{hint}",
+                             file="--only")
         chosen += [i for i in matched if i not in chosen]
     # A measurement follows what it measures (as a card follows its repo): a tier built is a tier measured,
     # so the cards rendered after it can say what it is worth.
@@ -422,5 +481,6 @@ def run_build(ctx: Context) -> list[str]:
     ids = select(ctx)
     with ctx.live():
         built = ensure(ctx, ids)
+    restore_recorded(ctx)  # what --only left out is still built: the manifest says so
     ctx.write_manifest()
     return built

@@ -14,17 +14,29 @@ TEMPLATES_DIR = PROJECT_ROOT / "cards"
 
 
 def pipelines_git(path: Path) -> dict[str, Any]:
-    """Commit and dirty flag of the git repo holding `path` (None outside a repo)."""
-    try:
-        import git
+    """Commit and dirty flag of the git repo holding `path` (None outside a repo). Plain `git` calls: every
+    command records this, and importing a git library would cost more than the calls."""
+    import subprocess
 
-        repo = git.Repo(path, search_parent_directories=True)
-        commit = repo.head.commit.hexsha if repo.head.is_valid() else None
-        rel = str(path.resolve().relative_to(Path(repo.working_tree_dir).resolve()))
-        dirty = repo.is_dirty(untracked_files=True, path=rel)
-        return {"commit": commit, "dirty": dirty, "path": rel}
-    except Exception:  # not a repo, git missing, detached worktree oddities: provenance is best effort
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "--no-optional-locks", "-C", str(path), *args], capture_output=True,
+                              text=True, check=True, timeout=60).stdout.strip()
+
+    try:
+        top = Path(git("rev-parse", "--show-toplevel"))
+        rel = str(path.resolve().relative_to(top.resolve()))
+    except (OSError, ValueError, subprocess.SubprocessError):
+        # not a repo, git missing, detached worktree oddities: provenance is best effort
         return {"commit": None, "dirty": None, "path": str(path)}
+    try:
+        commit: str | None = git("rev-parse", "--verify", "-q", "HEAD")
+    except subprocess.SubprocessError:
+        commit = None  # a repository without a commit yet
+    try:
+        dirty: bool | None = bool(git("status", "--porcelain", "--untracked-files=all", "--", "."))
+    except (OSError, subprocess.SubprocessError):
+        dirty = None
+    return {"commit": commit, "dirty": dirty, "path": rel}
 
 
 def templates_sha256() -> str:

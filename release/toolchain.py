@@ -40,7 +40,9 @@ WHEEL_NAME = f"llama_cpp_python-{LLAMA_CPP_PYTHON}-py3-none-linux_x86_64.whl"
 RUNTIME_PINS = ("diskcache==5.6.3",)
 CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF "
               "-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF")
-BUILD_TOOLS = ("cmake", "ninja", "g++")  # Debian: cmake ninja-build g++
+# Programs that build the wheel, and the Debian/Ubuntu package of each (same names in Debian 12 and Ubuntu 24.04).
+BUILD_PACKAGES = {"cmake": "cmake", "ninja": "ninja-build", "g++": "g++"}
+BUILD_TOOLS = tuple(BUILD_PACKAGES)
 CONVERTER_MEMBERS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/", "LICENSE")
 INSTALL_COMMAND = f"{Path(sys.executable).name} -m release.toolchain --install"
 
@@ -136,7 +138,8 @@ def doctor() -> list[Row]:
     else:
         rows.append(("llama.cpp build tools", not missing,
                      "cmake, ninja, g++ present" if not missing else
-                     f"missing {', '.join(missing)} (Debian: cmake ninja-build g++), needed to build the wheel"))
+                     f"missing {', '.join(missing)} (apt-get install {' '.join(BUILD_PACKAGES[t] for t in missing)}), "
+                     "needed to build the wheel"))
     return rows
 
 
@@ -196,7 +199,7 @@ def build_wheel(sdist: Path) -> Path:
     missing = [t for t in BUILD_TOOLS if shutil.which(t) is None]
     if missing:
         raise NotAvailable(f"building llama-cpp-python needs {', '.join(missing)}: "
-                           "apt-get install cmake ninja-build g++")
+                           f"apt-get install {' '.join(BUILD_PACKAGES[t] for t in missing)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, CMAKE_ARGS=CMAKE_ARGS,
                CMAKE_BUILD_PARALLEL_LEVEL=os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2)))

@@ -83,3 +83,22 @@ def test_jobs_is_bounded(value: str, tmp_path: Path) -> None:
 def test_a_valid_max_memory_is_accepted(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["build", NO_RELEASE, "--dist", str(tmp_path / "d"), "--max-memory=2.5"])
     assert result.exit_code == 2 and "no release 'no-such-release'" in result.output
+
+
+def test_a_release_without_bf16_is_refused_at_check(tmp_path: Path) -> None:
+    """GGUF and NVFP4 are made from the pruned BF16 checkpoint: a definition without [bf16] was accepted by
+    `check` and `plan` and crashed `build` with a KeyError traceback."""
+    import re
+    import shutil
+
+    folder = tmp_path / "no-bf16"
+    shutil.copytree(ROOT / "pipelines" / "demo", folder, ignore=shutil.ignore_patterns("base", ".base.demo.json"))
+    toml = (folder / "release.toml").read_text()
+    (folder / "release.toml").write_text(re.sub(r"\n\[bf16\]\n(?:[^\[\n][^\n]*\n|\n)*", "\n", toml))
+    for args in (["check", str(folder)], ["build", str(folder), "--dist", str(tmp_path / "dist")]):
+        proc = subprocess.run([sys.executable, "-m", "release", *args], capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr
+        assert "release.toml: gguf: is made from the pruned BF16 checkpoint" in proc.stderr
+        assert "release.toml: nvfp4: is made from the pruned BF16 checkpoint" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "dist").exists()

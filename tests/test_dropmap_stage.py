@@ -85,7 +85,7 @@ def test_the_dropmap_job_feeds_prepare_through_the_hub(deriving: Path, remote: T
     def job(jid: str) -> dict:
         machine = tmp_path / jid
         proc = subprocess.run([sys.executable, "-m", "release", "publish", str(deriving), "--dist", str(machine),
-                               *remote.args(), "--json", "--no-git-tag", "--job", jid], capture_output=True, text=True,
+                               *remote.args(), "--json", "--job", jid], capture_output=True, text=True,
                               cwd=ROOT, env={**env(), "HF_HOME": str(machine / "hf")}, timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert TOKEN not in proc.stdout + proc.stderr

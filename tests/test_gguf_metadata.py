@@ -71,8 +71,10 @@ def test_v4_metadata_values():
     assert m.license == "apache-2.0"
     o = m.overrides
     assert o["general.basename"] == "gemma-4-A4B-98e-v4"
-    assert o["general.base_models"] == [{"name": "Gemma 4 26B A4B It", "organization": "Google",
-                                         "repo_url": "https://huggingface.co/google/gemma-4-26B-A4B-it"}]
+    # the repo the files are converted from: the pruned BF16 repo (the GGUF card's base_model), not the base
+    assert o["general.base_models"] == [{"name": "Gemma 4 A4B 98e v4 It", "organization": "ManniX ITA",
+                                         "version": "v4",
+                                         "repo_url": "https://huggingface.co/ManniX-ITA/gemma-4-A4B-98e-v4-it"}]
     assert "general.license.link" not in o  # v4 is Apache 2.0; its definition links no other terms
     # [ollama.parameters] temperature 0.6, top_p 0.95, repeat_penalty 1.15, repeat_last_n 256; no top_k
     assert (o["general.sampling.temp"], o["general.sampling.top_p"]) == (0.6, 0.95)
@@ -135,9 +137,9 @@ def test_gguf_carries_the_releases_metadata(built, tier):
     assert f["general.license"] == "apache-2.0"
     assert f["general.license.link"] == LICENSE_LINK
     assert f["general.base_model.count"] == 1
-    assert f["general.base_model.0.name"] == "Tiny Gemma4 8e"
+    assert f["general.base_model.0.name"] == "Tiny Gemma4 6e It"
     assert f["general.base_model.0.organization"] == "Demo"
-    assert f["general.base_model.0.repo_url"] == "https://huggingface.co/demo/tiny-gemma4-8e"
+    assert f["general.base_model.0.repo_url"] == "https://huggingface.co/demo/tiny-gemma4-6e-it"
     assert f["general.sampling.temp"] == pytest.approx(0.6)
     assert f["general.sampling.top_p"] == pytest.approx(0.95)
     assert f["general.sampling.penalty_repeat"] == pytest.approx(1.15)

@@ -243,7 +243,7 @@ def test_token_never_leaks(local_hub: LocalHub, fake_release: FakeRelease, tmp_p
                        progress=lambda m: (lines.append(m), print(m)))
     local_hub.faults.add("POST", r"/commit/", "status", status=500)  # retried by us, with messages
     pub.publish(rel.artifacts, rel.dir, release="v1", collection=COLLECTION)
-    assert any("retry" in line for line in lines)
+    assert any("500 from the Hub" in line and "waiting" in line for line in lines)
     # A failure whose message would naturally carry request details.
     local_hub.faults.add("GET", r"/api/models/", "status", times=None, status=500)
     with pytest.raises(RemoteError) as exc:

@@ -152,3 +152,66 @@ def test_every_v4_job_fits_a_standard_runner_within_six_hours(v4_ctx: Context) -
     bf16_gb = v4_ctx.artifacts["bf16"].facts["size"] / 1e9
     # The imatrix no longer keeps the F16 in page cache: its peak is a few layers, well under the model.
     assert prepare.ram_gb < bf16_gb / 5
+def _v4_copy(tmp_path, text: str | None = None, jobs: str = ""):
+    """v4 (and its siblings) copied, with another held-out text and/or a [jobs] table."""
+    import shutil
+
+    folder = tmp_path / "v4"
+    if not folder.exists():
+        for name in ("v4", "v3", "v5-coder"):
+            shutil.copytree(load_release(name).dir, tmp_path / name, ignore=shutil.ignore_patterns("base"))
+    if text is not None:
+        (folder / "heldout.txt").write_text(text)
+    if jobs:
+        toml = (folder / "release.toml").read_text()
+        (folder / "release.toml").write_text(toml.split("\n[jobs]\n")[0] + f"\n[jobs]\n{jobs}\n")
+    return Context(load_release(str(folder)), Options(quiet=True))
+
+
+def test_units_and_branches_do_not_move_with_the_text_or_the_budgets(tmp_path) -> None:
+    """A unit (what is staged and recorded) is named by its leaf artifact; only jobs (packs of units) are
+    renamed by repacking. So an edit of the held-out text, an estimate or a budget orphans no branch."""
+    from release.distributed.records import staging_branch
+
+    placeholder = plan_jobs(_v4_copy(tmp_path / "a"))
+    long_text = plan_jobs(_v4_copy(tmp_path / "b", text="A held-out line, long enough to be a line.\n" * 3000))
+    one_per_job = plan_jobs(_v4_copy(tmp_path / "c", jobs="tiers_per_job = 1"))
+    short_jobs = plan_jobs(_v4_copy(tmp_path / "d", jobs="tiers_per_job = 8\nmax_hours = 0.2\nmax_disk_gb = 60"))
+    plans = (placeholder, long_text, one_per_job, short_jobs)
+    branches = [[staging_branch("v4", u.id) for u in p.units] for p in plans]
+    assert all(b == branches[0] for b in branches)
+    assert branches[0][:3] == ["release-v4-prepare", "release-v4-nvfp4", "release-v4-gguf-q8_0"]
+    assert [u.artifacts for u in placeholder.units] == [u.artifacts for u in long_text.units]
+    # The packing did change: the job ids (named by their first unit) differ between budgets.
+    ids = [[j.id for j in p.jobs] for p in plans]
+    assert len({tuple(i) for i in ids}) >= 3, ids
+    for plan in plans:
+        # Every unit is run by exactly one job, which holds exactly its units' artifacts.
+        packed = [u for j in plan.jobs for u in j.units]
+        assert sorted(packed) == sorted(u.id for u in plan.units) and len(packed) == len(set(packed))
+        for j in plan.jobs:
+            assert j.id == (j.units[0] if j.units else "finish")
+            if j.stage != "finish":
+                assert sorted(j.artifacts) == sorted(a for u in j.units for a in plan.unit(u).artifacts)
+            assert plan.job(j.id) is j  # --job takes every id of the plan
+            assert all(i.unit in ("", *(u.id for u in plan.units)) for i in j.inputs)
+        assert all(plan.job_of_unit(i.unit).id == i.job for j in plan.jobs for i in j.inputs if i.unit)
+    as_json = one_per_job.to_json()
+    assert [u["id"] for u in as_json["units"]] == [u.id for u in one_per_job.units]
+    assert {j["id"]: j["units"] for j in as_json["jobs"]}["prepare"] == ["prepare"]
+
+
+def test_unit_keys_hold_no_job_and_no_packing(tmp_path) -> None:
+    """The key a unit is staged under is the same whichever job packs it; the definition's key moves with
+    any input of the definition."""
+    from release.distributed.keys import definition_key
+
+    packed = _v4_copy(tmp_path / "a")
+    alone = _v4_copy(tmp_path / "b", jobs="tiers_per_job = 1")
+    p1, p2 = plan_jobs(packed), plan_jobs(alone)
+    assert p1.job_of_unit("gguf-q4_k_m").id != p2.job_of_unit("gguf-q4_k_m").id
+    assert definition_key(packed, p1) == definition_key(alone, p2)
+    scores = packed.release.dir / "scores.json"
+    scores.write_text(scores.read_text().replace('"n":', '"n" :', 1))
+    edited = Context(load_release(str(packed.release.dir)), Options(quiet=True))
+    assert definition_key(edited, plan_jobs(edited)) != definition_key(packed, p1)

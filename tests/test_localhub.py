@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -204,7 +205,7 @@ def test_faults_and_request_log(local_hub: LocalHub, tmp_path: Path) -> None:
 def test_faults_over_http_and_program_entry(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "release.localhub", "--root", str(tmp_path / "hub"), "--port", "0",
-         "--token", f"{NAMESPACE}={TOKEN}"],
+         "--token", f"{NAMESPACE}={TOKEN}", "--commit-quota", "1/60"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
     try:
         line = proc.stdout.readline()
@@ -219,6 +220,12 @@ def test_faults_over_http_and_program_entry(tmp_path: Path) -> None:
         assert r.json()["name"] == NAMESPACE
         log = json.load(urllib.request.urlopen(f"{url}/_localhub/requests"))
         assert [e["status"] for e in log if e["route"] == "whoami"] == [502, 200]
+        api = HfApi(endpoint=url, token=TOKEN)
+        api.create_repo(REPO)
+        api.create_commit(REPO, [CommitOperationAdd("a.txt", b"a")], commit_message="within the quota")
+        with pytest.raises(HfHubHTTPError) as exc:
+            api.create_commit(REPO, [CommitOperationAdd("b.txt", b"b")], commit_message="past it")
+        assert exc.value.response.status_code == 429 and "(1 per 60 seconds)" in exc.value.server_message
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=10)
@@ -264,3 +271,162 @@ def test_branches_and_server_side_copies(local_hub: LocalHub, tmp_path: Path) ->
         assert Path(got).read_bytes() == data
     api.delete_branch(REPO, branch="staging")
     assert [b.name for b in api.list_repo_refs(REPO).branches] == ["main"]
+
+
+# ---- as strict as huggingface.co (docs/hf-hub.md §4) -------------------------------------------------
+
+def _wait_until(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_one_commit_at_a_time_per_repository(local_hub: LocalHub) -> None:
+    """While a commit is applied, a commit to any other branch of the same repo gets the Hub's 409 (the
+    client does not retry it); another repo is not held up."""
+    from release.localhub.limits import COMMIT_IN_PROGRESS
+
+    api = HfApi(endpoint=local_hub.url, token=TOKEN)
+    api.create_repo(REPO)
+    api.create_repo(f"{REPO}-2")
+    api.create_branch(REPO, branch="other")
+    local_hub.limits.hold = 1.5  # the first commit's server-side work
+    landed: list[str] = []
+    first = threading.Thread(target=lambda: landed.append(api.create_commit(
+        REPO, [CommitOperationAdd("a.txt", b"a")], commit_message="a").oid))
+    first.start()
+    try:
+        _wait_until(lambda: local_hub.limits.busy(REPO))
+        with pytest.raises(HfHubHTTPError) as exc:
+            api.create_commit(REPO, [CommitOperationAdd("b.txt", b"b")], commit_message="b", revision="other")
+        elsewhere = api.create_commit(f"{REPO}-2", [CommitOperationAdd("c.txt", b"c")], commit_message="c")
+    finally:
+        first.join()
+    assert exc.value.response.status_code == 409
+    assert exc.value.server_message == COMMIT_IN_PROGRESS
+    assert exc.value.response.headers["X-Error-Message"] == COMMIT_IN_PROGRESS
+    assert landed == [local_hub.head(REPO)] and local_hub.head(f"{REPO}-2") == elsewhere.oid
+    assert [f["title"] for f in local_hub.history(REPO, "other")] == ["initial commit"]  # b never landed
+    local_hub.limits.hold = 0
+    api.create_commit(REPO, [CommitOperationAdd("b.txt", b"b")], commit_message="b", revision="other")
+    assert local_hub.read(REPO, "b.txt", "other") == b"b"
+
+
+def test_commit_quota_per_repository(local_hub: LocalHub) -> None:
+    """Past the quota a commit gets 429 with RateLimit (r=0, t = seconds to the window's end),
+    RateLimit-Policy, Retry-After and the Hub's words; the window ends and commits go through again."""
+    from huggingface_hub.utils import parse_ratelimit_headers
+
+    api = HfApi(endpoint=local_hub.url, token=TOKEN)
+    for repo in (REPO, f"{REPO}-2"):
+        api.create_repo(repo)
+    local_hub.limits.quota = (2, 2)
+    for i in range(2):
+        api.create_commit(REPO, [CommitOperationAdd(f"{i}.txt", b"x")], commit_message=str(i))
+    with pytest.raises(HfHubHTTPError) as exc:
+        api.create_commit(REPO, [CommitOperationAdd("2.txt", b"x")], commit_message="2")
+    r = exc.value.response
+    info = parse_ratelimit_headers(r.headers)
+    assert r.status_code == 429 and info is not None and info.remaining == 0 and 1 <= info.reset_in_seconds <= 2
+    assert (info.limit, info.window_seconds, info.resource_type) == (2, 2, "commits")
+    assert r.headers["Retry-After"] == str(info.reset_in_seconds)
+    assert exc.value.server_message.startswith(
+        "You have exceeded the rate limit for repository commits (2 per 2 seconds). You can retry this action in about")
+    api.create_commit(f"{REPO}-2", [CommitOperationAdd("x.txt", b"x")], commit_message="another repo")
+    time.sleep(info.reset_in_seconds)
+    api.create_commit(REPO, [CommitOperationAdd("2.txt", b"x")], commit_message="2")
+    assert len(local_hub.history(REPO)) == 4  # the refused commit never landed
+
+
+def test_private_repos_invisible_and_writes_need_rights(tmp_path: Path, hub_env: None) -> None:
+    """Every read route hides a private repo (404 RepoNotFound) from whoever may not read it; a write
+    needs a token (401) with rights on the namespace or the repo (403); visibility can change."""
+    from huggingface_hub.errors import EntryNotFoundError
+
+    reader, other, scoped = "hf_reader_token_0001", "hf_other_token_0002", "hf_scoped_token_0003"
+    hub = LocalHub(tmp_path / "hub", {
+        TOKEN: [NAMESPACE],
+        reader: {"user": NAMESPACE, "role": "read"},
+        other: ["someone-else"],
+        scoped: {"user": "carol", "role": "fineGrained", "name": "release",
+                 "scoped": {REPO: ["repo.content.read", "repo.write"]}},
+    })
+    url = hub.start()
+    try:
+        owner = HfApi(endpoint=url, token=TOKEN)
+        owner.create_repo(REPO, private=True)
+        owner.create_commit(REPO, [CommitOperationAdd("README.md", b"# private\n"),
+                                   CommitOperationAdd("w.gguf", b"GGUF" + bytes(64))], commit_message="files")
+        owner.create_tag(REPO, tag="v1")
+        owner.create_repo(f"{NAMESPACE}/public")
+        coll = owner.create_collection("Family", namespace=NAMESPACE)
+        for item in (REPO, f"{NAMESPACE}/public"):
+            owner.add_collection_item(coll.slug, item, "model")
+
+        def reads(api: HfApi, token: str | bool) -> list:
+            return [
+                lambda: api.model_info(REPO), lambda: list(api.list_repo_tree(REPO)),
+                lambda: api.get_paths_info(REPO, ["README.md"]), lambda: api.list_repo_refs(REPO),
+                lambda: api.list_repo_commits(REPO),
+                lambda: hf_hub_download(REPO, "w.gguf", endpoint=url, token=token, cache_dir=tmp_path / "c"),
+            ]
+
+        for token in (False, other):
+            api = HfApi(endpoint=url, token=token)
+            for read in reads(api, token):
+                with pytest.raises(RepositoryNotFoundError):
+                    read()
+            assert REPO not in [m.id for m in api.list_models(author=NAMESPACE)]
+            assert [i.item_id for i in api.get_collection(coll.slug).items] == [
+                f"{NAMESPACE}/public"]
+        for token in (TOKEN, reader, scoped):
+            api = HfApi(endpoint=url, token=token)
+            assert [read() is not None for read in reads(api, token)] == [True] * 6
+        assert len(HfApi(endpoint=url, token=reader).get_collection(coll.slug).items) == 2
+
+        def add() -> list[CommitOperationAdd]:
+            return [CommitOperationAdd("x.txt", b"x")]
+
+        with pytest.raises(HfHubHTTPError) as anon:
+            HfApi(endpoint=url, token=False).create_commit(f"{NAMESPACE}/public", add(), commit_message="x")
+        assert anon.value.response.status_code == 401
+        for token, status in ((reader, 403), (other, 404)):
+            with pytest.raises(HfHubHTTPError) as exc:
+                HfApi(endpoint=url, token=token).create_commit(REPO, add(), commit_message="x")
+            assert exc.value.response.status_code == status
+        # A fine-grained token writes where it is scoped, nowhere else, and says so in whoami-v2.
+        fine = HfApi(endpoint=url, token=scoped)
+        fine.create_commit(REPO, add(), commit_message="scoped write")
+        for write in (lambda: fine.create_repo(f"{NAMESPACE}/new"),
+                      lambda: fine.create_commit(f"{NAMESPACE}/public", add(), commit_message="x")):
+            with pytest.raises(HfHubHTTPError) as exc:
+                write()
+            assert exc.value.response.status_code == 403
+        me = fine.whoami()
+        token_info = me["auth"]["accessToken"]
+        assert me["name"] == "carol" and token_info["role"] == "fineGrained" and token_info["displayName"] == "release"
+        assert token_info["fineGrained"]["scoped"] == [{
+            "entity": {"_id": token_info["fineGrained"]["scoped"][0]["entity"]["_id"], "type": "model", "name": REPO},
+            "permissions": ["repo.content.read", "repo.write"]}]
+        assert HfApi(endpoint=url, token=TOKEN).whoami()["auth"]["accessToken"]["role"] == "write"
+
+        # Visibility changes with the client's update_repo_settings; delete_repo removes the repo.
+        with pytest.raises(HfHubHTTPError) as exc:
+            HfApi(endpoint=url, token=reader).update_repo_settings(REPO, private=False)
+        assert exc.value.response.status_code == 403
+        owner.update_repo_settings(REPO, private=False)
+        anonymous = HfApi(endpoint=url, token=False)
+        assert anonymous.model_info(REPO).private is False
+        with pytest.raises(EntryNotFoundError):
+            hf_hub_download(REPO, "absent.txt", endpoint=url, token=False, cache_dir=tmp_path / "c")
+        with pytest.raises(HfHubHTTPError) as exc:
+            HfApi(endpoint=url, token=other).delete_repo(REPO)
+        assert exc.value.response.status_code == 403
+        owner.delete_repo(REPO)
+        with pytest.raises(RepositoryNotFoundError):
+            owner.model_info(REPO)
+        owner.delete_repo(REPO, missing_ok=True)
+        assert [r.method for r in hub.log.records("repo_delete")] == ["DELETE"] * 3
+    finally:
+        hub.stop()

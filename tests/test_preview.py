@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html as html_lib
 import os
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,6 +15,7 @@ from urllib.parse import urlparse
 import pytest
 
 from release.cards import build_preview, render_cards
+from release.doctor import BROWSERS, browser
 from release.plan import plan_artifacts
 from release.spec.load import load_release
 
@@ -117,7 +117,9 @@ def test_repo_page_shows_card_metadata_and_files(v4_preview):
 
 
 def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
+    """Chromium or Google Chrome, whichever this machine has (Debian: chromium; GitHub's Ubuntu runners:
+    google-chrome)."""
+    return browser()
 
 
 def _run_chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -129,7 +131,7 @@ def _run_chromium(binary: str, profile: Path, *args: str) -> subprocess.Complete
 def test_preview_in_headless_chromium(v4_preview, tmp_path):
     binary = _chromium()
     if binary is None:
-        pytest.skip("chromium is not installed (apt-get install chromium); CI installs it")
+        pytest.skip(f"no browser ({', '.join(BROWSERS)}); scripts/bootstrap.sh installs chromium on Debian")
     profile = tmp_path / "chromium-profile"
     pages: dict[str, _Links] = {}
     for path in sorted(v4_preview.glob("*.html")):

@@ -292,3 +292,71 @@ def test_many_problems_are_capped(base: Path, tmp_path: Path) -> None:
     problems = _refused(base, drop_map, tmp_path / "out").problems
     assert len(problems) == 31 and problems[-1].field == "(more)" and "more problems" in problems[-1].message
     assert "out of range" in str(problems)
+
+
+# ---- hostile nesting (issue 19.15) ---------------------------------------------------------------------------
+
+def _nested(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+def test_a_header_nested_100000_deep_is_one_error_from_the_command(base: Path, tmp_path: Path) -> None:
+    """Python's json recurses: a hostile header used to end `release prune` in a RecursionError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    info = inspect_checkpoint(base)
+    drop_map = write_drop_map(tmp_path / "dropmap.json", drop_map_dict(info.num_experts, info.moe_layers, 3, seed=1))
+    shard = _shards(base)[0]
+    raw = shard.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    hostile = ('{"evil":' + _nested(100_000) + "}").encode()
+    shard.write_bytes(struct.pack("<Q", len(hostile)) + hostile + raw[8 + n:])
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "release", "prune", "--base", str(base), "--drop-map", str(drop_map),
+                           "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "RecursionError" not in proc.stderr, proc.stderr[-2000:]
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert f"{shard.name}: header: " in line and "nested deeper than" in line, line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("depth", [33, 100_000])
+def test_deep_nesting_in_the_config_and_the_index_is_refused(base: Path, tmp_path: Path, depth: int) -> None:
+    for name in ("config.json", INDEX):
+        copy = Path(shutil.copytree(base, tmp_path / f"copy-{name}"))
+        text = (copy / name).read_text()
+        (copy / name).write_text(text.replace("{", '{"deep": ' + _nested(depth) + ", ", 1))
+        with pytest.raises(InputError) as exc:
+            inspect_checkpoint(copy)
+        (p,) = exc.value.problems
+        assert p.file == name and "nested deeper than" in p.message, p
+
+
+def test_header_nesting_of_a_real_checkpoint_passes_and_a_deep_one_is_refused() -> None:
+    from release.prune.safetensors_header import parse_header_json
+
+    assert parse_header_json(b'{"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}', "x.safetensors")
+    with pytest.raises(InputError) as exc:
+        parse_header_json(('{"w":' + '[' * 40 + ']' * 40 + "}").encode(), "x.safetensors")
+    assert exc.value.problems[0].field == "header"
+    # A bracket inside a string is text, not nesting.
+    assert parse_header_json(('{"__metadata__":{"k":"' + "[{" * 5000 + '"}}').encode(), "x.safetensors")
+
+
+def test_every_json_reader_of_a_user_file_guards_its_depth(tmp_path: Path) -> None:
+    """The definition's files (release/spec/readers.py) and a drop map's scores file refuse deep nesting in
+    one error naming the file, whatever the depth."""
+    from release.dropmap.scores import parse_scores
+    from release.spec.readers import parse_json
+
+    for depth in (40, 100_000):
+        deep = ('{"format":' + _nested(depth) + "}").encode()
+        for parse in (parse_json, parse_scores):
+            with pytest.raises(InputError) as exc:
+                parse(deep, "x.json")
+            (p,) = exc.value.problems
+            assert p.file == "x.json" and "nested deeper than 32 levels" in p.message, p

@@ -464,7 +464,7 @@ def test_preview_renders_the_chart_in_headless_chromium(demo: tuple[Path, Path],
 
     binary = _chromium()
     if binary is None:
-        pytest.skip("chromium is not installed (apt-get install chromium); CI installs it")
+        pytest.skip("no browser (release.doctor.BROWSERS); scripts/bootstrap.sh installs chromium on Debian")
     _, dist = demo
     preview = dist / "demo" / "preview"
     page = preview / "hf-demo--tiny-gemma4-6e-it-GGUF.html"

@@ -154,7 +154,7 @@ def test_corrupted_artifact_stops_before_any_remote_write(pipelines_repo: Path, 
     (dist / "demo" / "hashes.json").write_text(json.dumps(
         {str(shard.resolve()): [st.st_size, st.st_mtime_ns, recorded[shard.name]]}))
     targets.hub.log.clear()
-    proc = release("publish", str(pipelines_repo), "--dist", str(dist), *targets.args(), "--no-git-tag",
+    proc = release("publish", str(pipelines_repo), "--dist", str(dist), *targets.args(),
                     check=False)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "verify gate failed" in proc.stderr and "bf16" in proc.stderr
@@ -185,7 +185,7 @@ def _run_until(marker: str, args: list[str]) -> int:
 def test_killed_publish_resumes_to_the_same_state(pipelines_repo: Path, built_dist: Path, tmp_path: Path) -> None:
     reference = Targets(tmp_path / "reference")
     try:
-        publish(pipelines_repo, copy_dist(built_dist, tmp_path / "ref-dist"), reference, "--no-git-tag")
+        publish(pipelines_repo, copy_dist(built_dist, tmp_path / "ref-dist"), reference)
         expected = remote_state(reference)
     finally:
         reference.close()
@@ -193,16 +193,16 @@ def test_killed_publish_resumes_to_the_same_state(pipelines_repo: Path, built_di
     targets = Targets(tmp_path / "killed")
     try:
         dist = tmp_path / "dist"
-        args = ["publish", str(pipelines_repo), "--dist", str(dist), *targets.args(), "--no-git-tag"]
+        args = ["publish", str(pipelines_repo), "--dist", str(dist), *targets.args()]
         for marker in KILL_MARKERS:
             assert _run_until(marker, args) == -signal.SIGKILL
-        publish(pipelines_repo, dist, targets, "--no-git-tag")
+        publish(pipelines_repo, dist, targets)
         assert remote_state(targets) == expected
         assert not list(dist.rglob("*.partial")), "a killed run left a half-written output behind"
         # Nothing uploaded twice: every LFS object stored once, every commit distinct in content.
         stored = targets.hub.log.lfs_stored_by_oid()
         assert stored and max(stored.values()) == 1, stored
-        again = publish(pipelines_repo, dist, targets, "--no-git-tag")
+        again = publish(pipelines_repo, dist, targets)
         assert again["commits"] == 0 and again["bytes_sent"] == 0
     finally:
         targets.close()
@@ -233,7 +233,7 @@ def test_flipped_gguf_byte_never_reaches_a_remote(pipelines_repo: Path, built_di
     (dist / "demo" / "hashes.json").write_text(json.dumps({str(gguf.resolve()): [st.st_size, st.st_mtime_ns,
                                                                                   q4["files"][0]["sha256"]]}))
     targets.hub.log.clear()
-    proc = release("publish", str(pipelines_repo), "--dist", str(dist), *targets.args(), "--no-git-tag", check=False)
+    proc = release("publish", str(pipelines_repo), "--dist", str(dist), *targets.args(), check=False)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "do not hash to what was built" in proc.stderr and q4["files"][0]["path"] in proc.stderr
     assert not targets.hub.log.writes(), [r.path for r in targets.hub.log.writes()]

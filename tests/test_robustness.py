@@ -65,11 +65,13 @@ def test_unreachable_hub_is_one_line(tmp_path: Path) -> None:
     toml = (folder / "release.toml").read_text()
     (folder / "release.toml").write_text(toml.replace('path = "base"\ngenerator = "tiny-gemma4"\n', ""))
     proc = _release("publish", str(folder), "--dry-run", "--dist", str(tmp_path / "dist"),
-                    "--hub-endpoint", "http://127.0.0.1:9")
+                    "--hub-endpoint", "http://127.0.0.1:9", env={"HF_TOKEN": "hf_robustness_token"})
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     (line,) = _errors(proc.stderr)
-    assert "base model demo/tiny-gemma4-8e" in line and "127.0.0.1:9" in line and "refused" in line
+    # Access is checked before anything is fetched: the Hub's first answer (who the token is) never comes.
+    assert "whoami" in line and "127.0.0.1:9" in line and "refused" in line and "nothing was done" in line
+    assert "hf_robustness_token" not in proc.stderr and not (tmp_path / "dist").exists()
 
 
 # ---- 23: unreadable state ----------------------------------------------------------------------------
@@ -183,7 +185,7 @@ def test_not_enough_disk_is_refused_before_anything_is_written(tmp_path: Path, m
 
 
 def test_disk_full_is_said_and_never_retried(monkeypatch, tmp_path: Path) -> None:
-    from release.publish.hub import is_transient
+    from release.publish.hubanswers import is_transient
 
     full = OSError(errno.ENOSPC, "No space left on device", "/x/y.gguf")
     assert not is_transient(full)

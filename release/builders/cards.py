@@ -24,7 +24,12 @@ class CardsBuilder:
 
     def build(self, ctx: Context, artifacts: list[Artifact]) -> list[Artifact]:
         from ..cards import build_preview, render_cards
+        from ..errors import InputError
+        from ..quality.facts import withheld_in_use
 
+        withheld = withheld_in_use(ctx.release, ctx.artifacts)  # a card cannot link an unpublished tier
+        if withheld:
+            raise InputError(withheld)
         cards_dir = ctx.dist / "cards"
         built = render_cards(ctx.release, ctx.artifacts, cards_dir, provenance=provenance(ctx.release))
         for a in built:

@@ -7,7 +7,6 @@ import dataclasses
 
 from .. import __version__
 from ..manifest import Artifact
-from ..nvfp4 import quantize_checkpoint
 from ..pipeline import Context, digest
 
 
@@ -26,6 +25,8 @@ class Nvfp4Builder:
         bf16 = ctx.built("bf16")
         out = ctx.dist / planned.root
         ctx.say(f"nvfp4: quantizing {ctx.artifact_dir(bf16)} ({n.format})")
+        from ..nvfp4 import quantize_checkpoint  # torch: only when a model is quantized
+
         result = quantize_checkpoint(ctx.artifact_dir(bf16), out, fmt=n.format, ignore=n.ignore,
                                      quantize_attention=n.quantize_attention,
                                      quantize_dense_mlp=n.quantize_dense_mlp, progress=ctx.task("nvfp4"))

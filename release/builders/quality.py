@@ -46,7 +46,7 @@ class QualityBuilder:
                 ctx.say(f"quality: reference log-probabilities of {baseline.id} on {q.text}")
                 a.facts.update(make_reference(baseline_source(ctx.dist, baseline), text, q, out,
                                               reference=baseline.id, shown=shown,
-                                              progress=ctx.task("quality: reference")))
+                                              progress=ctx.task("quality: reference", unit="windows")))
             else:
                 target = ctx.built(measures)
                 ctx.say(f"quality: measuring {measures}")
@@ -54,12 +54,13 @@ class QualityBuilder:
                     from ..quality.nvfp4 import measure_nvfp4
 
                     figures = measure_nvfp4(ctx.artifact_dir(ctx.built("bf16")), ctx.artifact_dir(target), text, q,
-                                            shown=shown, work=out, progress=ctx.task(f"quality: {measures}"))
+                                            shown=shown, work=out,
+                                            progress=ctx.task(f"quality: {measures}", unit="windows"))
                 else:
                     ref = ctx.built("quality:reference")
                     first = sorted(f.path for f in target.files)[0]  # a split file loads from its first shard
                     figures = measure_tier(ctx.artifact_dir(target) / first, ctx.artifact_dir(ref),
-                                           progress=ctx.task(f"quality: {measures}"))
+                                           progress=ctx.task(f"quality: {measures}", unit="windows"))
                 a.facts.update(quality=figures.to_json(), measured=measured_files(target))
                 atomic_write_text(out / planned.files[0].path,
                                   json.dumps({"measures": measures, "measured": measured_files(target),

@@ -19,6 +19,9 @@ from ..quality.chart import CHART_FILE, Point, svg_chart
 from ..quality.facts import quality_removed
 from ..spec.load import Release
 from .licenses import license_terms
+from .measured import label as measured_label
+from .measured import measured_on, per_quant_kind
+from .stored import stored_table
 
 HUB = "https://huggingface.co"
 OLLAMA = "https://ollama.com"
@@ -229,6 +232,7 @@ def release_summary(release: Release, artifacts: ArtifactRegistry | None = None)
         "ollama_url": ollama_url(d.ollama.model, registry=d.ollama.registry) if d.ollama else "",
         "benchmarks": rows,
         "harness": release.scores.harness.model_dump(),
+        "measured": measured_label(release, release.scores.harness),
     }
 
 
@@ -377,6 +381,7 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
                         "url": ollama_url(o.model, registry=o.registry), "size": None,
                         "tags": list(o.tags)})
 
+    pq_scores = release.scores.per_quant.scores if release.scores.per_quant else {}
     ollama_tags: list[dict[str, Any]] = []
     if o:
         for tag, tier in o.tags.items():
@@ -398,7 +403,8 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
                 "recommended": g is not None and tier in g.recommended,
                 "quality": measured.facts.get("quality") if measured is not None and measured.status != "planned"
                 else None,
-                "note": by_tier[tier].note if tier in by_tier else ""})
+                "note": by_tier[tier].note if tier in by_tier else "",
+                "scores": dict(pq_scores.get(tier, {}))})
     qs = d.cards.quick_start
     gguf_tier = qs.gguf_tier or (g.recommended[0] if g and g.recommended else (g.tiers[0] if g and g.tiers else ""))
     quick_tags = [t for t in ollama_tags if t["tag"] in qs.ollama_tags]
@@ -407,6 +413,7 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
         quick_tags = [t for t in ollama_tags if t["tag"] == o.latest]
 
     pq_benchmarks = list(release.scores.per_quant.benchmarks) if release.scores.per_quant else []
+    scored_on = measured_on(release)
     per_quant = []
     if release.scores.per_quant:
         pq = release.scores.per_quant.scores
@@ -416,7 +423,7 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
             q = by_tier.get(tier)
             ref = {b: release.scores.benchmark(b) for b in pq_benchmarks}
             per_quant.append({
-                "tier": tier, "size": q.size if q else (
+                "tier": tier, "kind": per_quant_kind(tier), "size": q.size if q else (
                     _nvfp4_size(release, artifacts) if tier == "NVFP4A16" else Size(None, True)),
                 "file": q.file if q else "", "url": q.url if q else "",
                 "scores": {b: pq[tier].get(b) for b in pq_benchmarks},
@@ -478,6 +485,9 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
                   "family": release.family.family, "selection": _selection(release, artifacts)},
         "me": me,
         "scores": {"harness": release.scores.harness.model_dump(), "rows": me["benchmarks"],
+                   # which artifact the rows were measured on; the Ollama tags count as it when it is their tier
+                   "measured": {**scored_on.as_dict(), "ollama_here": scored_on.kind == "gguf" and any(
+                       t["tier"] == scored_on.tier for t in ollama_tags)},
                    "at_parity": sum(1 for r in me["benchmarks"] if r.verdict == "parity"),
                    "worse": sum(1 for r in me["benchmarks"] if r.verdict == "worse"),
                    "largest_drop": min((r for r in me["benchmarks"] if r.verdict == "worse"),
@@ -500,9 +510,11 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
             "quick_file": (f"{by_tier[gguf_tier].file}/*" if by_tier[gguf_tier].split else by_tier[gguf_tier].file)
             if gguf_tier in by_tier else "",
             "split_size_gb": g.split_size_gb,
-            # Measured facts of built tiers: the quantizer used, and types llama.cpp silently swapped.
+            # Measured facts of built tiers: the quantizer used, what each file stores (planned types until
+            # built), and the recipe overrides llama.cpp stored in another type.
             "llama_cpp": next((a.recipe["llama_cpp"] for a in artifacts.of_kind("gguf")
                                if a.status != "planned" and a.recipe.get("llama_cpp")), ""),
+            "stored": stored_table(release, artifacts, [q.tier for q in quants]),
             "fallbacks": [{"tier": a.id.split(":", 1)[1], "warnings": list(a.facts["warnings"])}
                           for a in artifacts.of_kind("gguf") if a.status != "planned" and a.facts.get("warnings")],
             "removed": list(g.removed),
@@ -519,7 +531,9 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
             "latest": o.latest, "tags": ollama_tags,
             "quick_tags": quick_tags, "parameters": parameters, "renderer": o.renderer, "parser": o.parser,
             "template_file": o.template, "template_text": template_text, "license_file": o.license,
-            "license_text": license_text, "hf_route": g is not None, "num_ctx": num_ctx},
+            "license_text": license_text, "hf_route": g is not None, "num_ctx": num_ctx,
+            # per-quant benchmarks any tag's tier was scored on (the tags table shows them)
+            "score_benchmarks": [b for b in pq_benchmarks if any(b in t["scores"] for t in ollama_tags)]},
         "siblings": siblings,
         "extra": dict(d.cards.extra),
         "provenance": normalise_provenance(release, provenance),

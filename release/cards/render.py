@@ -17,10 +17,12 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..errors import InputError, Problem
 from ..fsutil import sha256_bytes, staging_dir
+from ..gguf.metadata import converted_from
 from ..manifest import Artifact, ArtifactRegistry, Destination, FileEntry
 from ..spec.load import PROJECT_ROOT, Release
 from .context import CARD_KINDS, Size, build_context, slug
 from .links import check_links
+from .measured import measured_on
 
 TEMPLATES_DIR = PROJECT_ROOT / "cards"
 RELATIONS = ("adapter", "merge", "quantized", "finetune")
@@ -107,16 +109,37 @@ def dataset_id(name: str) -> str:
     return slug(name.replace("+", " plus "))
 
 
+# Benchmarks scored by a harness are text tasks, whatever the model's own pipeline tag is.
+EVAL_TASK = "text-generation"
+# Pipeline tags whose input is more than text: a GGUF repo of this tool holds the text model only (the
+# converter is not asked for a vision projector), so its card says text-generation instead.
+NON_TEXT_INPUT_TASKS = {"image-text-to-text", "image-to-text", "visual-question-answering", "video-text-to-text",
+                        "audio-text-to-text", "any-to-any", "document-question-answering"}
+
+
 def eval_results(release: Release) -> list[EvalResult]:
-    task = release.definition.release.pipeline_tag
-    return [EvalResult(task_type=task, dataset_type=dataset_id(b.name), dataset_name=b.name,
-                       metric_type=slug(b.metric) if b.metric else "score", metric_name=b.metric or "score",
-                       metric_value=float(b.variant))
-            for b in release.scores.benchmarks]
+    """The benchmark rows as model-index results (hub-docs modelcard.md): task type, dataset type (the Hub
+    dataset id when scores.json gives one) and name, metric type, name and value."""
+    out = []
+    for b in release.scores.benchmarks:
+        ds = b.dataset
+        out.append(EvalResult(
+            task_type=EVAL_TASK, dataset_type=ds.id if ds else dataset_id(b.name), dataset_name=b.name,
+            dataset_config=(ds.config or None) if ds else None, dataset_split=(ds.split or None) if ds else None,
+            dataset_revision=(ds.revision or None) if ds else None,
+            metric_type=slug(b.metric) if b.metric else "score", metric_name=b.metric or "score",
+            metric_value=float(b.variant)))
+    return out
+
+
+def pipeline_tag(release: Release, kind: str) -> str:
+    tag = release.definition.release.pipeline_tag
+    return "text-generation" if kind == "gguf" and tag in NON_TEXT_INPUT_TASKS else tag
 
 
 def card_data(release: Release, kind: str) -> ModelCardData | None:
-    """Hub metadata of one card: relation to the base (model tree), tags, license, eval results."""
+    """Hub metadata of one card: relation to the base (model tree), who quantized it, tags, license, eval
+    results (only on the card of the artifact they were measured on)."""
     if kind == "ollama":
         return None
     d = release.definition
@@ -132,15 +155,19 @@ def card_data(release: Release, kind: str) -> ModelCardData | None:
         base, relation = d.base.repo, "finetune"
         kwargs["library_name"] = "transformers"
     else:
-        base = d.bf16.repo if d.bf16 else d.base.repo
+        base = converted_from(release)  # what general.base_model of every GGUF names too
         relation = "quantized"
+        kwargs["quantized_by"] = r.quantized_by or r.owner  # free-form; GGUF and NVFP4 repos carry it
     if r.license_name:
         kwargs["license_name"] = r.license_name
     if r.license_link:
         kwargs["license_link"] = r.license_link
-    return ModelCardData(
-        license=r.license, base_model=base, base_model_relation=relation, pipeline_tag=r.pipeline_tag,
-        tags=tags, model_name=r.title, eval_results=eval_results(release), **kwargs)
+    # The Hub shows model-index results as this repo's own: only the card of the artifact they were
+    # measured on carries them (release/cards/measured.py); the others link there from their text.
+    if measured_on(release).kind == kind:
+        kwargs.update(eval_results=eval_results(release), model_name=getattr(d, kind).repo)  # name: the model id
+    return ModelCardData(license=r.license, base_model=base, base_model_relation=relation,
+                         pipeline_tag=pipeline_tag(release, kind), tags=tags, **kwargs)
 
 
 def check_metadata(card_name: str, text: str, expected: ModelCardData) -> list[Problem]:
@@ -153,7 +180,7 @@ def check_metadata(card_name: str, text: str, expected: ModelCardData) -> list[P
     got = data.to_dict()
     want = expected.to_dict()
     problems = []
-    for key in ("license", "base_model", "base_model_relation", "pipeline_tag", "tags"):
+    for key in ("license", "base_model", "base_model_relation", "pipeline_tag", "tags", "quantized_by"):
         if got.get(key) != want.get(key):
             problems.append(Problem(card_name, f"metadata.{key}", f"{got.get(key)!r} != {want.get(key)!r}"))
     if got.get("license") == "other" and not (got.get("license_name") and got.get("license_link")):

@@ -9,8 +9,14 @@
 
 The cut is derived, not listed: `finish` takes what describes others (cards) or only wraps them
 (Ollama tags, the definition's side files); of the rest, an artifact another one needs goes to
-`prepare`, and every leaf gets a fan-out job. Tiers with the same needs are packed together while the
-job stays within the definition's `[jobs]` budgets.
+`prepare`, and every leaf gets a unit of its own.
+
+A unit is what is staged and recorded: a leaf and what it alone needs (a tier and its measurement;
+NVFP4 and its measurement), `prepare`, or an artifact with a stage of its own (a derived drop map). Its
+id comes from its leaf artifact (`gguf-q4_k_m`, `nvfp4`, `prepare`) and names its staging branch, so it
+never changes with an estimate, the held-out text or the packing budgets. A job is a pack of units run
+on one machine, named by its first unit: tiers with the same needs are packed together while the job
+stays within the definition's `[jobs]` budgets (repacking changes job ids, never units or branches).
 
 Each job carries what a runner must have: the inputs it fetches, and estimates of its peak disk, RAM
 and hours for the planned sizes. The estimates use the throughputs below: assumptions, stated so a
@@ -19,11 +25,13 @@ reader can redo them, not measurements of any particular runner.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError
+from ..errors import InputError, Problem
 from ..steps import BASE, STEP_OF, closure, topological
 
 if TYPE_CHECKING:
@@ -63,6 +71,19 @@ class JobInput:
     id: str  # artifact id, or "base"
     job: str  # the job that stages it ("" for the base: it comes from its own repo)
     size: int | None  # bytes
+    unit: str = ""  # the unit whose branch and record hold it ("" for the base)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Unit:
+    """What is staged on one branch with one record: `release-<name>-<id>`."""
+
+    id: str
+    stage: str
+    artifacts: list[str]  # in build order
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +94,7 @@ class Job:
     id: str
     stage: str
     artifacts: list[str]
+    units: list[str] = field(default_factory=list)  # unit ids, the first names the job
     needs: list[str] = field(default_factory=list)  # job ids
     inputs: list[JobInput] = field(default_factory=list)
     disk_gb: float = 0.0
@@ -82,7 +104,8 @@ class Job:
     ollama_blobs: list[str] = field(default_factory=list)  # tags whose model blob this job pushes
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "stage": self.stage, "artifacts": self.artifacts, "needs": self.needs,
+        return {"id": self.id, "stage": self.stage, "artifacts": self.artifacts, "units": self.units,
+                "needs": self.needs,
                 "inputs": [i.to_json() for i in self.inputs], "disk_gb": round(self.disk_gb, 3),
                 "ram_gb": round(self.ram_gb, 3), "hours": round(self.hours, 3), "runner": self.runner,
                 "ollama_blobs": self.ollama_blobs}
@@ -93,6 +116,7 @@ class JobPlan:
     release: str
     jobs: list[Job]
     notes: list[str] = field(default_factory=list)
+    units: list[Unit] = field(default_factory=list)  # needs first
 
     def job(self, job_id: str) -> Job:
         for j in self.jobs:
@@ -101,6 +125,12 @@ class JobPlan:
         raise InputError(f"no job {job_id!r} in the plan of {self.release} (jobs: "
                          f"{', '.join(j.id for j in self.jobs)}; see `release plan {self.release} --matrix`)",
                          file="--job")
+
+    def unit(self, unit_id: str) -> Unit:
+        return next(u for u in self.units if u.id == unit_id)
+
+    def job_of_unit(self, unit_id: str) -> Job:
+        return next(j for j in self.jobs if unit_id in j.units)
 
     def of_artifact(self, artifact_id: str) -> Job:
         return next(j for j in self.jobs if artifact_id in j.artifacts)
@@ -113,6 +143,7 @@ class JobPlan:
         `include` list a GitHub Actions matrix takes (empty stages included, for `if:` guards)."""
         return {"release": self.release,
                 "jobs": [j.to_json() for j in self.jobs],
+                "units": [u.to_json() for u in self.units],
                 "stages": {s: {"include": [{"job": j.id, "runner": j.runner} for j in self.stage(s)]}
                            for s in STAGES},
                 "notes": self.notes}
@@ -145,31 +176,33 @@ def plan_jobs(ctx: Context) -> JobPlan:
             shared |= {n for n in closure(reg, [i]) if n in consumers}
     prepare = [i for i in heavy if i in shared]
     # Every other artifact leads to exactly one leaf: the leaf's unit is made on one machine.
-    units: dict[str, list[str]] = {}
+    by_leaf: dict[str, list[str]] = {}
     for i in heavy:
         if i not in shared:
             leaf = i
             while consumers[leaf]:
                 leaf = consumers[leaf][0]
-            units.setdefault(leaf, []).append(i)
+            by_leaf.setdefault(leaf, []).append(i)
     d = ctx.release.definition
     budget = d.jobs
-    jobs: list[Job] = []
-    for i in own_stage:
-        step = STEP_OF[reg[i].kind]
-        jobs.append(Job(job_slug(i), step.stage, [i], runner=step.runner))
+    own = [Unit(job_slug(i), STEP_OF[reg[i].kind].stage, [i]) for i in own_stage]
+    leaves = list(by_leaf.values())
+    build_units = [Unit(_unit_id(reg, u), "build", topological(reg, u)) for u in leaves]
+    units = [*own, *([Unit("prepare", "prepare", prepare)] if prepare else []), *build_units]
+    _refuse_same_ids(ctx, units)
+    jobs = [Job(u.id, u.stage, u.artifacts, [u.id], runner=STEP_OF[reg[u.artifacts[0]].kind].runner) for u in own]
     if prepare:
-        jobs.append(Job("prepare", "prepare", prepare))
-    for group in _groups(ctx, list(units.values()), budget.tiers_per_job, budget.max_disk_gb, budget.max_hours):
-        # Named for the leaf each unit makes, a measurement for what it measures (gguf-q4_k_m, nvfp4).
-        named = [([i for i in u if reg[i].kind != "quality"] or u)[-1] for u in group]
-        kind = named[0].split(":", 1)[0]
-        jid = job_slug(kind + "".join(f"-{i.split(':', 1)[-1]}" for i in named if ":" in i))
-        jobs.append(Job(jid, "build", topological(reg, [i for u in group for i in u])))  # in build order
+        jobs.append(Job("prepare", "prepare", prepare, ["prepare"]))
+    unit_of_leaf = {tuple(members): u for members, u in zip(leaves, build_units, strict=True)}
+    for group in _groups(ctx, leaves, budget.tiers_per_job, budget.max_disk_gb, budget.max_hours):
+        packed = [unit_of_leaf[tuple(members)] for members in group]
+        jobs.append(Job(packed[0].id, "build", topological(reg, [i for members in group for i in members]),
+                        [u.id for u in packed]))  # artifacts in build order
     finishing = [i for i in chosen if finish_side(reg[i])]
     if finishing or jobs:
         jobs.append(Job("finish", "finish", finishing))
     owner = {i: j.id for j in jobs for i in j.artifacts}
+    unit_owner = {i: u.id for u in units for i in u.artifacts}
     for j in jobs:
         external = sorted({n for i in j.artifacts for n in reg[i].needs if owner.get(n, "") != j.id},
                           key=lambda n: (n != BASE, n))
@@ -177,18 +210,36 @@ def plan_jobs(ctx: Context) -> JobPlan:
             j.needs = [x.id for x in jobs if x is not j]
         else:
             j.needs = sorted({owner[n] for n in external if n != BASE})
-            j.inputs = [JobInput(n, owner.get(n, ""), _size(ctx, n)) for n in external]
+            j.inputs = [JobInput(n, owner.get(n, ""), _size(ctx, n), unit_owner.get(n, "")) for n in external]
         if j.stage == "build":
             j.ollama_blobs = [a.id for a in reg if a.kind == "ollama" and a.id in chosen
                               and a.recipe["gguf"] in j.artifacts]
         _estimate(ctx, j)
-    plan = JobPlan(ctx.release.name, jobs)
+    plan = JobPlan(ctx.release.name, jobs, units=units)
     for j in plan.stage("build"):
         if j.disk_gb > budget.max_disk_gb or j.ram_gb > budget.max_ram_gb:
             plan.notes.append(f"{j.id} needs {j.disk_gb:.0f} GB of disk and {j.ram_gb:.0f} GB of RAM, over the "
                               f"fan-out budget ({budget.max_disk_gb:.0f} GB / {budget.max_ram_gb:.0f} GB): "
                               "it is planned for the large runner")
     return plan
+
+
+def _unit_id(reg: Any, members: list[str]) -> str:
+    """Named for the leaf it makes, a measurement for what it measures: gguf-q4_k_m, nvfp4."""
+    leaf = ([i for i in members if reg[i].kind != "quality"] or members)[-1]
+    kind, _, name = leaf.partition(":")
+    return job_slug(f"{kind}-{name}" if name else kind)
+
+
+def _refuse_same_ids(ctx: Context, units: list[Unit]) -> None:
+    """Two leaves whose names differ only in case (or in characters a branch name cannot hold) would share
+    a staging branch."""
+    seen: dict[str, Unit] = {}
+    for u in units:
+        if u.id in seen:
+            raise InputError(f"{seen[u.id].artifacts[-1]} and {u.artifacts[-1]} would share the staging branch "
+                             f"release-{ctx.release.name}-{u.id}; rename one", file="release.toml", field="gguf.tiers")
+        seen[u.id] = u
 
 
 def _groups(ctx: Context, units: list[list[str]], per_job: int, max_disk_gb: float,
@@ -425,3 +476,35 @@ def _quantize_ram_gb(ctx: Context) -> float:
     # The sweep runs at most two quantizers at once within a job (--jobs 2).
     return 2 * quantize_memory(tensors, baseline) / GB + 0.5
 
+
+
+# -- runner fit ----------------------------------------------------------------------------------------
+# The repository variables that give a job planned for a runner class its runner label
+# (.github/workflows/release.yml); without one, the workflow runs the job on a standard hosted runner.
+RUNNER_VARIABLES = {"large": "RELEASE_LARGE_RUNNER", "gpu": "RELEASE_GPU_RUNNER"}
+STANDARD_RUNNER = "ubuntu-24.04"
+
+
+def runner_fit(plan: JobPlan, labels: Mapping[str, str]) -> list[Problem]:
+    """The jobs that will not fit the runner the workflow gives them, one problem each.
+
+    `labels` maps the variables of RUNNER_VARIABLES to runner labels (the environment of the plan job).
+    A job planned for a class whose variable is set gets that runner: its size is the person's choice.
+    Any other job — a `gpu` job included, which then runs slowly on the CPU — gets a standard runner, and
+    its disk and RAM must fit one (DISK_GB / RAM_GB["standard"])."""
+    problems: list[Problem] = []
+    for job in plan.jobs:
+        variable = RUNNER_VARIABLES.get(job.runner)
+        if variable and labels.get(variable, "").strip():
+            continue
+        if job.ram_gb <= RAM_GB["standard"] and job.disk_gb <= DISK_GB["standard"]:
+            continue
+        need = (f"needs {job.ram_gb:.1f} GB of RAM and {job.disk_gb:.1f} GB of disk; a standard runner "
+                f"({STANDARD_RUNNER}) has {RAM_GB['standard']:g} GB / {DISK_GB['standard']:g} GB")
+        at_least = f"at least {math.ceil(job.ram_gb)} GB of RAM and {math.ceil(job.disk_gb)} GB of disk"
+        if variable:
+            problems.append(Problem(f"job {job.id}", "", f"{need}: set {variable} to a runner with {at_least}"))
+        else:  # planned standard and still too big: no variable moves it (finish runs on a standard runner)
+            problems.append(Problem(f"job {job.id}", "", f"{need}, and no runner variable moves a "
+                                    f"{job.runner or 'standard'} job off one"))
+    return problems

@@ -1,14 +1,19 @@
 """`release publish NAME --job ID`: one job of the plan on this machine.
 
-    check free disk and memory → read the records of the jobs it needs → nothing to do if its own
-    record holds the same key and its files are intact on its branch → fetch its inputs from the
-    staging branches (size and sha256 checked against the records) → build (release/pipeline.py) →
-    verify → push the Ollama model blobs it made (by digest, no manifest) → commit its outputs to
-    `release-<name>-<job>` of each destination repo → commit its record there.
+    check free disk and memory → nothing to do when this definition is promoted already (its promotion
+    record) → read the records of the units it needs → for each of its units, nothing to do if the
+    unit's record holds the same key and its files are intact on its branch → fetch the inputs of the
+    others from the staging branches (size and sha256 checked against the records) → build
+    (release/pipeline.py) → verify → per unit: push the Ollama model blobs it made (by digest, no
+    manifest) → commit its outputs and its record to `release-<name>-<unit>` of each destination repo it
+    writes, in one commit per repo (a repo that does not exist is created private; the record rides in
+    the last commit if the Hub's per-commit limits ever split one).
 
 Main of every destination is never touched. A job killed anywhere is rerun as is: built files are
 restored from state.json, LFS objects already on the Hub are not sent again, commits check the branch
-head they were planned against.
+head they were planned against. A unit's record that cannot be read is replaced by the rerun (finish
+refuses it, naming it, until then). Units, not jobs, are staged: a job packed differently after a change
+of estimates or budgets finds its units staged and does nothing.
 """
 
 from __future__ import annotations
@@ -19,14 +24,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import __version__
-from ..errors import RemoteError, WorkError
+from ..errors import InputError, RemoteError, WorkError
 from ..fsutil import atomic_write_text, link_or_copy, sha256_file
 from ..manifest import Artifact, Destination, FileEntry
-from ..pipeline import Context, builders, digest, ensure
-from ..steps import BASE, STEP_OF, topological
-from .jobs import GB, Job, JobPlan, plan_jobs
+from ..pipeline import Context, ensure
+from ..steps import BASE
+from .jobs import GB, Job, JobInput, JobPlan, Unit, plan_jobs
+from .keys import definition_key, promoted, unit_key
 from .records import (
-    JobRecord,
+    UnitRecord,
     git_sha1s,
     path_in_repo,
     read_record,
@@ -42,7 +48,7 @@ class JobSummary:
     release: str
     job: str
     dry_run: bool
-    skipped: bool = False  # already staged for the same inputs
+    skipped: bool = False  # every unit already staged for the same inputs (or the release promoted)
     built: list[str] = field(default_factory=list)
     fetched_files: int = 0
     fetched_bytes: int = 0  # downloaded from staging branches (files already here are not)
@@ -51,7 +57,8 @@ class JobSummary:
     commits: int = 0
     ollama_blobs: dict[str, str] = field(default_factory=dict)  # digest → exists | uploaded
     ollama_bytes: int = 0
-    branch: str = ""
+    branches: list[str] = field(default_factory=list)  # the staging branch of each unit
+    units: dict[str, str] = field(default_factory=dict)  # unit → staged | already staged | would stage
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -85,44 +92,34 @@ def check_resources(ctx: Context, job: Job) -> None:
                         f"(runner {job.runner!r}; see `release plan {ctx.release.name} --matrix`)")
 
 
-def job_key(ctx: Context, job: Job) -> str:
-    """Everything the job's outputs are made from, before they are made: each artifact's input hash,
-    with a need made in the same job standing in by its own key."""
-    keys: dict[str, str] = {}
-    ctx.keyed = keys
-    try:
-        for aid in topological(ctx.artifacts, job.artifacts):
-            a = ctx.artifacts[aid]
-            keys[aid] = builders()[STEP_OF[a.kind].builder].input_hash(ctx, a)
-    finally:
-        ctx.keyed = None
-    return digest("job", job.id, sorted(keys.items()))
-
-
-def adopt_upstream(ctx: Context, plan: JobPlan, job: Job, pub: Any) -> dict[str, JobRecord]:
-    """Read the records of the jobs `job` needs and put their artifacts into the registry as built
-    (their files stay on the Hub until fetched)."""
-    records: dict[str, JobRecord] = {}
-    for need in job.needs:
-        rec = read_record(pub, ctx, plan.job(need))
+def adopt_upstream(ctx: Context, plan: JobPlan, job: Job, pub: Any) -> dict[str, UnitRecord]:
+    """Read the records of the units `job` takes inputs from and put their artifacts into the registry as
+    built (their files stay on the Hub until fetched)."""
+    records: dict[str, UnitRecord] = {}
+    for unit_id in dict.fromkeys(i.unit for i in job.inputs if i.unit):
+        rerun = f"`release publish {ctx.release.name} --job {plan.job_of_unit(unit_id).id}`"
+        try:
+            rec = read_record(pub, ctx, plan.unit(unit_id))
+        except RemoteError as exc:
+            raise RemoteError(f"{exc}; rerun {rerun}") from None
         if rec is None:
-            raise RemoteError(f"job {need} has not staged its outputs yet (no record on "
-                              f"{staging_branch(ctx.release.name, need)}); run `release publish "
-                              f"{ctx.release.name} --job {need}` first")
+            raise RemoteError(f"{unit_id} has not staged its outputs yet (no record on "
+                              f"{staging_branch(ctx.release.name, unit_id)}); run {rerun} first")
         for a in rec.artifacts:
             a.needs = ctx.artifacts[a.id].needs if a.id in ctx.artifacts else a.needs
             a.status = "built"
             ctx.adopt(a)
-        records[need] = rec
+        records[unit_id] = rec
     return records
 
 
-def fetch_inputs(ctx: Context, job: Job, records: dict[str, JobRecord], pub: Any, summary: JobSummary) -> None:
-    """Download the job's inputs from the staging branches, each file checked against its record."""
-    for inp in job.inputs:
-        if inp.job == "":
+def fetch_inputs(ctx: Context, inputs: list[JobInput], records: dict[str, UnitRecord], pub: Any,
+                 summary: JobSummary) -> None:
+    """Download `inputs` from the staging branches, each file checked against its record."""
+    for inp in inputs:
+        if inp.unit == "":
             continue  # the base: fetched by the bf16 step itself
-        rec = records[inp.job]
+        rec = records[inp.unit]
         a = ctx.artifacts[inp.id]
         repo = rec.repos[a.id]
         for f in a.files:
@@ -132,7 +129,8 @@ def fetch_inputs(ctx: Context, job: Job, records: dict[str, JobRecord], pub: Any
             got = pub.download(repo, path_in_repo(a, f.path), rec.branch, ctx.dist / ".hub-cache").resolve()
             if got.stat().st_size != f.size or sha256_file(got) != f.sha256:
                 raise RemoteError(f"{repo}@{rec.branch}/{path_in_repo(a, f.path)} does not match the record of "
-                                  f"job {inp.job} (size or sha256); rerun that job")
+                                  f"{inp.unit} (size or sha256); rerun `release publish {ctx.release.name} "
+                                  f"--job {inp.job}`")
             link_or_copy(got, local)
             ctx.hash_cache.remember(local, f.sha256 or "")
             summary.fetched_files += 1
@@ -147,47 +145,84 @@ def run_job(ctx: Context, job_id: str, plan: JobPlan | None = None) -> JobSummar
     plan = plan or plan_jobs(ctx)
     job = plan.job(job_id)
     if job.stage == "finish":
-        raise WorkError("finish is not a job to run with --job: use `release publish NAME --finish`")
+        raise InputError("finish is not a job to run with --job: use `release publish NAME --finish`", file="--job")
+    units = [plan.unit(u) for u in job.units]
     summary = JobSummary(ctx.release.name, job.id, ctx.options.dry_run,
-                         branch=staging_branch(ctx.release.name, job.id))
+                         branches=[staging_branch(ctx.release.name, u.id) for u in units])
     check_resources(ctx, job)
     pub = hub_publisher(ctx)
-    records = adopt_upstream(ctx, plan, job, pub)
-    key = job_key(ctx, job)
-    mine = read_record(pub, ctx, job)
-    if mine is not None and mine.key == key and not staged_problems(pub, mine) and \
-            _blobs_present(ctx, mine):
+    if promoted(ctx, pub, definition_key(ctx, plan)) is not None:  # before any record is adopted
         summary.skipped = True
-        summary.notes.append(f"already staged on {summary.branch} for the same inputs: nothing to do")
+        summary.notes.append(f"{ctx.release.name} is promoted already for this definition (its promotion record): "
+                             "nothing to do")
         return summary
-    fetch_inputs(ctx, job, records, pub, summary)
+    records = adopt_upstream(ctx, plan, job, pub)
+    todo: list[tuple[Unit, str]] = []
+    for unit in units:
+        key = unit_key(ctx, unit)
+        try:
+            mine = read_record(pub, ctx, unit)
+        except RemoteError as exc:
+            summary.notes.append(f"{exc}: staging {unit.id} again replaces it")
+            mine = None
+        if mine is not None and mine.key == key and not staged_problems(pub, mine) and _blobs_present(ctx, mine):
+            summary.units[unit.id] = "already staged"
+            summary.notes.append(f"{unit.id}: already staged on {mine.branch} for the same inputs")
+            continue
+        todo.append((unit, key))
+    if not todo:
+        summary.skipped = True
+        return summary
+    making = [i for unit, _ in todo for i in unit.artifacts]
+    fetch_inputs(ctx, [i for i in job.inputs if any(i.id in ctx.artifacts[m].needs for m in making)], records,
+                 pub, summary)
     # What is made from the base first (built and verified), then the base is freed, then the rest:
     # a job's peak disk is the base or its products, not both with everything else.
-    first = [i for i in job.artifacts if BASE in ctx.artifacts[i].needs]
+    first = [i for i in making if BASE in ctx.artifacts[i].needs]
     with ctx.live():
         summary.built = ensure(ctx, first)
         verify_release(ctx, [ctx.artifacts[i] for i in first])
         if first:
             free_base(ctx)
-        summary.built += ensure(ctx, job.artifacts)
+        summary.built += ensure(ctx, making)
     ctx.write_manifest()
-    made = [ctx.artifacts[i] for i in job.artifacts]
-    verify_release(ctx, made)
-    stage = pub.plan(made, ctx.dist, revision=summary.branch, repo_of=lambda a: stage_repo(ctx, a))
-    summary.uploaded_files = sum(len(rp.uploads) for rp in stage.repos)
-    summary.uploaded_bytes = stage.bytes_to_send
-    if ctx.options.dry_run:
-        summary.notes += [rp.summary() for rp in stage.repos]
-        return summary
-    ollama = _push_model_blobs(ctx, job, summary)
-    result = pub.apply(stage, message=f"Stage {job.id} of {ctx.release.name}")
-    summary.commits += result.commits
-    rec = JobRecord(release=ctx.release.name, job=job.id, key=key, tool_version=__version__,
-                    artifacts=made, inputs={a.id: ctx.state.get(a.id)["inputs"] for a in made},  # type: ignore[index]
-                    repos={a.id: stage_repo(ctx, a) for a in made},  # type: ignore[misc]
-                    git_sha1=git_sha1s(ctx, made), ollama_blobs=ollama)
-    summary.commits += _commit_record(ctx, pub, rec)
+    verify_release(ctx, [ctx.artifacts[i] for i in making])
+    for unit, key in todo:
+        _stage(ctx, pub, job, unit, key, summary)
     return summary
+
+
+def _stage(ctx: Context, pub: Any, job: Job, unit: Unit, key: str, summary: JobSummary) -> None:
+    """The unit's model blobs on the registry, then its outputs and its record on its branch in one commit
+    per repo: the record exists only once everything it names does."""
+    made = [ctx.artifacts[i] for i in unit.artifacts]
+    branch = staging_branch(ctx.release.name, unit.id)
+    if ctx.options.dry_run:
+        stage = pub.plan(made, ctx.dist, revision=branch, repo_of=lambda a: stage_repo(ctx, a))
+        summary.uploaded_files += sum(len(rp.uploads) for rp in stage.repos)
+        summary.uploaded_bytes += stage.bytes_to_send
+        summary.notes += [rp.summary() for rp in stage.repos]
+        summary.units[unit.id] = "would stage"
+        return
+    ollama = _push_model_blobs(ctx, [t for t in job.ollama_blobs if ctx.artifacts[t].recipe["gguf"] in unit.artifacts],
+                               summary)
+    rec = UnitRecord(release=ctx.release.name, unit=unit.id, key=key, tool_version=__version__,
+                     artifacts=made, inputs={a.id: ctx.state.get(a.id)["inputs"] for a in made},  # type: ignore[index]
+                     repos={a.id: stage_repo(ctx, a) for a in made},  # type: ignore[misc]
+                     git_sha1=git_sha1s(ctx, made), ollama_blobs=ollama)
+    carriers = _record_carriers(ctx, rec)
+    stage = pub.plan([*made, *carriers], ctx.dist, revision=branch,
+                     repo_of=lambda a: a.recipe["repo"] if a.kind == "record" else stage_repo(ctx, a))
+    records = {a.id for a in carriers}
+    for rp in stage.repos:
+        for pf in rp.files:
+            pf.last = pf.artifact in records
+    outputs = [pf for rp in stage.repos for pf in rp.uploads if not pf.last]
+    summary.uploaded_files += len(outputs)
+    summary.uploaded_bytes += sum(pf.size for pf in outputs)
+    result = pub.apply(stage, message=f"Stage {unit.id} of {ctx.release.name}")
+    summary.commits += result.commits
+    summary.units[unit.id] = "staged"
 
 
 def free_base(ctx: Context) -> None:
@@ -211,20 +246,20 @@ def free_base(ctx: Context) -> None:
                 "cache: what this job makes from it is built and verified")
 
 
-def _push_model_blobs(ctx: Context, job: Job, summary: JobSummary) -> dict[str, str]:
-    """Each Ollama tag's model layer is the GGUF this job made: push it by digest now (no manifest:
-    the registry shows nothing new), so finish never moves a weight."""
+def _push_model_blobs(ctx: Context, tag_ids: list[str], summary: JobSummary) -> dict[str, str]:
+    """Each Ollama tag's model layer is a GGUF this job made: push it by digest now (no manifest: the
+    registry shows nothing new), so finish never moves a weight."""
     from ..ollama import layers as L
     from ..ollama.registry import RegistryClient
 
     o = ctx.release.definition.ollama
-    if o is None or not job.ollama_blobs:
+    if o is None or not tag_ids:
         return {}
     registry = ctx.options.ollama_registry or o.registry
     client = RegistryClient(registry, insecure=o.insecure)
     pushed: dict[str, str] = {}
     try:
-        for tag_id in job.ollama_blobs:
+        for tag_id in tag_ids:
             g = ctx.artifacts[ctx.artifacts[tag_id].recipe["gguf"]]
             f = g.files[0]
             blob = L.Blob(L.MT_MODEL, f"sha256:{f.sha256}", f.size or 0)
@@ -240,7 +275,7 @@ def _push_model_blobs(ctx: Context, job: Job, summary: JobSummary) -> dict[str, 
     return pushed
 
 
-def _blobs_present(ctx: Context, rec: JobRecord) -> bool:
+def _blobs_present(ctx: Context, rec: UnitRecord) -> bool:
     from ..ollama.registry import RegistryClient
 
     o = ctx.release.definition.ollama
@@ -255,15 +290,12 @@ def _blobs_present(ctx: Context, rec: JobRecord) -> bool:
         client.close()
 
 
-def _commit_record(ctx: Context, pub: Any, rec: JobRecord) -> int:
-    """The record, last, on the branch of every repo the job staged to."""
-    local = ctx.dist / record_path(rec.job)
+def _record_carriers(ctx: Context, rec: UnitRecord) -> list[Artifact]:
+    """The record, written here, as one artifact per repo the unit stages to: it is committed with the
+    unit's outputs, in the last commit of each branch, so it exists only once everything it names does."""
+    local = ctx.dist / record_path(rec.unit)
     atomic_write_text(local, json.dumps(rec.to_json(), indent=1, sort_keys=True) + "\n")
-    repos = sorted(set(rec.repos.values()))
-    carriers = [Artifact(id=f"record:{repo}", kind="record", status="built", root="",
-                         files=[FileEntry(record_path(rec.job))], recipe={"repo": repo},
-                         destination=Destination(kind="hub", repo=repo)) for repo in repos]
-    plan = pub.plan(carriers, ctx.dist, revision=rec.branch, repo_of=lambda a: a.recipe["repo"])
-    result = pub.apply(plan, message=f"Record of {rec.job} ({ctx.release.name})")
-    return result.commits
+    return [Artifact(id=f"record:{repo}", kind="record", status="built", root="",
+                     files=[FileEntry(record_path(rec.unit))], recipe={"repo": repo},
+                     destination=Destination(kind="hub", repo=repo)) for repo in sorted(set(rec.repos.values()))]
 

@@ -19,7 +19,7 @@ from typing import Any, cast
 from .. import __version__
 from ..errors import InputError, Problem, WorkError
 from ..families import Family, for_config
-from ..fsutil import _umask
+from ..fsutil import _umask, folder_problem
 from ..spec.definition import ReleaseDefinition
 from ..spec.dropmap import FORMAT as DROP_MAP_FORMAT
 from ..spec.dropmap import check_against_config, parse_drop_map
@@ -123,6 +123,7 @@ def _recipe(d: ReleaseDefinition, request: DropmapRequest) -> Recipe:
 
 def derive(name: str, request: DropmapRequest, progress: Callable[[str], None] | None = None) -> DropmapResult:
     """Run the collector over the base model and write the drop map and its scores (see module docstring)."""
+    out_problem(request.out)
     pipeline_dir = resolve_pipeline_dir(name)
     definition = load_definition(pipeline_dir)
     rel_file = f"{pipeline_dir.name}/{DEFINITION_FILE}"
@@ -158,7 +159,8 @@ def derive(name: str, request: DropmapRequest, progress: Callable[[str], None] |
     else:
         raise InputError("no calibration text: give --calibration DIR or set [dropmap] calibration",
                          file="--calibration")
-    classes = read_calibration(calibration, shown)
+    max_tokens = request.max_tokens or (definition.dropmap.max_tokens if definition.dropmap else 512)
+    classes = read_calibration(calibration, shown, max_tokens=max_tokens)
     recipe = _recipe(definition, request)
     from_cli = request.recipe is not None or request.keep_top_per_class is not None or \
         request.class_weights is not None
@@ -167,15 +169,12 @@ def derive(name: str, request: DropmapRequest, progress: Callable[[str], None] |
     if recipe.keep_top_per_class > kept_count:
         problems.append(Problem(recipe_file, f"{recipe_field}.keep_top_per_class".lstrip("."),
                                 f"{recipe.keep_top_per_class} is more than the {kept_count} experts kept"))
-    max_tokens = request.max_tokens or (definition.dropmap.max_tokens if definition.dropmap else 512)
     if problems:
         raise InputError(problems)
     device = _torch_device(request.device)
     dtype = resolve_dtype(request.dtype, config, family)
     out = request.out
     scores_out = out.with_name(scores_path_for(out.name))
-    if out.suffix != ".json":
-        raise InputError("the drop map is a .json file", file="--out")
 
     from ..fetch import ensure_base
     from ..prune import inspect_checkpoint
@@ -230,6 +229,18 @@ def derive(name: str, request: DropmapRequest, progress: Callable[[str], None] |
     _write_together([(scores_out, scores.to_bytes()), (out, drop_map_bytes)])
     return DropmapResult(out, scores_out, recipe, kept, kept_share(scores, kept), collected.tokens,
                          collected.seconds, collected.layer_bytes, collected.activation_bytes)
+
+
+def out_problem(out: Path) -> None:
+    """Refuse an --out the results could not be written to, before anything is read or loaded (a
+    collection can take hours; finding out at its end loses them)."""
+    if out.suffix != ".json":
+        raise InputError("the drop map is a .json file", file="--out")
+    if out.is_dir():
+        raise InputError(f"{out} is a folder; give the drop map's file name", file="--out")
+    why = folder_problem(out.parent.absolute(), probe=True)
+    if why:
+        raise InputError(f"cannot write {out.name} there: {why}", file="--out")
 
 
 def _tokenizer(base_dir: Path) -> Any:

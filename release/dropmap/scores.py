@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError, ProblemCollector
+from ..spec.readers import loads_guarded
 from .recipes import RECIPES, Recipe, select
 
 FORMAT = "moe-expert-scores/1"
@@ -150,9 +151,10 @@ def _num(v: Any) -> bool:
 def parse_scores(raw: bytes, file: str) -> ExpertScores:
     """Structural validation of a scores file; every problem at once (InputError)."""
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise InputError(f"not valid JSON: {exc}", file=file) from exc
+    data = loads_guarded(text, file)
     if not isinstance(data, dict):
         raise InputError("top level must be a JSON object", file=file)
     errors = ProblemCollector()

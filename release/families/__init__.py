@@ -19,6 +19,9 @@ Optional `collect = { experts = …, routing = … }` lets `release dropmap` mea
 experts(hidden, top_k_index, top_k_weights) with the router's final weights; `routing` describes how
 the model computes them (recorded with the scores). Without it the family has no collector.
 
+`nvfp4_census` says which tensors the family's checkpoints hold, so `plan` sizes the NVFP4 artifact from
+the config alone (its layout and keys: release/nvfp4/census.py).
+
 moe_layers rules:
 - `all`            — every layer (optionally only if `enabled_key` is true when present)
 - `first_k_dense`  — layers ≥ config[`key`] (DeepSeek-V3, GLM-4.5)

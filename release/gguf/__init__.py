@@ -9,7 +9,7 @@ Public interface (modules are imported lazily: `release.spec` needs only `tiers`
   mixture.tensor_types(tensors, recipe, hparams, has_imatrix) -> dict   the type llama.cpp writes per tensor
   sizes.tier_size(tensors, hparams, recipe, has_imatrix) -> int         planned bytes of a tier
   metadata.release_metadata(release) -> GgufMetadata the release's general.* keys for the converter
-  inspect.file_facts(paths, ...) -> dict             histogram, bpw, fallbacks, metadata checks of a file
+  inspect.file_facts(paths, ...) -> dict             histogram, stored types, bpw, fallbacks, metadata checks
   runtime.Runner(path)                               libllama forward pass (smoke tests, verify gate)
   imatrix_stream.stream_imatrix(checkpoint, baseline, calibration, out)   importance matrix, layer by layer
                                               from the BF16 checkpoint (what a build makes)

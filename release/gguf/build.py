@@ -36,7 +36,7 @@ from ..errors import InputError, WorkError
 from ..fsutil import atomic_write_bytes, link_or_copy, sha256_file
 from ..manifest import Artifact, Destination, FileEntry
 from ..plan import GGUF_WORK
-from ..procs import stop_pool, worker_init
+from ..procs import stop_pool, worker_init, workers_start_deaf
 from ..toolchain import LLAMA_CPP_COMMIT, LLAMA_CPP_PYTHON, ensure_toolchain
 from . import tiers as T
 from .checks import imatrix_is_calibration, recipe_problems, release_tensors, requested_types, tier_recipe
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from ..spec.load import Release
 
 # progress(description, total) -> update(done, total); Context.task has this shape.
-ProgressFactory = Callable[[str, int | None], Callable[[int, int], None]]
+ProgressFactory = Callable[..., Callable[[int, int], None]]  # (description, total, unit="bytes") → update
 Log = Callable[[str], None]
 
 GB = 1_000_000_000
@@ -113,7 +113,7 @@ def plan_sweep(n_tiers: int, *, jobs: int, max_memory: int | None, per_job: int)
     return SweepPlan(workers, threads, per_job, budget)
 
 
-def _null_progress(_desc: str, _total: int | None) -> Callable[[int, int], None]:
+def _null_progress(_desc: str, _total: int | None, unit: str = "bytes") -> Callable[[int, int], None]:
     return lambda done, total: None
 
 
@@ -205,7 +205,7 @@ def make_imatrix(job: GgufJob, source: Path | None, checkpoint: Path | None = No
         assert source is not None and checkpoint is not None, "a computed imatrix needs the baseline and bf16"
         started = time.perf_counter()
         res = stream_imatrix(checkpoint, source, src, path, chunks=g.imatrix_chunks,
-                             progress=job.progress("gguf: importance matrix (layers)", None))
+                             progress=job.progress("gguf: importance matrix (layers)", None, unit="layers"))
         _, meta = load_imatrix(path)
         meta.update(tokens=res.tokens, wall_s=round(time.perf_counter() - started, 2), partial=res.partial,
                     computed_from="bf16")
@@ -293,20 +293,22 @@ def _sweep(release: Release, tiers: list[str], source: Path, out_dir: Path, root
     recipes = {t: tier_recipe(release, t) for t in tiers}
     order = sorted(tiers, key=lambda t: -tier_cost(recipes[t]))
     staging = out_dir / ".partial"
-    staging.mkdir(exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)  # a run killed with -9 could not remove its own
+    staging.mkdir()
     jobs_ = {t: QuantizeJob(t, str(source), str(staging / T.gguf_filename(g.prefix, t)), recipes[t].ftype,
                             recipes[t].embed_type, recipes[t].output_type, recipes[t].overrides,
                             str(imatrix_path) if imatrix_path else None,
                             _dataset(imatrix_meta) if imatrix_path else None, plan.threads)
              for t in order}
-    total_cost = sum(tier_cost(recipes[t]) for t in tiers)
-    update = progress(f"gguf: quantize {len(tiers)} tiers", total_cost)
-    done_cost = 0
+    update = progress(f"gguf: quantize {len(tiers)} tiers", len(tiers), unit="tiers")
     results: dict[str, Artifact] = {}
     ctx = multiprocessing.get_context("spawn")  # never fork a process holding torch/libllama state
-    with ProcessPoolExecutor(max_workers=plan.workers, mp_context=ctx, initializer=worker_init) as pool:
-        pending: dict[Future, str] = {pool.submit(run_job, jobs_[t]): t for t in order}
+    with ProcessPoolExecutor(max_workers=plan.workers, mp_context=ctx, initializer=worker_init,
+                             initargs=(os.getpid(),)) as pool:
+        pending: dict[Future, str] = {}
         try:
+            with workers_start_deaf():  # workers start as jobs are submitted
+                pending.update({pool.submit(run_job, jobs_[t]): t for t in order})
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
@@ -315,10 +317,10 @@ def _sweep(release: Release, tiers: list[str], source: Path, out_dir: Path, root
                     results[tier] = _finish_tier(release, tier, recipes[tier], Path(jobs_[tier].out), out_dir,
                                                  root, dest, imatrix_path, imatrix_meta, tensors, split_bytes,
                                                  timing, progress, say, experts, used)
-                    done_cost += tier_cost(recipes[tier])
-                    update(done_cost, total_cost)
-        except BaseException:
+                    update(len(results), len(tiers))
+        except BaseException:  # a failed tier, Ctrl-C, SIGTERM (Terminated): nothing half-made stays
             stop_pool(pool)
+            shutil.rmtree(staging, ignore_errors=True)
             raise
     shutil.rmtree(staging, ignore_errors=True)
     return [results[t] for t in tiers]

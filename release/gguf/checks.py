@@ -3,7 +3,14 @@
 `recipe_problems(release)` → InputError material: a tier needing an importance matrix without one, an
 unknown type in a recipe, an override regex matching no tensor of the GGUF this base converts to (or only
 tensors llama.cpp never quantizes, or only tensors an earlier override already took — first match wins,
-G7), an imatrix file that is not one. `recipe_warnings(release)` → silent fallbacks a recipe will hit (G4).
+G7), an imatrix file that is not one, a note that states types. `recipe_warnings(release)` → silent
+fallbacks a recipe will hit (G4).
+
+Notes (`[gguf.notes]`, a recipe's `note`) say what a tier is for. What a file stores is not theirs to say:
+the GGUF card lists it tensor by tensor, read from the built file (row-width fallbacks and the ftype's
+mixture included), and a hand-written "experts at Q4_K" beside it would contradict it as soon as
+llama.cpp stores something else (G4). So a note naming a ggml type or a bit width is refused; a tier is
+named as "the Q6_K tier".
 """
 
 from __future__ import annotations
@@ -19,6 +26,12 @@ if TYPE_CHECKING:
     from ..spec.load import Release
 
 CALIBRATION_SUFFIXES = (".txt", ".text", ".md")
+
+# A ggml type name standing alone (Q4_K, q8_0, IQ4_XS — not the tier names Q4_K_M, Q6_K_L), unless it names
+# a tier ("the Q6_K tier"), and bit widths ("4–5 bits", "8-bit").
+_TYPE_IN_NOTE = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(sorted(T.GGML_TYPES, key=len, reverse=True))
+                           + r")(?![A-Za-z0-9_])(?!\s+tier)", re.IGNORECASE)
+_BITS_IN_NOTE = re.compile(r"\d+(?:\.\d+)?(?:\s*[–-]\s*\d+(?:\.\d+)?)?[\s-]*bits?\b", re.IGNORECASE)
 
 
 def imatrix_is_calibration(path: str) -> bool:
@@ -99,6 +112,10 @@ def recipe_problems(release: Release) -> list[Problem]:
         if tensors is not None:
             p += _regex_problems(file, field, r.overrides, compiled, tensors)
 
+    notes = [(f"gguf.notes.{tier}", note) for tier, note in g.notes.items()]
+    notes += [(f"gguf.recipes.{name}.note", r.note) for name, r in g.recipes.items()]
+    p += [Problem(file, field, problem) for field, note in notes if (problem := note_problem(note))]
+
     if g.imatrix and not imatrix_is_calibration(g.imatrix):
         path = release.path(g.imatrix)
         if path.is_file():
@@ -109,6 +126,15 @@ def recipe_problems(release: Release) -> list[Problem]:
             except Exception as exc:  # InputError, or the reader's own errors on junk
                 p.append(Problem(file, "gguf.imatrix", f"{g.imatrix}: not a usable imatrix GGUF: {exc}"))
     return p
+
+
+def note_problem(note: str) -> str | None:
+    """Why a tier's note may not say what it says (None: it may)."""
+    claim = _TYPE_IN_NOTE.search(note) or _BITS_IN_NOTE.search(note)
+    if claim is None:
+        return None
+    return (f"the note states types ({claim.group(0)!r}); what each file stores is read from the built file and "
+            "listed on the GGUF card, so a note says only what the tier is for (name a tier as \"the Q6_K tier\")")
 
 
 def _regex_problems(file: str, field: str, overrides: list, compiled: list[re.Pattern[str] | None],

@@ -1,6 +1,7 @@
-"""What a produced GGUF really is, read back with the gguf reader: type histogram per tensor group,
-effective bits per weight, requested vs actual types (fallbacks are silent apart from a log line, G4),
-and metadata checks. The results go into Artifact.facts.
+"""What a produced GGUF really is, read back with the gguf reader: type histogram per tensor group, the
+type of every tensor by kind and layer (what the GGUF card lists), effective bits per weight, requested
+vs actual types (fallbacks are silent apart from a log line, G4), and metadata checks. The results go
+into Artifact.facts.
 """
 
 from __future__ import annotations
@@ -54,9 +55,31 @@ def read_tensors(paths: list[Path]) -> tuple[list[tuple[str, str, int, int]], di
     return rows, meta
 
 
+def tensor_kind(name: str) -> tuple[str, int | None]:
+    """("ffn_down_exps", 3) for `blk.3.ffn_down_exps.weight`; ("token_embd", None) outside the layers."""
+    m = re.match(r"blk\.(\d+)\.(.+?)(?:\.weight)?$", name)
+    if m:
+        return m.group(2), int(m.group(1))
+    return name.removesuffix(".weight"), None
+
+
+def stored_types(types: dict[str, str]) -> dict[str, dict[str, list[int]]]:
+    """Tensor kind → ggml type → the layers whose tensor of that kind has it ([] outside the layers), from
+    tensor name → type: what a file stores, tensor by tensor, small enough for the manifest."""
+    out: dict[str, dict[str, set[int]]] = {}
+    for name, typ in types.items():
+        kind, layer = tensor_kind(name)
+        layers = out.setdefault(kind, {}).setdefault(typ, set())
+        if layer is not None:
+            layers.add(layer)
+    return {kind: {typ: sorted(layers) for typ, layers in sorted(by_type.items())}
+            for kind, by_type in sorted(out.items())}
+
+
 def file_facts(paths: list[Path], *, requested: dict[str, str] | None = None, ftype: str | None = None,
                expected_experts: int | None = None, expected_used: int | None = None) -> dict[str, Any]:
-    """Facts of one GGUF (all shards): size, bpw, per-group histogram, fallbacks, metadata checks.
+    """Facts of one GGUF (all shards): size, bpw, per-group histogram, the type of every tensor
+    (`stored_types`), fallbacks, metadata checks.
 
     `requested` maps tensor name → type the recipe asked for explicitly (overrides, embed, output);
     `ftype` adds the ftype's main type for tensors the recipe did not name, to spot fallbacks there too.
@@ -114,6 +137,7 @@ def file_facts(paths: list[Path], *, requested: dict[str, str] | None = None, ft
         "group_bpw": group_bpw,
         "histogram": histogram,
         "types": dict(sorted(totals.items())),
+        "stored_types": stored_types({name: typ for name, typ, _ne0, _n in rows}),
         "fallbacks": _summarise(fallbacks),
         "fallback_count": len(fallbacks),
         "overrides_applied": dict(overrides_applied),

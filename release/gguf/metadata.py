@@ -61,20 +61,28 @@ def base_model_entry(repo: str) -> dict[str, str]:
     return entry
 
 
+def converted_from(release: Release) -> str:
+    """The repo the GGUFs are converted from: the pruned BF16 repo of this release (the card's `base_model`
+    with `base_model_relation: quantized`), or the base model when the release publishes no BF16 repo."""
+    d = release.definition
+    return d.bf16.repo if d.bf16 is not None else d.base.repo
+
+
 def metadata_inputs(release: Release) -> dict[str, Any]:
     """Everything of the definition the metadata is made from (for input hashes: a change reconverts)."""
     d = release.definition
     assert d.gguf is not None
     params = dict(d.ollama.parameters) if d.ollama and d.ollama.parameters else {}
     return {"license": d.release.license, "license_name": d.release.license_name,
-            "license_link": d.release.license_link, "base": d.base.repo, "prefix": d.gguf.prefix,
+            "license_link": d.release.license_link, "base": converted_from(release), "prefix": d.gguf.prefix,
             "sampling": {k: v for k, v in params.items() if k in SAMPLING_KEYS}}
 
 
 def release_metadata(release: Release) -> GgufMetadata:
-    """The release's values: license from [release], the base model from [base] repo (the pruned model's
-    parent is the original model), the basename from [gguf] prefix, sampling from [ollama] parameters
-    where given (the base's generation_config.json values stay for the others)."""
+    """The release's values: license from [release], the base model the repo the files are converted from
+    (`converted_from`: the pruned BF16 repo, as the GGUF card's model tree says), the basename from [gguf]
+    prefix, sampling from [ollama] parameters where given (the base's generation_config.json values stay
+    for the others)."""
     i = metadata_inputs(release)
     overrides: dict[str, Any] = {
         "general.basename": i["prefix"],

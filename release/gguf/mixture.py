@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 
 from . import tiers as T
 from .names import ExpectedTensor, ModelHparams
@@ -27,6 +28,7 @@ FTYPE_DEFAULT_TYPE: dict[str, str] = {
 _IQ_LOW = {"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M"}
 
 
+@cache  # plan asks for every tensor of every tier: a few hundred names, tens of thousands of calls
 def category(name: str) -> str:
     """tensor_get_category: a broad role from substrings of the GGUF name (order matters)."""
     if name == "output.weight":
@@ -46,6 +48,7 @@ def _is_attn_v(cat: str) -> bool:
     return cat in ("attn_v", "attn_qkv", "attn_kv_b")
 
 
+@cache
 def _layer_of(name: str) -> int:
     m = re.match(r"blk\.(\d+)\.", name)
     return int(m.group(1)) if m else -1

@@ -105,7 +105,7 @@ def gguf_filename(prefix: str, tier: str) -> str:
 # block falls back (G4), see `fallback_type`.
 _BLOCK_256 = {"q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s",
               "iq1_s", "iq1_m", "iq4_xs", "tq1_0", "tq2_0"}
-_FALLBACK = {"q2_k": "q4_0", "q3_k": "q4_0", "tq1_0": "q4_0", "tq2_0": "q4_0", "q4_k": "q5_0",
+FALLBACKS = {"q2_k": "q4_0", "q3_k": "q4_0", "tq1_0": "q4_0", "tq2_0": "q4_0", "q4_k": "q5_0",
              "q5_k": "q5_1", "q6_k": "q8_0", "iq1_s": "iq4_nl", "iq1_m": "iq4_nl", "iq2_xxs": "iq4_nl",
              "iq2_xs": "iq4_nl", "iq2_s": "iq4_nl", "iq3_xxs": "iq4_nl", "iq3_s": "iq4_nl", "iq4_xs": "iq4_nl"}
 
@@ -152,7 +152,7 @@ def fallback_type(ggml_type: str, ne0: int) -> str:
     """The type llama.cpp actually writes when asked for `ggml_type` on rows `ne0` wide (G4)."""
     t = ggml_type.lower()
     if t in _BLOCK_256 and ne0 % 256 != 0:
-        t = _FALLBACK[t]
+        t = FALLBACKS[t]
     if t not in ("f32", "f16", "bf16") and ne0 % 32 != 0:
         return "f16"
     return t

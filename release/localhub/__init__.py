@@ -10,9 +10,15 @@ For tests now, and later for `release publish --local` rehearsals. Start it in-p
 or as a program: `python -m release.localhub --root DIR --port N --token my-org=TOKEN`.
 Clients must set `HF_HUB_DISABLE_XET=1` (the stand-in speaks LFS, not Xet).
 
+It is as strict as huggingface.co where a release can trip: one commit at a time per repository (409)
+and a commit quota per repository (429), see limits.py (`hub.limits`, settable while it runs); a token
+for every write (401 without, 403 without rights on the namespace) and private repos invisible (404)
+to whoever may not read them, on every read route — tokens.py says what a token may do (roles and
+fine-grained scopes; the historical `{token: [namespaces]}` form is a write token).
+
 `hub.faults` injects faults at runtime (see faults.py); `hub.log` records every request (method,
 path, route, bytes received, status) so tests can assert what was — or was not — sent. State lives
-under `root` and survives a restart. Tokens map to the namespaces they may write to.
+under `root` and survives a restart (the quota's counts do not).
 
 Out of process, the same controls are HTTP endpoints on the API origin (loopback only, never faulted):
 `GET /_localhub/requests`, `GET|POST|DELETE /_localhub/faults` (POST {"method", "path_regex", "kind",
@@ -28,18 +34,22 @@ from typing import Any
 
 from .faults import Fault, FaultSet
 from .http import HubServer
+from .limits import DEFAULT_COMMIT_QUOTA, CommitLimits
 from .requestlog import RequestLog, RequestRecord
 from .routes import API_ROUTES, STORAGE_ROUTES
-from .store import RepoKey, Store
+from .store import FileChange, RepoKey, Store, now_iso
+from .tokens import Token
 
-__all__ = ["Fault", "FaultSet", "LocalHub", "RequestLog", "RequestRecord"]
+__all__ = ["CommitLimits", "Fault", "FaultSet", "LocalHub", "RequestLog", "RequestRecord", "Token"]
+
+TokenSpec = Token | str | Iterable[str] | Mapping[str, Any]
 
 
 class LocalHub:
     def __init__(
         self,
         root: Path | str,
-        tokens: Mapping[str, str | Iterable[str]] | None = None,
+        tokens: Mapping[str, TokenSpec] | None = None,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -48,11 +58,13 @@ class LocalHub:
         chunk_size: int = 16 << 20,
         page_size: int = 1000,
         expand_page_size: int = 50,
+        commit_quota: tuple[int, float] | None = DEFAULT_COMMIT_QUOTA,
+        commit_seconds: float = 0.0,
     ) -> None:
         self.store = Store(Path(root))
-        self.tokens: dict[str, list[str]] = {
-            tok: [ns] if isinstance(ns, str) else list(ns) for tok, ns in (tokens or {}).items()
-        }
+        self.tokens: dict[str, Token] = {tok: Token.parse(spec) for tok, spec in (tokens or {}).items()}
+        self.limits = CommitLimits(commit_quota, commit_seconds)
+        self.started_at = now_iso()  # when the tokens were issued, as whoami-v2 tells
         self.host, self.port, self.storage_port = host, port, storage_port
         self.multipart_threshold = multipart_threshold
         self.chunk_size = chunk_size
@@ -127,3 +139,17 @@ class LocalHub:
     def tags(self, repo_id: str, repo_type: str = "model") -> dict[str, str]:
         meta = self.store.require_repo(self._key(repo_id, repo_type))
         return {name: v["commit"] for name, v in meta["tags"].items()}
+
+    # ---- server-side set-up for tests at a real release's size (no HTTP, not limited) ------------
+
+    def add_sparse_lfs(self, oid: str, size: int) -> None:
+        """An LFS object of `size` bytes taken as stored under `oid` without writing its bytes (a sparse
+        file of zeros: its content does not hash to `oid`), so a test can stage a 400 GB release."""
+        self.store.add_sparse_lfs(oid, size)
+
+    def commit_files(self, repo_id: str, files: Mapping[str, bytes | tuple[str, int]], *, branch: str = "main",
+                     title: str = "seed", repo_type: str = "model") -> str:
+        """Commit on the server: path → content, or (sha256, size) of a stored LFS object."""
+        changes = [FileChange("file", p, content=v) if isinstance(v, bytes)
+                   else FileChange("lfs", p, sha256=v[0], size=v[1]) for p, v in files.items()]
+        return self.store.commit(self._key(repo_id, repo_type), branch, changes, title, "", None)

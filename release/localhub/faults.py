@@ -6,8 +6,9 @@
     hub.faults.release()         # let stalled requests go on
 
 Kinds:
-  status         answer `status` (default 500) after reading the body; nothing is applied
-  rate_limit     answer 429 with `Retry-After: retry_after` (default 0 s)
+  status         answer `status` (default 500) with `message` after reading the body; nothing is applied
+  rate_limit     answer 429 with `message` and the headers given: `Retry-After: retry_after`,
+                 `RateLimit: ratelimit`, `RateLimit-Policy: policy` (none unless given)
   reset          read `after_bytes` of the body (default half of it), then reset the connection
   slow           wait `delay` seconds, then handle the request normally
   lost_response  handle the request (a commit lands), then reset the connection instead of answering

@@ -206,10 +206,13 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(p.get("delay", 1.0)))
         elif fault.kind == "status":
             self.body.drain()
-            raise HubError(int(p.get("status", 500)), "injected fault")
+            raise HubError(int(p.get("status", 500)), str(p.get("message", "injected fault")))
         elif fault.kind == "rate_limit":
             self.body.drain()
-            raise HubError(429, "injected rate limit", headers={"Retry-After": str(p.get("retry_after", 0))})
+            headers = {name: str(p[param]) for name, param in (
+                ("Retry-After", "retry_after"), ("RateLimit", "ratelimit"), ("RateLimit-Policy", "policy"))
+                if p.get(param) is not None}
+            raise HubError(429, str(p.get("message", "injected rate limit")), headers=headers)
         elif fault.kind in ("reset", "stall"):
             default = (self.body.length or 0) // 2
             self.body.read(int(p.get("after_bytes", default)))

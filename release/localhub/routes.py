@@ -23,6 +23,7 @@ import yaml
 
 from .http import COPY_CHUNK, Aborted, Handler, Route
 from .store import REGULAR_MAX, FileChange, HubError, RepoKey, decode_b64, is_lfs_path
+from .tokens import Token
 
 if TYPE_CHECKING:
     from . import LocalHub
@@ -47,30 +48,55 @@ def _key(t: str | None, ns: str, name: str, prefix: str | None = None) -> RepoKe
 
 # ---- auth ---------------------------------------------------------------------------------------
 
-def _identity(h: Handler) -> list[str] | None:
+def _identity(h: Handler) -> Token | None:
+    """The caller's token, None when anonymous; 401 for a token the Hub does not know."""
     token = h.bearer()
     if token is None:
         return None
-    namespaces = _hub(h).tokens.get(token)
-    if namespaces is None:
+    ident = _hub(h).tokens.get(token)
+    if ident is None:
         raise HubError(401, "Invalid credentials in Authorization header")
-    return namespaces
+    return ident
 
 
-def _require_write(h: Handler, namespace: str) -> None:
-    ids = _identity(h)
-    if ids is None:
+def _writer(h: Handler) -> Token:
+    ident = _identity(h)
+    if ident is None:
         raise HubError(401, "You must be authenticated to write")
-    if namespace not in ids:
-        raise HubError(403, f"You don't have the rights to write to the namespace {namespace}")
+    return ident
+
+
+def _forbidden(namespace: str) -> HubError:
+    return HubError(403, f"You don't have the rights to write to the namespace {namespace}")
+
+
+def _require_write(h: Handler, namespace: str) -> Token:
+    """Namespace-level writes (create a repo or a collection): 401 anonymous, 403 without rights."""
+    ident = _writer(h)
+    if not ident.can_write(namespace):
+        raise _forbidden(namespace)
+    return ident
+
+
+def _invisible(h: Handler, key: RepoKey, meta: dict) -> bool:
+    ident = _identity(h)
+    return bool(meta["private"]) and (ident is None or not ident.can_read(key.namespace, key.id))
 
 
 def _readable_repo(h: Handler, key: RepoKey) -> dict:
+    """The repo, or 404 RepoNotFound when it does not exist or the caller may not see it (private)."""
     meta = _hub(h).store.require_repo(key)
-    if meta["private"]:
-        ids = _identity(h) or []
-        if key.namespace not in ids:
-            raise HubError(404, "Repository not found", "RepoNotFound")
+    if _invisible(h, key, meta):
+        raise HubError(404, "Repository not found", "RepoNotFound")
+    return meta
+
+
+def _writable_repo(h: Handler, key: RepoKey) -> dict:
+    """The repo for a write: 401 anonymous, 404 when invisible to the caller, 403 without write rights."""
+    ident = _writer(h)
+    meta = _readable_repo(h, key)
+    if not ident.can_write(key.namespace, key.id):
+        raise _forbidden(key.namespace)
     return meta
 
 
@@ -155,10 +181,10 @@ def _front_matter(text: str) -> Any:
 def repo_create(h: Handler) -> None:
     body = h.body.json() or {}
     name = body.get("name")
-    ids = _identity(h)
-    ns = body.get("organization") or (ids[0] if ids else None)
-    if not name or not ns:
-        raise HubError(400, "name and organization are required")
+    ident = _writer(h)
+    ns = body.get("organization") or ident.user
+    if not name:
+        raise HubError(400, "name is required")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}", name) or "--" in name or ".." in name:
         raise HubError(400, f"invalid repo name {name!r}")
     _require_write(h, ns)
@@ -171,11 +197,27 @@ def repo_create(h: Handler) -> None:
 
 
 def repo_delete(h: Handler) -> None:
+    """`HfApi.delete_repo`: DELETE with a JSON body {"name", "organization", "type"?}."""
     body = h.body.json() or {}
     key = RepoKey(body.get("type") or "model", body.get("organization") or "", body.get("name") or "")
-    _require_write(h, key.namespace)
+    _writable_repo(h, key)
     _hub(h).store.delete_repo(key)
     h.answer(200, {})
+
+
+def repo_settings(h: Handler, t: str, ns: str, name: str) -> None:
+    """`HfApi.update_repo_settings(private=, visibility=, gated=)`: PUT {"visibility"?, "gated"?}."""
+    key = _key(t, ns, name)
+    body = h.body.json() or {}
+    _writable_repo(h, key)
+    visibility, gated = body.get("visibility"), body.get("gated")
+    if visibility not in (None, "public", "private"):
+        raise HubError(400, f"invalid visibility {visibility!r}: public or private")
+    if gated not in (None, False, "auto", "manual"):
+        raise HubError(400, f"invalid gated {gated!r}: false, auto or manual")
+    meta = _hub(h).store.update_settings(key, private=None if visibility is None else visibility == "private",
+                                         gated=gated)
+    h.answer(200, {"private": meta["private"], "gated": meta.get("gated", False)})
 
 
 def validate_yaml(h: Handler) -> None:
@@ -192,14 +234,10 @@ def validate_yaml(h: Handler) -> None:
 
 
 def whoami(h: Handler) -> None:
-    ids = _identity(h)
-    if not ids:
+    ident = _identity(h)
+    if ident is None:
         raise HubError(401, "Invalid credentials in Authorization header")
-    h.answer(200, {
-        "type": "user", "id": hashlib.sha1(ids[0].encode()).hexdigest()[:24], "name": ids[0],
-        "fullname": ids[0], "orgs": [{"type": "org", "name": o} for o in ids[1:]],
-        "auth": {"type": "access_token", "accessToken": {"displayName": "localhub", "role": "write"}},
-    })
+    h.answer(200, ident.whoami(_hub(h).started_at))
 
 
 def list_models(h: Handler) -> None:
@@ -207,11 +245,10 @@ def list_models(h: Handler) -> None:
     the Hub lists them: short entries, paginated with a Link header."""
     store = _hub(h).store
     author, search = h.q("author"), (h.q("search") or "").lower()
-    allowed = _identity(h) or []
     items = []
     for key in store.repos("model"):
         meta = store.repo(key)
-        if meta is None or (meta["private"] and key.namespace not in allowed):
+        if meta is None or _invisible(h, key, meta):
             continue
         if (author and key.namespace != author) or (search and search not in key.id.lower()):
             continue
@@ -247,7 +284,8 @@ def repo_info(h: Handler, t: str, ns: str, name: str, rev: str = "main") -> None
         "_id": hashlib.sha1(key.id.encode()).hexdigest()[:24], "id": key.id, "modelId": key.id,
         "author": ns, "sha": sha, "lastModified": store.commit_obj(sha)["date"],
         "createdAt": meta["createdAt"],
-        "private": meta["private"], "disabled": False, "gated": False, "downloads": 0, "likes": 0,
+        "private": meta["private"], "disabled": False, "gated": meta.get("gated", False), "downloads": 0,
+        "likes": 0,
         "tags": [], "siblings": siblings, "usedStorage": sum(e["size"] for e in entries.values()),
     }
     if "README.md" in entries and not entries["README.md"]["lfs"]:
@@ -263,7 +301,7 @@ def repo_info(h: Handler, t: str, ns: str, name: str, rev: str = "main") -> None
 
 def preupload(h: Handler, t: str, ns: str, name: str, rev: str) -> None:
     key = _key(t, ns, name)
-    _require_write(h, ns)
+    _writable_repo(h, key)
     store = _hub(h).store
     sha = store.resolve(key, rev)
     entries = store.tree(sha)
@@ -289,7 +327,7 @@ def preupload(h: Handler, t: str, ns: str, name: str, rev: str) -> None:
 
 def commit(h: Handler, t: str, ns: str, name: str, rev: str) -> None:
     key = _key(t, ns, name)
-    _require_write(h, ns)
+    _writable_repo(h, key)
     if h.flag("create_pr"):
         raise HubError(400, "the stand-in Hub does not implement pull requests")
     header: dict | None = None
@@ -316,7 +354,9 @@ def commit(h: Handler, t: str, ns: str, name: str, rev: str) -> None:
             raise HubError(400, f"unknown commit line key {kind!r}")
     if header is None:
         raise HubError(400, "commit has no header line")
-    sha = _hub(h).store.commit(key, rev, changes, header.get("summary") or "",
+    hub = _hub(h)
+    with hub.limits.commit(key.id):  # one at a time per repo, within its quota
+        sha = hub.store.commit(key, rev, changes, header.get("summary") or "",
                                header.get("description") or "", header.get("parentCommit"))
     h.record.stored = True
     url = f"{_hub(h).url}/{URL_PREFIX[key.type]}{key.id}/commit/{sha}"
@@ -399,7 +439,7 @@ def commits(h: Handler, t: str, ns: str, name: str, rev: str) -> None:
 
 
 def tag_create(h: Handler, t: str, ns: str, name: str, rev: str) -> None:
-    _require_write(h, ns)
+    _writable_repo(h, _key(t, ns, name))
     body = h.body.json() or {}
     if not body.get("tag"):
         raise HubError(400, "tag is required")
@@ -408,20 +448,20 @@ def tag_create(h: Handler, t: str, ns: str, name: str, rev: str) -> None:
 
 
 def tag_delete(h: Handler, t: str, ns: str, name: str, rev: str) -> None:
-    _require_write(h, ns)
+    _writable_repo(h, _key(t, ns, name))
     _hub(h).store.delete_tag(_key(t, ns, name), rev)
     h.answer(200, {})
 
 
 def branch_create(h: Handler, t: str, ns: str, name: str, branch: str) -> None:
-    _require_write(h, ns)
+    _writable_repo(h, _key(t, ns, name))
     body = h.body.json() or {}
     _hub(h).store.create_branch(_key(t, ns, name), branch, body.get("startingPoint"))
     h.answer(200, {})
 
 
 def branch_delete(h: Handler, t: str, ns: str, name: str, branch: str) -> None:
-    _require_write(h, ns)
+    _writable_repo(h, _key(t, ns, name))
     _hub(h).store.delete_branch(_key(t, ns, name), branch)
     h.answer(200, {})
 
@@ -448,9 +488,8 @@ def resolve(h: Handler, ns: str, name: str, rev: str, path: str, p: str | None =
 
 def lfs_batch(h: Handler, ns: str, name: str, p: str | None = None) -> None:
     key = _key(None, ns, name, p)
-    _require_write(h, ns)
+    _writable_repo(h, key)
     hub = _hub(h)
-    hub.store.require_repo(key)
     body = h.body.json() or {}
     if body.get("operation") != "upload":
         raise HubError(400, "only uploads are supported")
@@ -478,7 +517,7 @@ def lfs_batch(h: Handler, ns: str, name: str, p: str | None = None) -> None:
 
 
 def lfs_verify(h: Handler, ns: str, name: str, p: str | None = None) -> None:
-    _require_write(h, ns)
+    _writable_repo(h, _key(None, ns, name, p))
     body = h.body.json() or {}
     if not _hub(h).store.has_lfs(body.get("oid", ""), body.get("size")):
         raise HubError(404, "object not found")
@@ -633,9 +672,28 @@ def collection_create(h: Handler) -> None:
     ns, title = body.get("namespace"), body.get("title")
     if not ns or not title:
         raise HubError(400, "namespace and title are required")
-    _require_write(h, ns)
+    if not _writer(h).can_write_collections(ns):
+        raise _forbidden(ns)
     coll = _hub(h).store.create_collection(ns, title, body.get("description"), bool(body.get("private")))
     h.answer(200, coll)
+
+
+def _visible_collection(h: Handler, coll: dict) -> dict | None:
+    """The collection as the caller may see it: None when private and not theirs; private repos they
+    may not read left out of its items."""
+    ident = _identity(h)
+    if coll["private"] and (ident is None or not ident.can_read_collections(coll["owner"]["name"])):
+        return None
+    store = _hub(h).store
+    items = []
+    for item in coll["items"]:
+        if item["type"] in ("model", "dataset", "space"):
+            key = RepoKey(item["type"], *str(item["id"]).partition("/")[::2])
+            meta = store.repo(key)
+            if meta is None or _invisible(h, key, meta):
+                continue
+        items.append(item)
+    return {**coll, "items": items}
 
 
 def collection_list(h: Handler) -> None:
@@ -643,26 +701,43 @@ def collection_list(h: Handler) -> None:
     out = []
     for c in _hub(h).store.collections():
         if (not owner or c["owner"]["name"] == owner) and (not q or q in c["title"].lower()):
-            # Like the Hub: listings carry no position and at most 4 items per collection.
-            out.append({k: v for k, v in c.items() if k != "position"} | {"items": c["items"][:4]})
+            seen = _visible_collection(h, c)
+            if seen is not None:
+                # Like the Hub: listings carry no position and at most 4 items per collection.
+                out.append({k: v for k, v in seen.items() if k != "position"} | {"items": seen["items"][:4]})
     _paginate(h, out, 100)
 
 
 def collection_get(h: Handler, slug: str) -> None:
-    h.answer(200, _hub(h).store.collection(slug))
+    seen = _visible_collection(h, _hub(h).store.collection(slug))
+    if seen is None:
+        raise HubError(404, "Collection not found", "RepoNotFound")
+    h.answer(200, seen)
+
+
+def collection_delete(h: Handler, slug: str) -> None:
+    store = _hub(h).store
+    _require_write(h, store.collection(slug)["owner"]["name"])
+    store.delete_collection(slug)
+    h.answer(200, {})
 
 
 def collection_item_add(h: Handler, slug: str) -> None:
     store = _hub(h).store
-    coll = store.collection(slug)
-    _require_write(h, coll["owner"]["name"])
+    coll = _visible_collection(h, store.collection(slug))
+    if coll is None:
+        raise HubError(404, "Collection not found", "RepoNotFound")
+    if not _writer(h).can_write_collections(coll["owner"]["name"]):
+        raise _forbidden(coll["owner"]["name"])
     body = h.body.json() or {}
     item = body.get("item") or {}
     if item.get("type") in ("model", "dataset", "space"):
-        ns, _, name = str(item.get("id")).partition("/")
-        if store.repo(RepoKey(item["type"], ns, name)) is None:
+        key = RepoKey(item["type"], *str(item.get("id")).partition("/")[::2])
+        meta = store.repo(key)
+        if meta is None or _invisible(h, key, meta):
             raise HubError(404, f"{item['type']} {item.get('id')} not found", "RepoNotFound")
-    h.answer(200, store.add_collection_item(slug, item.get("id"), item.get("type"), body.get("note")))
+    h.answer(200, _visible_collection(h, store.add_collection_item(slug, item.get("id"), item.get("type"),
+                                                                    body.get("note"))))
 
 
 # ---- admin (for `release publish --local` rehearsals and out-of-process tests) -----------------
@@ -696,19 +771,22 @@ def _r(method: str, pattern: str, name: str, func: Callable[..., None]) -> Route
 
 API_ROUTES: list[Route] = [
     _r("POST", r"^/api/repos/create$", "repo_create", repo_create),
-    _r("POST", r"^/api/repos/delete$", "repo_delete", repo_delete),
+    _r("DELETE", r"^/api/repos/delete$", "repo_delete", repo_delete),
     _r("POST", r"^/api/validate-yaml$", "validate_yaml", validate_yaml),
     _r("GET", r"^/api/whoami-v2$", "whoami", whoami),
     _r("GET", r"^/api/models$", "list_models", list_models),
     _r("POST", r"^/api/collections$", "collection_create", collection_create),
     _r("GET", r"^/api/collections$", "collection_list", collection_list),
     _r("GET", r"^/api/collections/(?P<slug>[^/]+/[^/]+)$", "collection_get", collection_get),
+    _r("DELETE", r"^/api/collections/(?P<slug>[^/]+/[^/]+)$", "collection_delete", collection_delete),
     _r("POST", r"^/api/collections/(?P<slug>[^/]+/[^/]+)/items$", "collection_item_add", collection_item_add),
     _r("GET", rf"^/api/{T}/{REPO}(?:/revision/(?P<rev>[^/]+))?$", "repo_info", repo_info),
+    _r("PUT", rf"^/api/{T}/{REPO}/settings$", "repo_settings", repo_settings),
     _r("POST", rf"^/api/{T}/{REPO}/preupload/(?P<rev>[^/]+)$", "preupload", preupload),
     _r("POST", rf"^/api/{T}/{REPO}/commit/(?P<rev>[^/]+)$", "commit", commit),
     _r("GET", rf"^/api/{T}/{REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$", "tree", tree),
     _r("POST", rf"^/api/{T}/{REPO}/paths-info/(?P<rev>[^/]+)$", "paths_info", paths_info),
+    _r("PUT", rf"^/api/{T}/{REPO}/settings$", "repo_settings", repo_settings),
     _r("GET", rf"^/api/{T}/{REPO}/refs$", "refs", refs),
     _r("GET", rf"^/api/{T}/{REPO}/commits/(?P<rev>[^/]+)$", "commits", commits),
     _r("POST", rf"^/api/{T}/{REPO}/tag/(?P<rev>[^/]+)$", "tag_create", tag_create),

@@ -134,6 +134,14 @@ class Store:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, dest)
 
+    def add_sparse_lfs(self, sha256: str, size: int) -> None:
+        """Test set-up: an object of `size` bytes under `sha256`, none of them written (see LocalHub)."""
+        dest = self.lfs_path(sha256)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.tmp_file()
+        os.truncate(tmp, size)
+        os.replace(tmp, dest)
+
     def tmp_file(self) -> Path:
         fd, name = tempfile.mkstemp(dir=self.root / "tmp")
         os.close(fd)
@@ -209,6 +217,16 @@ class Store:
         with self._lock:
             self.require_repo(key)
             self._repo_path(key).unlink()
+
+    def update_settings(self, key: RepoKey, *, private: bool | None = None, gated: str | bool | None = None) -> dict:
+        with self._lock:
+            meta = self.require_repo(key)
+            if private is not None:
+                meta["private"] = private
+            if gated is not None:
+                meta["gated"] = gated
+            self._save_repo(key, meta)
+            return meta
 
     def resolve(self, key: RepoKey, rev: str) -> str:
         """Branch, tag or full commit sha → commit sha."""
@@ -362,6 +380,11 @@ class Store:
                     "position": 0, "private": private, "theme": "orange", "upvotes": 0, "gating": False}
             _atomic_write(self._collection_path(cid), json.dumps(coll, indent=1).encode())
             return coll
+
+    def delete_collection(self, slug: str) -> None:
+        with self._lock:
+            self.collection(slug)
+            self._collection_path(slug.rsplit("-", 1)[-1]).unlink()
 
     def add_collection_item(self, slug: str, item_id: str, item_type: str, note: str | None) -> dict:
         with self._lock:

@@ -9,9 +9,22 @@ Public interface (what the build step, `plan` and the verify gate call):
 - verify_checkpoint(quant_dir, src_dir, *, max_rel_error, dequantizer) -> VerifyReport
 """
 
-from .build import Nvfp4Result, quantize_checkpoint
-from .estimate import estimate_size, estimate_size_from_config
-from .verify import ModuleCheck, VerifyReport, verify_checkpoint
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Imported on first use: the builder and verify need torch, the size estimate `plan` runs does not.
+_HOME = {"Nvfp4Result": "build", "quantize_checkpoint": "build", "estimate_size": "estimate",
+         "estimate_size_from_config": "estimate", "ModuleCheck": "verify", "VerifyReport": "verify",
+         "verify_checkpoint": "verify"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+
 
 __all__ = ["ModuleCheck", "Nvfp4Result", "VerifyReport", "estimate_size", "estimate_size_from_config",
            "quantize_checkpoint", "verify_checkpoint"]

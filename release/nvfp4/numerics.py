@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-GROUP = 16  # elements per block scale
+from .layout import GROUP  # elements per block scale
+
 FP4_MAX = 6.0
 FP8_MAX = 448.0
 SCALE_EPS = 0.125  # compressed-tensors' substitute for a block scale that rounds to 0 in e4m3

@@ -8,7 +8,6 @@ per-expert tensors). All problems are gathered and raised as one InputError.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from ..errors import InputError, ProblemCollector
 from ..families import Family, for_config
+from ..spec.readers import loads_guarded
 from .safetensors_header import DTYPE_BITS, ShardHeader, read_header
 
 CONFIG = "config.json"
@@ -105,10 +105,7 @@ def _read_json(path: Path, file: str) -> tuple[str, Any]:
         raise InputError("file not found", file=file) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read: {exc}", file=file) from exc
-    try:
-        return text, json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON: {exc}", file=file) from exc
+    return text, loads_guarded(text, file)
 
 
 def inspect_checkpoint(base_dir: Path) -> CheckpointInfo:

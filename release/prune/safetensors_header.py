@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, ProblemCollector
+from ..spec.readers import loads_guarded
 from .jsontext import value_span
 
 # Bits per element; sub-byte types (F4 …) pack several elements per byte.
@@ -95,13 +96,7 @@ def read_header(path: Path, file: str | None = None) -> ShardHeader:
         raise InputError("is a directory, expected a safetensors file", file=file) from exc
     except PermissionError as exc:
         raise InputError(f"cannot read: {exc.strerror}", file=file) from exc
-    try:
-        text = raw.decode("utf-8")
-        header = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"header is not valid JSON: {exc}", file=file, field="header") from exc
-    if not isinstance(header, dict):
-        raise InputError("header must be a JSON object", file=file, field="header")
+    text, header = parse_header_json(raw, file)
 
     problems = ProblemCollector()
     metadata_json: str | None = None
@@ -142,6 +137,19 @@ def read_header(path: Path, file: str | None = None) -> ShardHeader:
     problems.raise_if_any()
     return ShardHeader(path=path, file=file, header_len=n, entries=tuple(entries),
                        metadata_json=metadata_json, file_size=size)
+
+
+def parse_header_json(raw: bytes, file: str) -> tuple[str, dict[str, Any]]:
+    """(text, object) of a header's JSON; anything else — not UTF-8, not JSON, nested deeper than any real
+    header (three levels) so that the parser would recurse without end — is one InputError naming the file."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"header is not valid JSON: {exc}", file=file, field="header") from exc
+    header = loads_guarded(text, file, "header")
+    if not isinstance(header, dict):
+        raise InputError("header must be a JSON object", file=file, field="header")
+    return text, header
 
 
 def _entry(name: str, info: Any, file: str, problems: ProblemCollector) -> TensorEntry | None:

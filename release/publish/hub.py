@@ -23,10 +23,15 @@ How it stays safe:
   with the remote tree: LFS files by size + sha256, regular files by git blob sha1. Local problems
   (missing file, size or hash differing from the manifest) raise InputError before any remote call.
 - apply refuses if a repo's head moved since plan; each commit carries `parent_commit` (the planned
-  head, then our previous commit). LFS-stored files go first, README.md and deletions in the last
-  commit, at most `max_files` files / `max_lfs_bytes` / `max_regular_bytes` per commit.
+  head, then our previous commit). LFS content is sent before any commit (`upload`), so a commit
+  carries pointers, server-side copies and small files: one commit per repo (or branch) unless it
+  holds more than `max_files` files or `max_regular_bytes` of inline content; then LFS-stored files
+  go first, and README.md, deletions and files marked `last` ride in the last commit.
 - the client does not retry the commit POST; we do, after checking whether the failed commit landed
   (head moved, its parent is ours and the tree holds the planned files) so nothing is committed twice.
+- every call is retried on the Hub's transient answers (hubanswers.py): 409 "operation in progress"
+  and 429 wait with backoff or as long as the Hub asks, 5xx and resets a few times; one call waits at
+  most `max_wait` seconds in all (RELEASE_HUB_MAX_WAIT, default 15 minutes), each wait said in one line.
 - after each commit the touched paths are read back (paths-info) and compared with the plan.
 - an unchanged release makes no write request at all; a rerun after a crash re-plans and sends only
   what is missing (LFS objects already stored are skipped by the Hub's batch answer).
@@ -42,28 +47,18 @@ import posixpath
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx2
 from huggingface_hub import CommitOperationAdd, CommitOperationCopy, CommitOperationDelete, HfApi, constants
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from ..errors import (
-    InputError,
-    Problem,
-    ReleaseError,
-    RemoteError,
-    WorkError,
-    describe,
-    disk_full,
-    exception_chain,
-)
+from ..errors import InputError, Problem, ReleaseError, RemoteError, WorkError, describe
 from ..fsutil import HashCache, sha256_file
-from ..manifest import Artifact, RemoteFile
+from ..manifest import Artifact
 from .gitsha import git_blob_sha1_file
+from .hubanswers import MAX_WAIT_ENV, in_progress, max_wait_from_env, refusal, status
 from .hubplan import (
     CollectionResult,
     HubPlan,
@@ -76,53 +71,18 @@ from .hubplan import (
     short,
 )
 from .redact import Redactor
-from .retry import Backoff, retry_call
+from .retry import Backoff, Retries
 
 T = TypeVar("T")
 
 OFFICIAL_HUB = "https://huggingface.co"
-TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 PATHS_INFO_MAX = 1000
+# Files per commit: the Hub recommends at most about 100 (docs/hf-hub.md §4); a v4 repo has fewer.
+COMMIT_MAX_FILES = 100
 NEVER_DELETE = frozenset({".gitattributes"})
 DEFAULT_BACKOFF = Backoff()
 
 __all__ = ["HubPlan", "HubPublisher", "HubResult"]
-
-
-# ---- classifying client errors ------------------------------------------------------------------
-
-def _status(exc: BaseException) -> int | None:
-    for e in exception_chain(exc):
-        resp = getattr(e, "response", None)
-        if resp is not None and getattr(resp, "status_code", None) is not None:
-            return int(resp.status_code)
-    return None
-
-
-def is_transient(exc: BaseException) -> bool:
-    """5xx/429/408 answers and transport failures (resets, timeouts), wherever they sit in the chain;
-    never a full disk, here or on the other side (507)."""
-    if disk_full(exc) is not None or _status(exc) == 507:
-        return False
-    for e in exception_chain(exc):
-        if isinstance(e, httpx2.TransportError):
-            return True
-        if isinstance(e, HfHubHTTPError) and _status(e) in TRANSIENT_STATUS:
-            return True
-    return False
-
-
-def retry_after(exc: BaseException) -> float | None:
-    for e in exception_chain(exc):
-        resp = getattr(e, "response", None)
-        value = resp.headers.get("Retry-After") if resp is not None else None
-        if value:
-            try:
-                return float(value)
-            except ValueError:
-                with contextlib.suppress(TypeError, ValueError):
-                    return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    return None
 
 
 class HubPublisher:
@@ -134,8 +94,8 @@ class HubPublisher:
         hash_cache: HashCache | None = None,
         progress: Callable[[str], None] | None = None,
         backoff: Backoff = DEFAULT_BACKOFF,
-        max_files: int = 50,
-        max_lfs_bytes: int = 10 << 30,
+        max_wait: float | None = None,
+        max_files: int = COMMIT_MAX_FILES,
         max_regular_bytes: int = 64 << 20,
         private: bool = False,
         xet: bool | None = None,
@@ -152,8 +112,9 @@ class HubPublisher:
         self.hash_cache = hash_cache if hash_cache is not None else HashCache(None)
         self._progress = progress
         self.backoff = backoff
+        # Seconds one call may wait in all on the Hub's busy and rate-limit answers.
+        self.max_wait = max_wait_from_env() if max_wait is None else max_wait
         self.max_files = max_files
-        self.max_lfs_bytes = max_lfs_bytes
         self.max_regular_bytes = max_regular_bytes
         self.private = private
         self._sleep = sleep
@@ -170,20 +131,41 @@ class HubPublisher:
         if self._progress is not None:
             self._progress(self._redact(message))
 
-    def _call(self, what: str, fn: Callable[[], T], *, retry: bool = True) -> T:
-        """Run one client call; transient failures retried; every failure a redacted RemoteError."""
-        def on_retry(attempt: int, exc: BaseException, wait: float) -> None:
-            self.say(f"{what}: {describe(exc)}; retry {attempt} in {wait:.1f}s")
+    def _retries(self) -> Retries:
+        return Retries(self.backoff, self.max_wait, say=self.say, sleep=self._sleep)
 
-        try:
-            if not retry:
+    def _give_up(self, what: str, why: str, retries: Retries) -> RemoteError:
+        hint = "" if retries.out_of_attempts else f"set {MAX_WAIT_ENV} (seconds) to wait longer, or "
+        return RemoteError(self._redact(f"{what} failed: {why}; {hint}rerun later: nothing is sent twice"))
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one client call; transient answers retried (hubanswers.py); every failure a redacted RemoteError."""
+        retries = self._retries()
+        while True:
+            try:
                 return fn()
-            return retry_call(fn, is_transient=is_transient, backoff=self.backoff, wait_hint=retry_after,
-                              on_retry=on_retry, sleep=self._sleep)
-        except ReleaseError:
-            raise
-        except Exception as exc:
-            raise RemoteError(self._redact(f"{what} failed: {describe(exc)}")) from None
+            except ReleaseError:
+                raise
+            except Exception as exc:
+                answer = refusal(exc)
+                if answer is None:
+                    raise RemoteError(self._redact(f"{what} failed: {describe(exc)}")) from None
+                why = retries.pause(what, answer)
+                if why is not None:
+                    raise self._give_up(what, why, retries) from None
+
+    def _create(self, what: str, fn: Callable[[], T]) -> T | None:
+        """A create whose 409 means "it exists" (returns None), unless the Hub says another operation is
+        in progress (retried like any busy answer). The client's own exist_ok would swallow both."""
+        def attempt() -> T | None:
+            try:
+                return fn()
+            except HfHubHTTPError as exc:
+                if status(exc) != 409 or in_progress(exc):
+                    raise
+                return None
+
+        return self._call(what, attempt)
 
     def _head(self, repo: str, revision: str = "main") -> str | None:
         """Head of `revision`, or None if the repo (or that branch) does not exist."""
@@ -213,6 +195,29 @@ class HubPublisher:
 
     def delete_branch(self, repo: str, branch: str) -> None:
         self._call(f"delete branch {branch} of {repo}", lambda: self._api.delete_branch(repo, branch=branch))
+
+    def is_private(self, repo: str) -> bool | None:
+        """The repo's visibility, or None when it does not exist (or this token cannot see it)."""
+        def get() -> bool | None:
+            try:
+                return bool(self._api.model_info(repo).private)
+            except RepositoryNotFoundError:
+                return None
+
+        return self._call(f"read {repo}", get)
+
+    def set_private(self, repo: str, private: bool) -> bool:
+        """Make `repo` private or public; True when that changed it. Read back after the change."""
+        if self.is_private(repo) == private:
+            return False
+        self._call(f"set visibility of {repo}", lambda: self._api.update_repo_settings(repo, private=private))
+        if self.is_private(repo) != private:
+            raise RemoteError(f"{repo} is not {'private' if private else 'public'} after setting it so")
+        self.say(f"{repo}: made {'private' if private else 'public'}")
+        return True
+
+    def delete_repo(self, repo: str) -> None:
+        self._call(f"delete {repo}", lambda: self._api.delete_repo(repo, missing_ok=True))
 
     def download(self, repo: str, path: str, revision: str, cache_dir: Path) -> Path:
         """One file of `repo` at `revision`, through the client's cache below `cache_dir`."""
@@ -286,7 +291,7 @@ class HubPublisher:
                                             sha256=rf.lfs.sha256 if rf.lfs else None))
             plan.repos.append(rp)
             self.say(rp.summary())
-        self._annotate(hub_artifacts, plan)
+        plan.annotate(hub_artifacts)
         return plan
 
     def _local_files(self, artifacts: list[Artifact], release_dir: Path, select: Callable[[str], bool] | None,
@@ -347,27 +352,6 @@ class HubPublisher:
             assert pf.local is not None
             pf.git_sha1 = git_blob_sha1_file(pf.local)
         return remote.blob_id == pf.git_sha1
-
-    @staticmethod
-    def _annotate(artifacts: list[Artifact], plan: HubPlan) -> None:
-        """Copy the plan onto the artifacts (manifest `remote`): paths relative to each artifact."""
-        for a in artifacts:
-            a.remote = []
-        by_repo: dict[str, list[Artifact]] = {}
-        for a in artifacts:
-            if a.destination is not None:
-                by_repo.setdefault(a.destination.repo, []).append(a)
-        for rp in plan.repos:
-            owners = by_repo.get(rp.repo, [])
-            by_id = {a.id: a for a in owners}
-            for pf in rp.files:
-                owner = by_id.get(pf.artifact or "") or _longest_prefix_owner(owners, pf.path)
-                if owner is None or owner.remote is None or owner.destination is None:
-                    continue
-                prefix = owner.destination.path_in_repo.strip("/")
-                rel = pf.path[len(prefix) + 1:] if prefix and pf.path.startswith(prefix + "/") else pf.path
-                owner.remote.append(RemoteFile(path=rel, action=pf.action,
-                                               size=pf.size if pf.action == "upload" else 0))
 
     # ---- apply ----------------------------------------------------------------------------------
 
@@ -446,8 +430,7 @@ class HubPublisher:
                 raise RemoteError(f"repo {rp.repo} disappeared since plan; re-run plan")
             return head
         if head is None:
-            self._call(f"create {rp.repo}", lambda: self._api.create_repo(
-                rp.repo, exist_ok=True, private=self.private))
+            self._create(f"create {rp.repo}", lambda: self._api.create_repo(rp.repo, private=self.private))
             self.say(f"{rp.repo}: created")
             head = self._head(rp.repo)
         if head is None:
@@ -498,8 +481,8 @@ class HubPublisher:
             return head
         if head is None:
             start = rp.head or main_head
-            self._call(f"create branch {rp.revision} of {rp.repo}", lambda: self._api.create_branch(
-                rp.repo, branch=rp.revision, revision=start, exist_ok=True))
+            self._create(f"create branch {rp.revision} of {rp.repo}", lambda: self._api.create_branch(
+                rp.repo, branch=rp.revision, revision=start))
             head = self._head(rp.repo, rp.revision)
         if head is None or head != (rp.head or main_head):
             raise RemoteError(f"branch {rp.revision} of {rp.repo} is at {short(head)}, not at the planned "
@@ -515,34 +498,32 @@ class HubPublisher:
             raise WorkError(f"{pf.local} does not hash to what was planned for {repo}/{pf.path} (changed or "
                             "corrupt on disk); nothing was sent — rebuild it")
 
-    def _batches(self, uploads: list[PlannedFile], deletes: list[PlannedFile]) -> list[list[PlannedFile]]:
-        """LFS-stored files first, then regular ones; README.md and deletions ride in the last commit."""
-        body = [f for f in uploads if not f.is_readme]
+    def _batches(self, files: list[PlannedFile], deletes: list[PlannedFile]) -> list[list[PlannedFile]]:
+        """The commits of one repo (or branch): as few as the Hub's per-commit limits allow. LFS content
+        was sent before (`upload`), so an LFS file or a server-side copy weighs its pointer only; what
+        counts is files per commit and inline bytes (regular files; a copy of a regular file is re-sent
+        by the client). LFS-stored files first, then regular ones; README.md, deletions and files marked
+        `last` ride in the last commit (a reader never sees a card, or a record, before what it names)."""
+        body = [f for f in files if not f.rides_last]
         lfs_flags = {f.path: f.likely_lfs() for f in body}
         body.sort(key=lambda f: (not lfs_flags[f.path], f.path))
         batches: list[list[PlannedFile]] = []
         cur: list[PlannedFile] = []
-        lfs_bytes = reg_bytes = 0
+        inline = 0
         for f in body:
-            lfs = lfs_flags[f.path]
-            over = (len(cur) >= self.max_files
-                    or (lfs and lfs_bytes + f.size > self.max_lfs_bytes)
-                    or (not lfs and reg_bytes + f.size > self.max_regular_bytes))
-            if cur and over:
+            weight = 0 if lfs_flags[f.path] else f.size
+            if cur and (len(cur) >= self.max_files or inline + weight > self.max_regular_bytes):
                 batches.append(cur)
-                cur, lfs_bytes, reg_bytes = [], 0, 0
+                cur, inline = [], 0
             cur.append(f)
-            if lfs:
-                lfs_bytes += f.size
-            else:
-                reg_bytes += f.size
+            inline += weight
         if cur:
             batches.append(cur)
-        tail = [f for f in uploads if f.is_readme] + deletes
+        tail = [f for f in files if f.rides_last] + deletes
         if tail:
-            tail_bytes = sum(f.size for f in tail if f.action == "upload")
+            tail_inline = sum(f.size for f in tail if f.action != "delete" and not f.likely_lfs())
             if batches and len(batches[-1]) + len(tail) <= self.max_files and \
-                    reg_bytes + tail_bytes <= self.max_regular_bytes:
+                    inline + tail_inline <= self.max_regular_bytes:
                 batches[-1].extend(tail)
             else:
                 batches.append(tail)
@@ -567,7 +548,8 @@ class HubPublisher:
 
     def _commit(self, repo: str, batch: list[PlannedFile], parent: str, title: str, revision: str = "main") -> str:
         """One commit on top of `parent`, retried safely; returns the verified new head."""
-        waits = self.backoff.waits()
+        what = f"commit to {repo}" + ("" if revision == "main" else f"@{revision}")
+        retries = self._retries()
         while True:
             try:
                 info = self._api.create_commit(repo, self._operations(batch), commit_message=title,
@@ -577,18 +559,16 @@ class HubPublisher:
                 if landed is not None:
                     self.say(f"{repo}: commit answer lost ({describe(exc)}), but it landed as {short(landed)}")
                     return landed
-                status = _status(exc)
-                if status == 412:
+                if status(exc) == 412:
                     now = self._head(repo, revision)
                     raise RemoteError(f"repo {repo} changed since plan: head {short(parent)} → {short(now)}; "
                                       "re-run plan") from None
-                wait = next(waits, None)
-                if not is_transient(exc) or wait is None:
-                    raise RemoteError(self._redact(f"commit to {repo} failed: {describe(exc)}")) from None
-                hint = retry_after(exc)
-                wait = min(max(wait, hint), self.backoff.max_wait) if hint is not None else wait
-                self.say(f"{repo}: commit failed ({describe(exc)}); not landed; retry in {wait:.1f}s")
-                self._sleep(wait)
+                answer = refusal(exc)
+                if answer is None:
+                    raise RemoteError(self._redact(f"{what} failed: {describe(exc)}")) from None
+                why = retries.pause(f"{what} (not landed)", answer)
+                if why is not None:
+                    raise self._give_up(what, why, retries) from None
                 continue
             if info.oid == parent:
                 # The client found nothing to change: the remote already holds the batch.
@@ -653,15 +633,15 @@ class HubPublisher:
                 continue
             if at is not None and not move:
                 note = (f"{repo}: tag {tag} stays on {short(at)} (head is {short(head)}); "
-                        "release tags are not moved unless asked")
+                        "release tags are not moved unless asked (--move-tags)")
                 self.say(note)
                 out.append(TagResult(repo, tag, at, "kept", note))
                 continue
             if at is not None:
                 self._call(f"delete tag {tag} of {repo}",
                            lambda repo=repo: self._api.delete_tag(repo, tag=tag))
-            self._call(f"tag {repo}", lambda repo=repo, head=head: self._api.create_tag(
-                repo, tag=tag, revision=head, tag_message=message, exist_ok=True))
+            self._create(f"tag {repo}", lambda repo=repo, head=head: self._api.create_tag(
+                repo, tag=tag, revision=head, tag_message=message))
             refs = self._call(f"read refs of {repo}", lambda repo=repo: self._api.list_repo_refs(repo))
             landed = {t.name: t.target_commit for t in refs.tags}.get(tag)
             if landed != head:
@@ -672,24 +652,30 @@ class HubPublisher:
         return out
 
     def ensure_collection(self, title: str, namespace: str, repos: Iterable[str],
-                          description: str | None = None) -> CollectionResult:
-        """A collection holding the release family; items added once. No write if already complete."""
+                          description: str | None = None, *, private: bool = False) -> CollectionResult:
+        """A collection holding the release family; items added once. No write if already complete. A new
+        collection is `private` as asked (an existing one keeps its visibility)."""
         found = self._call("list collections", lambda: [
             c for c in self._api.list_collections(owner=namespace, limit=100) if c.title == title])
-        created = False
-        if found:
-            coll = self._call("read collection", lambda: self._api.get_collection(found[0].slug))
-        else:
-            coll = self._call("create collection", lambda: self._api.create_collection(
-                title, namespace=namespace, description=description, exists_ok=True))
-            created = True
+        made = None
+        if not found:
+            made = self._create("create collection", lambda: self._api.create_collection(
+                title, namespace=namespace, description=description, private=private))
+            if made is None:  # made meanwhile by someone else
+                found = self._call("list collections", lambda: [
+                    c for c in self._api.list_collections(owner=namespace, limit=100) if c.title == title])
+            if made is None and not found:
+                raise RemoteError(f"collection {title!r} of {namespace}: exists, but is not listed")
+        created = made is not None
+        coll = made or self._call("read collection", lambda: self._api.get_collection(found[0].slug))
         have = {item.item_id for item in coll.items}
         res = CollectionResult(slug=coll.slug, url=coll.url, created=created)
         for repo in repos:
             if repo in have:
                 continue
-            after = self._call(f"add {repo} to collection", lambda repo=repo: self._api.add_collection_item(
-                coll.slug, item_id=repo, item_type="model", exists_ok=True))
+            after = self._create(f"add {repo} to collection", lambda repo=repo: self._api.add_collection_item(
+                coll.slug, item_id=repo, item_type="model")) or self._call(
+                "read collection", lambda: self._api.get_collection(coll.slug))
             if repo not in {item.item_id for item in after.items}:
                 raise RemoteError(f"collection {coll.slug}: {repo} missing after adding it")
             res.added.append(repo)
@@ -721,14 +707,3 @@ class HubPublisher:
             title, namespace, description = collection
             result.collection = self.ensure_collection(title, namespace, repos, description)
         return plan, result
-
-
-def _longest_prefix_owner(owners: list[Artifact], path: str) -> Artifact | None:
-    best: Artifact | None = None
-    best_len = -1
-    for a in owners:
-        assert a.destination is not None
-        prefix = a.destination.path_in_repo.strip("/")
-        if (not prefix or path.startswith(prefix + "/")) and len(prefix) > best_len:
-            best, best_len = a, len(prefix)
-    return best

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..manifest import Artifact, RemoteFile
+
 Action = Literal["upload", "copy", "unchanged", "delete", "keep"]
 
 LFS_SUFFIXES = frozenset({".safetensors", ".gguf", ".bin", ".pt", ".pth", ".onnx", ".npz", ".npy", ".msgpack",
@@ -41,10 +43,16 @@ class PlannedFile:
     artifact: str | None = None  # id of the artifact the file belongs to
     git_sha1: str | None = None  # filled when a regular file had to be compared by blob id
     source_revision: str | None = None  # copy: the branch of the same repo that holds the file
+    last: bool = False  # rides in the repo's last commit (a record of what the others hold)
 
     @property
     def is_readme(self) -> bool:
         return self.path.rsplit("/", 1)[-1] == "README.md"
+
+    @property
+    def rides_last(self) -> bool:
+        """Committed with (or after) everything else of its repo: a card or a record names the rest."""
+        return self.last or self.is_readme
 
     def likely_lfs(self) -> bool:
         """Whether the Hub will store it in LFS; only used to order and size commits."""
@@ -131,6 +139,26 @@ class HubPlan:
                 return r
         raise KeyError(repo_id)
 
+    def annotate(self, artifacts: list[Artifact]) -> None:
+        """Copy the plan onto the artifacts (manifest `remote`): paths relative to each artifact."""
+        for a in artifacts:
+            a.remote = []
+        by_repo: dict[str, list[Artifact]] = {}
+        for a in artifacts:
+            if a.destination is not None:
+                by_repo.setdefault(a.destination.repo, []).append(a)
+        for rp in self.repos:
+            owners = by_repo.get(rp.repo, [])
+            by_id = {a.id: a for a in owners}
+            for pf in rp.files:
+                owner = by_id.get(pf.artifact or "") or _longest_prefix_owner(owners, pf.path)
+                if owner is None or owner.remote is None or owner.destination is None:
+                    continue
+                prefix = owner.destination.path_in_repo.strip("/")
+                rel = pf.path[len(prefix) + 1:] if prefix and pf.path.startswith(prefix + "/") else pf.path
+                owner.remote.append(RemoteFile(path=rel, action=pf.action,
+                                               size=pf.size if pf.action == "upload" else 0))
+
     def summary(self) -> str:
         lines = [r.summary() for r in self.repos]
         lines.append(f"total: {human(self.bytes_to_send)} to send to {self.endpoint}")
@@ -197,3 +225,14 @@ class HubResult:
                 "tags": [dict(t.__dict__) for t in self.tags],
                 "collection": dict(self.collection.__dict__) if self.collection else None,
                 "notes": list(self.notes)}
+
+
+def _longest_prefix_owner(owners: list[Artifact], path: str) -> Artifact | None:
+    best: Artifact | None = None
+    best_len = -1
+    for a in owners:
+        assert a.destination is not None
+        prefix = a.destination.path_in_repo.strip("/")
+        if (not prefix or path.startswith(prefix + "/")) and len(prefix) > best_len:
+            best, best_len = a, len(prefix)
+    return best

@@ -6,14 +6,22 @@ artifact; it is called wherever artifacts enter the registry (a build or a resto
 cards`/`preview` restoring what is built, a job or `--finish` adopting staged records), so facts.quality
 always says what the measured artifact's files are worth — and nothing when they were not measured.
 
-`quality_removed` turns the definition's thresholds into tiers listed as removed, with the measured reason.
+`thresholds_crossed` turns the definition's thresholds into the tiers they withhold (listed as removed, with
+the measured reason: `quality_removed`), and `withheld_in_use` into what still uses one of them — the quick
+start, an Ollama tag — which the cards cannot link: `release cards`, a publish and
+`check` (from the figures recorded in DIST/<name>) refuse it, naming the tier, the threshold and the fix.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import Problem
 from ..manifest import Artifact, ArtifactRegistry
+from ..plan import plan_artifacts
 
 if TYPE_CHECKING:
     from ..spec.load import Release
@@ -67,26 +75,54 @@ def figure_problems(artifacts: ArtifactRegistry, q: Artifact) -> list[str]:
     return problems
 
 
-def quality_removed(release: Release, artifacts: ArtifactRegistry) -> dict[str, str]:
-    """GGUF tiers whose measured figures cross the definition's thresholds → the measured reason."""
+@dataclass(frozen=True)
+class Crossing:
+    """A measured figure on the wrong side of a [quality] threshold."""
+
+    setting: str  # "max_kld" or "min_top1"
+    limit: float
+    measured: float
+
+    def describe(self) -> str:
+        if self.setting == "max_kld":
+            return f"KLD {self.measured:.4g} > {self.limit:g}"
+        return f"top-1 {100 * self.measured:.1f}% < {100 * self.limit:g}%"
+
+    @property
+    def remedy(self) -> str:
+        return "raise max_kld" if self.setting == "max_kld" else "lower min_top1"
+
+
+def thresholds_crossed(release: Release, artifacts: ArtifactRegistry) -> dict[str, list[Crossing]]:
+    """GGUF tiers whose measured figures cross the definition's thresholds → what they cross."""
     q = release.quality
     g = release.definition.gguf
     if q is None or g is None or (q.max_kld is None and q.min_top1 is None):
         return {}
-    out: dict[str, str] = {}
+    out: dict[str, list[Crossing]] = {}
     for tier in g.tiers:
         a = artifacts.get(f"gguf:{tier}")
         fig = a.facts.get("quality") if a is not None else None
         if not fig:
             continue
-        why = []
+        crossed = []
         if q.max_kld is not None and fig["kld_mean"] > q.max_kld:
-            why.append(f"KL divergence {fig['kld_mean']:.4g} nats/token is above max_kld {q.max_kld:g}")
+            crossed.append(Crossing("max_kld", q.max_kld, fig["kld_mean"]))
         if q.min_top1 is not None and fig["top1_agreement"] < q.min_top1:
-            why.append(f"top-1 agreement {100 * fig['top1_agreement']:.1f}% is below min_top1 "
-                       f"{100 * q.min_top1:g}%")
-        if why:
-            out[tier] = f"measured against {fig['reference']} on {fig['tokens']} tokens: " + "; ".join(why)
+            crossed.append(Crossing("min_top1", q.min_top1, fig["top1_agreement"]))
+        if crossed:
+            out[tier] = crossed
+    return out
+
+
+def quality_removed(release: Release, artifacts: ArtifactRegistry) -> dict[str, str]:
+    """GGUF tiers whose measured figures cross the definition's thresholds → the measured reason."""
+    out: dict[str, str] = {}
+    for tier, crossed in thresholds_crossed(release, artifacts).items():
+        fig = artifacts[f"gguf:{tier}"].facts["quality"]
+        why = [f"KL divergence {c.measured:.4g} nats/token is above max_kld {c.limit:g}" if c.setting == "max_kld"
+               else f"top-1 agreement {100 * c.measured:.1f}% is below min_top1 {100 * c.limit:g}%" for c in crossed]
+        out[tier] = f"measured against {fig['reference']} on {fig['tokens']} tokens: " + "; ".join(why)
     return out
 
 
@@ -95,17 +131,58 @@ def withheld(release: Release, artifacts: ArtifactRegistry, a: Artifact) -> bool
     return a.kind == "gguf" and a.id.split(":", 1)[1] in quality_removed(release, artifacts)
 
 
-def removed_conflicts(release: Release, artifacts: ArtifactRegistry) -> list[str]:
-    """What still points at a tier the thresholds removed (a publish refuses these)."""
-    removed = quality_removed(release, artifacts)
-    if not removed:
+def withheld_in_use(release: Release, artifacts: ArtifactRegistry) -> list[Problem]:
+    """What still uses a tier the thresholds withhold — the quick start, an Ollama tag — one problem per use,
+    naming the threshold, the measurement and what to change. The cards cannot link a tier that is not
+    published, so `release cards`, a publish and `check` (with built figures) refuse. (A recommended tier
+    that is withheld is only listed as removed: nothing links it.)"""
+    crossed = thresholds_crossed(release, artifacts)
+    if not crossed:
         return []
     d = release.definition
-    out = []
+    uses: list[tuple[str, str, str]] = []  # (field, how the definition uses it, tier)
+    if d.cards.quick_start.gguf_tier in crossed:
+        uses.append(("cards.quick_start.gguf_tier", "[cards] quick_start", d.cards.quick_start.gguf_tier))
     for tag, tier in (d.ollama.tags.items() if d.ollama else []):
-        if tier in removed:
-            out.append(f"Ollama tag {tag} is made from {tier}, which [quality] removes ({removed[tier]})")
-    quick = d.cards.quick_start.gguf_tier
-    if quick in removed:
-        out.append(f"cards.quick_start.gguf_tier {quick} is removed by [quality] ({removed[quick]})")
-    return out
+        if tier in crossed:
+            uses.append((f"ollama.tags.{tag}", f"Ollama tag {tag} ([ollama] tags.{tag})", tier))
+    problems = []
+    for field, user, tier in uses:
+        settings = " and ".join(f"{c.setting} = {c.limit:g}" for c in crossed[tier])
+        verb = "withhold" if len(crossed[tier]) > 1 else "withholds"
+        measured = "; ".join(c.describe() for c in crossed[tier])
+        remedy = " or ".join(dict.fromkeys(c.remedy for c in crossed[tier]))
+        problems.append(Problem(release.display("release.toml"), field,
+                                f"[quality] {settings} {verb} gguf:{tier} ({measured}), which {user} uses: "
+                                f"{remedy}, or pick another tier"))
+    return problems
+
+
+def removed_conflicts(release: Release, artifacts: ArtifactRegistry) -> list[str]:
+    """What still points at a tier the thresholds removed (a publish refuses these), as messages."""
+    return [str(p) for p in withheld_in_use(release, artifacts)]
+
+
+def recorded_withheld_in_use(release: Release, dist_release: Path) -> list[Problem]:
+    """`withheld_in_use` from what `dist_release/state.json` records as built and measured (read only: no
+    file is hashed or written). Nothing recorded, or a record this tool cannot read: nothing to say."""
+
+    path = dist_release / "state.json"
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return []
+    records = data.get("artifacts") if isinstance(data, dict) else None
+    if not isinstance(records, dict):
+        return []
+    artifacts = plan_artifacts(release, estimates=False)
+    for aid, rec in records.items():
+        if aid in artifacts and isinstance(rec, dict):
+            try:
+                artifacts.add(Artifact.from_json(rec["artifact"]))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+    apply_quality(artifacts)
+    return withheld_in_use(release, artifacts)

@@ -12,6 +12,7 @@ errs towards warning — and the warning says it is an estimate.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +42,13 @@ def base_tokenizer(release: Release) -> Path | None:
     base = release.definition.base
     if base.generator:
         return None
+    if re.fullmatch(r"[0-9a-f]{40}", base.revision):
+        # A pinned commit is a snapshot folder of the cache: look without importing the Hub client (every
+        # command loads the release, and that import costs more than the rest of `plan`).
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        snapshot = Path(HF_HUB_CACHE) / f"models--{base.repo.replace('/', '--')}" / "snapshots" / base.revision
+        return snapshot / "tokenizer.json" if (snapshot / "tokenizer.json").is_file() else None
     try:
         from huggingface_hub import try_to_load_from_cache
 

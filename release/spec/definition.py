@@ -34,6 +34,7 @@ class ReleaseSection(Section):
     title: NonEmpty
     summary: NonEmpty
     owner: NonEmpty  # Hugging Face namespace of every repo of the release
+    quantized_by: str = ""  # who made the quantized repos (GGUF, NVFP4 cards' `quantized_by`); default: owner
     license: NonEmpty  # Hub license id (e.g. "apache-2.0", "gemma", "other")
     license_name: str = ""
     license_link: str = ""
@@ -41,6 +42,8 @@ class ReleaseSection(Section):
     pipeline_tag: NonEmpty = "text-generation"
     tags: list[NonEmpty] = []  # extra Hub tags for every card
     version_tag: str = ""  # git/Hub tag set after publishing; default: the release name
+    git_tagger: str = ""  # "Name <email>" of the git tag (release/gittag.py; default: the workflow's actor)
+    private: bool = False  # repos stay private after promotion (repos the release creates are private until then)
 
 
 class BaseSection(Section):

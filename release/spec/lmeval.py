@@ -10,18 +10,24 @@ The harness (github.com/EleutherAI/lm-evaluation-harness, `lm_eval --output_path
 
 Each `<metric>,<filter>` key a row maps (the definition's `[[lm_eval]]` entries first, then DEFAULT_ROWS)
 becomes one score: a fraction 0–1 shown as a percentage (two decimals), `n` the effective sample count
-(summed over the subtasks of a group), the run (harness version, model, model args, its scores) recorded
-under `harness.lm_eval`. A row needs both sides: a new benchmark's score waits in its run's record until
-the other side's results are imported, then the row is made. scores.json is rewritten — to a temporary
-name, then renamed — only when the result validates as the release's scores; a bad results file is one
-error naming it and the key.
+(summed over the subtasks of a group), the run (harness version, model, model args with credentials
+redacted, its scores) appended to `harness.lm_eval[side]` — every run is kept, one list per side. A row
+needs both sides: a new benchmark's score waits in its run's record until a run of the other side has it,
+then the row is made, whatever the order and number of imports. Imports at the same time take turns
+(a lock file beside scores.json; each reads the file afresh inside it). scores.json is rewritten — to a
+temporary name, then renamed — only when the result validates as the release's scores; a bad results
+file is one error naming it and the key, and so is a run whose `model_args` name another model than the
+side's (the reference is the [base] repo; the variant one of the release's repos, its Ollama model or a
+path in its outputs) unless `--allow-other-model` says it is that model by another name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +37,10 @@ from pydantic import ValidationError
 
 from ..errors import InputError, Problem
 from ..fsutil import atomic_write_text
+from ..lock import file_lock
+from ..publish.redact import redact_args
 from .definition import LmEvalRow
-from .readers import parse_json, read_input_bytes
+from .readers import parse_json, read_input_bytes, read_json_object
 from .scores import Scores, semantic_problems
 from .validation import pydantic_problems
 
@@ -58,7 +66,8 @@ DEFAULT_ROWS: tuple[LmEvalRow, ...] = tuple(LmEvalRow(task=t, metric=m, benchmar
     ("mbpp", "pass_at_1,none", "MBPP", "pass@1"),
 ))
 REQUIRED = ("results", "n-samples", "configs", "versions")
-_SECRET = re.compile(r"(?i)\b(token|api_key|apikey|password|secret)=([^,\s]+)|\bhf_[A-Za-z0-9]{8,}")
+# model_args keys that name the evaluated model: `pretrained` (hf, vllm, sglang), `model` (the API models).
+MODEL_KEYS = ("pretrained", "model", "model_name", "model_path")
 
 
 @dataclass
@@ -79,10 +88,6 @@ class ImportResult:
     rows: list[Imported] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)  # tasks of the file no row maps
     pending: list[str] = field(default_factory=list)  # rows that wait for the other side's results
-
-
-def _redact(text: str) -> str:
-    return _SECRET.sub(lambda m: f"{m.group(1)}=***" if m.group(1) else "hf_***", text)
 
 
 def read_results(path: Path) -> tuple[dict[str, Any], str]:
@@ -164,23 +169,87 @@ def imported_rows(release: Release, data: dict[str, Any], shown: str) -> tuple[l
 
 def _run(data: dict[str, Any], sha256: str, tasks: list[str]) -> dict[str, Any]:
     cfg = data.get("config") if isinstance(data.get("config"), dict) else {}
-    args = cfg.get("model_args", "")
+    args = redact_args(cfg.get("model_args", ""))
     args = json.dumps(args, sort_keys=True) if isinstance(args, dict) else str(args or "")
     run: dict[str, Any] = {"version": str(data.get("lm_eval_version") or ""), "model": str(cfg.get("model") or ""),
-                           "model_args": _redact(args), "tasks": tasks, "file_sha256": sha256}
+                           "model_args": args, "tasks": tasks, "file_sha256": sha256}
     for key, value in (("limit", cfg.get("limit")), ("date", data.get("date"))):
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             run[key] = value
     return run
 
 
-def import_lm_eval(release: Release, results: Path, *, side: str, quant: str | None = None) -> ImportResult:
-    """Fold one results file into the release's scores.json (rewritten only when the result validates)."""
-    from .load import per_quant_problems
+def _named_model(data: dict[str, Any]) -> tuple[str, str] | None:
+    """(key, value) of the model the run's model_args name (`pretrained=…`, `model=…`), or None."""
+    cfg = data.get("config") if isinstance(data.get("config"), dict) else {}
+    args = cfg.get("model_args")
+    if isinstance(args, str):
+        args = dict(pair.split("=", 1) for pair in args.split(",") if "=" in pair)
+    if not isinstance(args, dict):
+        return None
+    for key in MODEL_KEYS:
+        value = args.get(key)
+        if isinstance(value, str) and value.strip():
+            return key, value.strip()
+    return None
 
+
+def _repo_id(name: str) -> str:
+    """A Hub or Ollama model name as a comparable id: no `hf.co/` or URL prefix, no `:TAG` or `@revision`."""
+    bare = re.sub(r"^(?:https?://)?(?:huggingface\.co|hf\.co)/", "", name.strip())
+    return re.split(r"[:@]", bare, maxsplit=1)[0].strip("/").casefold()
+
+
+def _is_local_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or os.path.exists(name)
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    return folder is not None and path.is_relative_to(folder.resolve())
+
+
+def other_model_problem(release: Release, data: dict[str, Any], shown: str, *, side: str,
+                        dist: Path) -> Problem | None:
+    """Why a results file is not of the model `side` names, or None. The reference is the [base] repo, its
+    local copy ([base] path) or its Hugging Face cache snapshot; the variant one of this release's repos or
+    its Ollama model, a cache snapshot of one, or a local path in `dist/<name>/` or in the release folder
+    (not its base)."""
+    named = _named_model(data)
+    if named is None:
+        return None
+    key, value = named
+    d = release.definition
+    base_path = release.base_path
+    repos = [d.base.repo] if side == "reference" else \
+        [s.repo for s in (d.bf16, d.gguf, d.nvfp4) if s is not None] + ([d.ollama.model] if d.ollama else [])
+    if _repo_id(value) in {_repo_id(r) for r in repos}:
+        return None
+    if _is_local_path(value):
+        path = Path(value).expanduser().resolve()
+        snapshots = {f"models--{r.replace('/', '--')}".casefold() for r in repos}
+        if any(part.casefold() in snapshots for part in path.parts):
+            return None
+        if side == "reference" and _inside(path, base_path):
+            return None
+        if side != "reference" and (_inside(path, dist / release.name)
+                                    or (_inside(path, release.dir) and not _inside(path, base_path))):
+            return None
+    if side == "reference":
+        want = f"the base {d.base.repo} ([base] repo)" + (f" or its copy {base_path}" if base_path else "")
+    else:
+        want = f"one of this release's models ({', '.join(repos)}) or its outputs ({dist / release.name}/…)"
+    return Problem(shown, f"config.model_args.{key}",
+                   f"the run evaluated {value!r}, not {want}: scores imported --as {side} are that model's — import "
+                   f"the right results file, or pass --allow-other-model if {value!r} is that model by another name")
+
+
+def import_lm_eval(release: Release, results: Path, *, side: str, quant: str | None = None,
+                   dist: Path = Path("dist"), allow_other_model: bool = False) -> ImportResult:
+    """Fold one results file into the release's scores.json (rewritten only when the result validates).
+
+    Concurrent imports take turns: the read-modify-write holds a lock file beside scores.json."""
     shown = str(results)
     scores_rel = release.definition.cards.scores
-    scores_file = release.display(scores_rel)
     if quant is not None and side != "variant":
         raise InputError("per-quant scores are the variant's (--as variant --quant TIER)", file="--quant")
     g = release.definition.gguf
@@ -192,14 +261,38 @@ def import_lm_eval(release: Release, results: Path, *, side: str, quant: str | N
     if not rows:
         raise InputError(f"no task of this file has a row (tasks: {', '.join(sorted(data['results'])) or 'none'}); "
                          "map them with [[lm_eval]] in release.toml", file=shown, field="results")
+    other_model = None if allow_other_model else other_model_problem(release, data, shown, side=side, dist=dist)
+    if other_model is not None:
+        raise InputError(other_model)
     path = release.path(scores_rel)
-    current = json.loads(path.read_text(encoding="utf-8"))
+    lock = path.with_name(f".{path.name}.lock")
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(file_lock(lock))
+        except OSError as exc:
+            raise InputError(f"cannot lock it for writing ({exc.strerror or exc}: {lock.name})",
+                             file=release.display(scores_rel)) from exc
+        pending = _fold(release, rows, data, sha256, path, shown, side=side, quant=quant)
+    return ImportResult(release.display(scores_rel), quant or side, rows, unmapped, pending)
+
+
+def _fold(release: Release, rows: list[Imported], data: dict[str, Any], sha256: str, path: Path, shown: str, *,
+          side: str, quant: str | None) -> list[str]:
+    """Under the lock: read scores.json as it is now, add this run and the rows it completes, write it back."""
+    from .load import per_quant_problems
+
+    scores_file = release.display(release.definition.cards.scores)
+    current = read_json_object(path, scores_file)
     benchmarks: list[dict[str, Any]] = current.setdefault("benchmarks", [])
     by_name = {b.get("name"): b for b in benchmarks}
     key = quant or side
-    runs = current.setdefault("harness", {}).setdefault("lm_eval", {})
+    lm_eval = current.setdefault("harness", {}).setdefault("lm_eval", {})
+    for k, v in list(lm_eval.items()):  # one run object per side, as files before several runs were kept
+        if isinstance(v, dict):
+            lm_eval[k] = [v]
     other = "variant" if side == "reference" else "reference"
-    other_run = runs.get(other) if quant is None and isinstance(runs.get(other), dict) else {}
+    # The other side's runs, latest first: a score waits there until this side's results come.
+    other_runs = [r for r in reversed(lm_eval.get(other) or []) if isinstance(r, dict)] if quant is None else []
     pending: list[str] = []
     for r in rows:
         row = by_name.get(r.benchmark)
@@ -214,18 +307,16 @@ def import_lm_eval(release: Release, results: Path, *, side: str, quant: str | N
             pq["scores"].setdefault(quant, {})[r.benchmark] = r.value
             continue
         if row is None:
-            # A row has both sides: until the other side's results are imported, the score waits in this
-            # run's record (harness.lm_eval) and the row is made when they are.
-            theirs = (other_run.get("scores") or {}).get(r.benchmark)
+            theirs = next((run for run in other_runs if r.benchmark in (run.get("scores") or {})), None)
             if theirs is None:
                 pending.append(r.benchmark)
                 continue
-            their_n = (other_run.get("n") or {}).get(r.benchmark)
+            their_n = (theirs.get("n") or {}).get(r.benchmark)
             if their_n is not None and their_n != r.n:
                 raise InputError(f"{r.benchmark}: the {other} was scored on {their_n} items, this file on {r.n}: "
                                  "compare runs of the same size (lm_eval --limit)", file=shown,
                                  field=f"n-samples.{r.task}.effective")
-            row = {"name": r.benchmark, "n": r.n, "metric": r.metric, other: theirs}
+            row = {"name": r.benchmark, "n": r.n, "metric": r.metric, other: theirs["scores"][r.benchmark]}
             if not r.higher_is_better:
                 row["higher_is_better"] = False
             if not r.percent:
@@ -244,8 +335,11 @@ def import_lm_eval(release: Release, results: Path, *, side: str, quant: str | N
                                  field=f"n-samples.{r.task}.effective")
             row["n"], row["metric"] = r.n, r.metric
         row[side] = r.value
-    runs[key] = {**_run(data, sha256, sorted({r.task for r in rows})),
-                 "scores": {r.benchmark: r.value for r in rows}, "n": {r.benchmark: r.n for r in rows if r.n}}
+    run = {**_run(data, sha256, sorted({r.task for r in rows})),
+           "scores": {r.benchmark: r.value for r in rows}, "n": {r.benchmark: r.n for r in rows if r.n}}
+    # Every run is kept; importing the same file again replaces its record rather than adding a second.
+    lm_eval[key] = [x for x in lm_eval.get(key) or [] if not (isinstance(x, dict) and x.get("file_sha256") == sha256)]
+    lm_eval[key].append(run)
     problems = _validate(current, scores_file)
     if not problems:
         scores = Scores.model_validate(current)
@@ -253,7 +347,7 @@ def import_lm_eval(release: Release, results: Path, *, side: str, quant: str | N
     if problems:
         raise InputError(problems)
     atomic_write_text(path, json.dumps(current, indent=2, ensure_ascii=False) + "\n")
-    return ImportResult(scores_file, key, rows, unmapped, pending)
+    return pending
 
 
 def _validate(data: dict[str, Any], file: str) -> list[Problem]:

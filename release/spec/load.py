@@ -21,6 +21,9 @@ from pydantic import ValidationError
 from ..errors import InputError, Problem
 from ..families import Family, for_config
 from ..gguf import tiers as gguf_tiers
+from ..gittag import tagger_problem
+from ..nvfp4.census import unsupported as nvfp4_unsupported
+from ..suggest import did_you_mean
 from .bounds import config_problems
 from .definition import QualitySection, ReleaseDefinition
 from .dropmap import DropMap, check_against_config, parse_drop_map
@@ -30,10 +33,12 @@ from .names import (
     hub_repo_problem,
     ollama_model_problem,
     ollama_tag_problem,
+    quantized_by_problem,
     release_name_problem,
     revision_problem,
 )
 from .paths import PathRefused, resolve_inside
+from .placeholders import placeholder_warnings
 from .readers import read_input_bytes, read_json_object, read_toml
 from .scores import Scores, load_scores
 from .validation import pydantic_problems
@@ -241,6 +246,8 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
             if bad:
                 problems += bad
                 family = None  # its counts are unusable: nothing below may build lists from them
+            elif definition.nvfp4 is not None and (why := nvfp4_unsupported(family)):
+                problems.append(Problem(rel_file, "nvfp4", why))
     base_dir = files.get("base.path")
     if base_dir is not None and (base_dir / "config.json").exists() and config is not None:
         local_shown = f"{base_dir}/config.json" if base.path_outside else disp(f"{base.path}/config.json")
@@ -329,6 +336,7 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
     if problems:
         raise InputError(sorted(set(problems), key=problems.index))
     assert release is not None
+    release.warnings += placeholder_warnings(release)
     if tool_checks:
         release.warnings += _tool_warnings(release)
     return release
@@ -439,6 +447,13 @@ def definition_problems(d: ReleaseDefinition, pipeline_dir: Path, file: str,
             p.append(Problem(file, field, message))
 
     add("release.name", release_name_problem(d.release.name))
+    for section in ("gguf", "nvfp4"):
+        if getattr(d, section) is not None and d.bf16 is None:
+            add(section, "is made from the pruned BF16 checkpoint, which a release publishes: add a [bf16] section "
+                         "with its repo")
+    add("release.git_tagger", tagger_problem(d.release.git_tagger))
+    if "quantized_by" in d.release.model_fields_set:
+        add("release.quantized_by", quantized_by_problem(d.release.quantized_by))
     add("base.revision", revision_problem(d.base.revision))
     add("base.repo", hub_repo_problem(d.base.repo))
     p += license_problems(d.release.license, d.release.license_link, file)
@@ -514,7 +529,8 @@ def _gguf_problems(d: ReleaseDefinition, file: str) -> list[Problem]:
         recipe = gguf_tiers.standard_recipe(tier)
         if recipe is None and tier not in g.recipes:
             add(field, f"{tier!r} is neither a llama.cpp type ({', '.join(gguf_tiers.STANDARD_TIERS)}), "
-                       "an _L/_XL variant, nor a recipe in [gguf.recipes]")
+                       "an _L/_XL variant, nor a recipe in [gguf.recipes]"
+                       + did_you_mean(tier, [*gguf_tiers.STANDARD_TIERS, *g.recipes]))
             continue
         if recipe is not None and tier in g.recipes:
             add(f"gguf.recipes.{tier}", f"{tier!r} is a standard tier name; give the recipe its own name")
@@ -549,10 +565,10 @@ def _gguf_problems(d: ReleaseDefinition, file: str) -> list[Problem]:
             add(field, f"{name} needs an importance matrix ({why}): set [gguf] imatrix")
     for i, tier in enumerate(g.recommended):
         if tier not in g.tiers:
-            add(f"gguf.recommended[{i}]", f"{tier!r} is not in gguf.tiers")
+            add(f"gguf.recommended[{i}]", f"{tier!r} is not in gguf.tiers{did_you_mean(tier, g.tiers)}")
     for tier in g.notes:
         if tier not in g.tiers and tier != g.baseline:
-            add(f"gguf.notes.{tier}", f"{tier!r} is not in gguf.tiers")
+            add(f"gguf.notes.{tier}", f"{tier!r} is not in gguf.tiers{did_you_mean(tier, g.tiers)}")
     return p
 
 
@@ -579,7 +595,7 @@ def _ollama_problems(d: ReleaseDefinition, file: str) -> list[Problem]:
         if oci and tag == "latest":
             add("ollama.tags.latest", "'latest' is pushed as an alias of ollama.latest; don't list it")
         if tier not in tiers:
-            add(f"ollama.tags.{tag}", f"points to {tier!r}, which is not a tier of [gguf]")
+            add(f"ollama.tags.{tag}", f"points to {tier!r}, which is not a tier of [gguf]{did_you_mean(tier, tiers)}")
     if o.latest not in o.tags:
         add("ollama.latest", f"{o.latest!r} is not one of ollama.tags")
     for key, value in o.parameters.items():

@@ -65,3 +65,17 @@ def revision_problem(revision: str) -> str | None:
     if not _HEX40.match(revision):
         return f"{revision!r} is not a pinned commit sha (40 lowercase hex digits)"
     return None
+
+
+MAX_QUANTIZED_BY = 96
+
+
+def quantized_by_problem(value: str) -> str | None:
+    """Why `quantized_by` (a free-form name the Hub shows in the card header) cannot be used, or None."""
+    if not value.strip():
+        return "empty: leave it out to use [release] owner"
+    if value != value.strip() or any(not c.isprintable() for c in value):
+        return f"{value!r}: one line of printable characters, without surrounding spaces"
+    if len(value) > MAX_QUANTIZED_BY:
+        return f"{len(value)} characters; at most {MAX_QUANTIZED_BY}"
+    return None

@@ -3,7 +3,8 @@ removed tiers. Cards compute every delta from these numbers; nobody types a delt
 
     {"format": "moe-release-scores/1",
      "harness": {"description": "…", "engine": "vLLM", "artifact": "NVFP4A16", "decoding": "greedy"},
-     "benchmarks": [{"name": "HumanEval", "n": 164, "metric": "pass@1", "reference": 96.95, "variant": 96.95}],
+     "benchmarks": [{"name": "HumanEval", "n": 164, "metric": "pass@1", "reference": 96.95, "variant": 96.95,
+                     "dataset": {"id": "openai/openai_humaneval", "split": "test"}}],
      "per_quant": {"benchmarks": ["HumanEval+"], "scores": {"Q4_K_M": {"HumanEval+": 91.46}}},
      "removed_tiers": [{"tier": "Q2_K", "size_gb": 8.4, "scores": {"HumanEval+": 6.1}, "reason": "…"}]}
 """
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from ..errors import InputError, Problem
+from .names import hub_repo_problem
 from .readers import read_json
 from .validation import pydantic_problems
 
@@ -49,7 +51,25 @@ class Harness(_Strict):
     artifact: str = ""  # which artifact was evaluated (e.g. "NVFP4A16")
     decoding: str = ""
     notes: str = ""
-    lm_eval: dict[NonEmpty, LmEvalRun] = {}  # "reference", "variant" or a tier → the run imported
+    # "reference", "variant" or a tier → every run imported for it, in the order of import
+    lm_eval: dict[NonEmpty, list[LmEvalRun]] = {}
+
+    @field_validator("lm_eval", mode="before")
+    @classmethod
+    def _one_run_per_side(cls, value: Any) -> Any:
+        """Files written before several runs per side were kept hold one run object per side."""
+        if isinstance(value, dict):
+            return {k: [v] if isinstance(v, dict) else v for k, v in value.items()}
+        return value
+
+
+class Dataset(_Strict):
+    """The Hub dataset a benchmark ran on, for the model-index of the card (hub-docs modelcard.md)."""
+
+    id: NonEmpty  # namespace/name on the Hub, e.g. "openai/gsm8k"
+    config: str = ""  # load_dataset(id, config)
+    split: str = ""
+    revision: str = ""
 
 
 class Benchmark(_Strict):
@@ -60,6 +80,7 @@ class Benchmark(_Strict):
     variant: Number
     higher_is_better: bool = True
     percent: bool = True  # scores are percentages (0–100); false for an unbounded metric (e.g. perplexity)
+    dataset: Dataset | None = None
 
 
 class PerQuant(_Strict):
@@ -93,6 +114,9 @@ def semantic_problems(scores: Scores, file: str) -> list[Problem]:
             problems.append(Problem(file, f"benchmarks[{i}].name", f"duplicate benchmark {name!r}"))
     if not scores.benchmarks:
         problems.append(Problem(file, "benchmarks", "at least one benchmark row is needed"))
+    for i, b in enumerate(scores.benchmarks):
+        if b.dataset is not None and (why := hub_repo_problem(b.dataset.id)):
+            problems.append(Problem(file, f"benchmarks[{i}].dataset.id", f"not a Hub dataset id: {why}"))
     problems += _non_finite(scores, file)
     problems += _out_of_range(scores, file)
     known = set(names)
@@ -127,8 +151,9 @@ def _non_finite(scores: Scores, file: str) -> list[Problem]:
     for i, r in enumerate(scores.removed_tiers):
         found += [(f"removed_tiers[{i}].size_gb", r.size_gb)]
         found += [(f"removed_tiers[{i}].scores.{b}", v) for b, v in r.scores.items()]
-    for key, run in scores.harness.lm_eval.items():
-        found += [(f"harness.lm_eval.{key}.scores.{b}", v) for b, v in run.scores.items()]
+    for key, runs in scores.harness.lm_eval.items():
+        found += [(f"harness.lm_eval.{key}[{i}].scores.{b}", v) for i, run in enumerate(runs)
+                  for b, v in run.scores.items()]
     return [Problem(file, where, f"not a finite number ({value!r})") for where, value in found
             if value is not None and not math.isfinite(value)]
 
