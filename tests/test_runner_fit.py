@@ -20,8 +20,27 @@ NO_RUNNERS = {v: "" for v in RUNNER_VARIABLES.values()}
 
 
 @pytest.fixture(scope="module")
-def v4_plan():  # type: ignore[no-untyped-def]
-    return plan_jobs(Context(load_release("v4"), Options(quiet=True)))
+def big_release(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """v4 with fan-out budgets beyond a standard runner (six tiers a job, 250 GB of disk): its packed GGUF jobs
+    are planned for the large runner. (v4 as bundled fits a standard runner in every job.)"""
+    import shutil
+
+    root = tmp_path_factory.mktemp("big")
+    for name in ("v4", "v3", "v5-coder"):
+        shutil.copytree(load_release(name).dir, root / name, ignore=shutil.ignore_patterns("base"))
+    toml = (root / "v4" / "release.toml").read_text()
+    (root / "v4" / "release.toml").write_text(toml.split("\n[jobs]\n")[0]
+                                              + "\n[jobs]\ntiers_per_job = 6\nmax_disk_gb = 250\nmax_hours = 6\n")
+    return str(root / "v4")
+
+
+@pytest.fixture(scope="module")
+def v4_plan(big_release: str):  # type: ignore[no-untyped-def]
+    return plan_jobs(Context(load_release(big_release), Options(quiet=True)))
+
+
+def test_v4_as_bundled_fits_standard_runners() -> None:
+    assert runner_fit(plan_jobs(Context(load_release("v4"), Options(quiet=True))), NO_RUNNERS) == []
 
 
 def _too_big(plan) -> set[str]:  # type: ignore[no-untyped-def]
@@ -31,7 +50,7 @@ def _too_big(plan) -> set[str]:  # type: ignore[no-untyped-def]
 def test_v4_without_a_large_runner_names_each_job_and_the_variable(v4_plan) -> None:  # type: ignore[no-untyped-def]
     problems = runner_fit(v4_plan, NO_RUNNERS)
     large = [j for j in v4_plan.jobs if j.runner == "large"]
-    assert large, "v4 plans no job for the large runner: this test no longer shows anything"
+    assert large, "the budgets plan no job for the large runner: this test no longer shows anything"
     assert {p.file for p in problems} == {f"job {j.id}" for j in large} == {f"job {i}" for i in _too_big(v4_plan)}
     for job in large:
         line = str(next(p for p in problems if p.file == f"job {job.id}"))
@@ -76,15 +95,16 @@ def _plan(monkeypatch: pytest.MonkeyPatch, *args: str, **variables: str) -> Resu
     return CliRunner().invoke(cli, ["plan", *args])
 
 
-def test_the_plan_command_fails_fast_with_exit_2(v4_plan, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    run = _plan(monkeypatch, "v4", "--matrix", "--check-runners", "--json")
+def test_the_plan_command_fails_fast_with_exit_2(v4_plan, big_release: str,  # type: ignore[no-untyped-def]
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    run = _plan(monkeypatch, big_release, "--matrix", "--check-runners", "--json")
     assert run.exit_code == 2
     error = json.loads(run.stdout)["error"]  # a --json command answers its errors in JSON too
     assert error["exit_code"] == 2
     assert {p["file"] for p in error["problems"]} == {f"job {i}" for i in _too_big(v4_plan)}
     lines = run.stderr.strip().splitlines()
     assert len(lines) == len(_too_big(v4_plan)) and all(line.startswith("error: job ") for line in lines)
-    assert any("job prepare: needs" in line and "RELEASE_LARGE_RUNNER" in line for line in lines)
+    assert all("needs" in line and "RELEASE_LARGE_RUNNER" in line for line in lines)
     ok = _plan(monkeypatch, "demo", "--matrix", "--check-runners", "--json")
     assert ok.exit_code == 0, ok.stderr
     assert json.loads(ok.stdout)["stages"]["prepare"]["include"]
