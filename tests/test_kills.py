@@ -7,32 +7,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from test_robustness import _errors, _processes_with, prepared_dist  # noqa: F401  (a fixture)
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _build_until_quantizing(dist: Path, mark: str) -> tuple[subprocess.Popen[str], list[str]]:
-    """`release build demo --only gguf` (the imatrix is built: it goes straight to quantizing), read up to
-    the line that says the sweep starts."""
-    proc = subprocess.Popen([sys.executable, "-m", "release", "build", "demo", "--only", "gguf", "--dist", str(dist)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, mark: "1", "PYTHONUNBUFFERED": "1"}, start_new_session=True)
-    assert proc.stderr is not None
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if "gguf: quantizing" in line:
-            return proc, lines
-    proc.wait(timeout=60)
-    raise AssertionError("the build ended before quantizing:\n" + "".join(lines)[-3000:])
+from test_robustness import _build_until_quantizing, _errors, _processes_with, prepared_dist  # noqa: F401  (a fixture)
 
 
 def _gone_within(mark: str, seconds: float) -> list[int]:

@@ -134,6 +134,29 @@ def _processes_with(mark: str) -> list[int]:
     return pids
 
 
+def _default_sigint() -> None:
+    # A shell starts a background job with SIGINT ignored, and Python keeps an ignored SIGINT ignored; the
+    # run must meet Ctrl-C as a terminal sends it, wherever the suite itself was started from.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _build_until_quantizing(dist: Path, mark: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """`release build demo --only gguf` (the imatrix is built: it goes straight to quantizing), read up to
+    the line that says the sweep starts."""
+    proc = subprocess.Popen([sys.executable, "-m", "release", "build", "demo", "--only", "gguf", "--dist", str(dist)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, mark: "1", "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+                            preexec_fn=_default_sigint)
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "gguf: quantizing" in line:
+            return proc, lines
+    proc.wait(timeout=60)
+    raise AssertionError("the build ended before quantizing:\n" + "".join(lines)[-3000:])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGKILL"])
 def test_a_signal_ends_the_run_with_one_line_and_no_children(prepared_dist: Path, tmp_path: Path, how: str) -> None:
@@ -142,20 +165,13 @@ def test_a_signal_ends_the_run_with_one_line_and_no_children(prepared_dist: Path
     dist = tmp_path / "dist"
     shutil.copytree(prepared_dist, dist, copy_function=os.link)
     mark = f"RELEASE_TEST_{uuid.uuid4().hex}"
-    proc = subprocess.Popen([sys.executable, "-m", "release", "build", "demo", "--only", "gguf", "--dist", str(dist)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, mark: "1", "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    proc, lines = _build_until_quantizing(dist, mark)
+    time.sleep(1.0)  # the workers are up and quantizing
+    if how == "SIGINT":
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+    else:
+        os.kill(proc.pid, getattr(signal, how))
     assert proc.stderr is not None
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if "gguf: quantizing" in line:
-            time.sleep(1.0)  # the workers are up and quantizing
-            if how == "SIGINT":
-                os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
-            else:
-                os.kill(proc.pid, getattr(signal, how))
-            break
     rest = proc.stderr.read()
     code = proc.wait(timeout=120)
     stderr = "".join(lines) + rest
