@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .dropmap.scores import scores_path_for
 from .dropmap.summary import CHART_FILE as SELECTION_CHART
 from .dropmap.summary import has_selection
+from .errors import Problem
 from .estimate import bf16_size, census, gguf_size, tier_size
+from .gguf import GGUF_WORK
 from .gguf.tiers import gguf_filename, standard_recipe
 from .manifest import Artifact, ArtifactRegistry, Destination, FileEntry
+from .quality import QUALITY_WORK
 from .quality.chart import CHART_FILE
+from .quality.facts import recorded_withheld_in_use as withheld_in_records
+from .spec.expert_scores import scores_path_for
 from .spec.load import Release
 from .steps import derives_drop_map, wire
-
-GGUF_WORK = ".gguf-work"  # below dist/<release>/: GGUF files made but not published
-QUALITY_WORK = ".quality"  # below dist/<release>/: quality measurements (facts of what they measure)
 
 
 def gguf_recipe(release: Release, tier: str) -> dict:
@@ -156,3 +157,9 @@ def _nvfp4_estimate(release: Release) -> int | None:
             quantize_attention=d.quantize_attention, quantize_dense_mlp=d.quantize_dense_mlp, ignore=d.ignore))
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def recorded_withheld_in_use(release: Release, dist_release: Path) -> list[Problem]:
+    """Which withheld tiers a release's recorded build (`dist_release/state.json`) uses, over a plan
+    without estimates (quality/facts.py reads the records)."""
+    return withheld_in_records(release, dist_release, plan_artifacts(release, estimates=False))

@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .context import BASE
+
 if TYPE_CHECKING:
     from .manifest import Artifact, ArtifactRegistry
     from .spec.load import Release
-
-BASE = "base"  # the base checkpoint: an input of the release, fetched or generated, never published
 
 def derives_drop_map(release: Release) -> bool:
     d = release.definition.dropmap

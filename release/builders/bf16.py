@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from .. import __version__
+from ..context import Context, digest
 from ..fetch import ensure_base
 from ..manifest import Artifact
-from ..pipeline import Context, digest
 from ..prune import prune_checkpoint
 
 

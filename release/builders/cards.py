@@ -3,8 +3,8 @@ facts where built, estimates where planned), plus the static preview of the rele
 
 from __future__ import annotations
 
+from ..context import Context, digest
 from ..manifest import Artifact
-from ..pipeline import Context, digest
 from ..provenance import provenance
 
 

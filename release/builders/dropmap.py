@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 from .. import __version__
+from ..context import Context, digest
 from ..manifest import Artifact
-from ..pipeline import Context, digest
 
 
 class DropmapBuilder:
@@ -25,8 +25,8 @@ class DropmapBuilder:
         import torch
 
         from ..dropmap.derive import DropmapRequest, derive
-        from ..dropmap.scores import parse_scores
         from ..dropmap.summary import selection_facts
+        from ..spec.expert_scores import parse_scores
 
         (planned,) = artifacts
         out = ctx.dist / planned.root

@@ -5,8 +5,8 @@ llama.cpp's own converter and quantizer (release/gguf/). Each is its own artifac
 from __future__ import annotations
 
 from .. import __version__
+from ..context import Context, digest
 from ..manifest import Artifact
-from ..pipeline import Context, digest
 
 
 class GgufBuilder:

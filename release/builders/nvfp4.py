@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 from .. import __version__
+from ..context import Context, digest
 from ..manifest import Artifact
-from ..pipeline import Context, digest
 
 
 class Nvfp4Builder:

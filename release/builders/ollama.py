@@ -3,11 +3,11 @@ OLLAMA_MODELS store under dist/<name>/ollama/ (release/ollama/)."""
 
 from __future__ import annotations
 
+from ..context import Context, digest
 from ..manifest import Artifact
 from ..ollama.build import ModelSource, build_tags
 from ..ollama.build import artifacts as tag_artifacts
 from ..ollama.layers import facts_from_json
-from ..pipeline import Context, digest
 
 
 def model_source(ctx: Context, gguf: Artifact) -> ModelSource:

@@ -8,9 +8,9 @@ import dataclasses
 import json
 
 from .. import __version__
+from ..context import Context, digest
 from ..fsutil import atomic_write_text
 from ..manifest import Artifact
-from ..pipeline import Context, digest
 from ..quality.facts import measured_files
 
 

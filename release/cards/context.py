@@ -22,26 +22,12 @@ from .licenses import license_terms
 from .measured import label as measured_label
 from .measured import measured_on, per_quant_kind
 from .stored import stored_table
+from .urls import HUB, OLLAMA, hub_resolve_url, hub_tree_url, hub_url
 
-HUB = "https://huggingface.co"
-OLLAMA = "https://ollama.com"
 CARD_KINDS = ("bf16", "gguf", "nvfp4", "ollama")
 
 # NVFP4A16: 4-bit values plus one FP8 scale per 16 weights (docs/nvfp4.md); embeddings stay BF16.
 NVFP4_BPW = 4.5
-
-
-def hub_url(repo: str, path: str = "") -> str:
-    return f"{HUB}/{repo}/blob/main/{path}" if path else f"{HUB}/{repo}"
-
-
-def hub_resolve_url(repo: str, path: str) -> str:
-    """The file's raw content (what a card embeds as an image)."""
-    return f"{HUB}/{repo}/resolve/main/{path}"
-
-
-def hub_tree_url(repo: str, folder: str) -> str:
-    return f"{HUB}/{repo}/tree/main/{folder}"
 
 
 OLLAMA_REGISTRY_HOSTS = ("registry.ollama.ai", "ollama.com")

@@ -21,14 +21,10 @@ from ..errors import InputError, Problem, WorkError
 from ..families import Family, for_config
 from ..fsutil import _umask, folder_problem
 from ..spec.definition import ReleaseDefinition
+from ..spec.drop_recipes import Recipe, recipe_problems
 from ..spec.dropmap import FORMAT as DROP_MAP_FORMAT
 from ..spec.dropmap import check_against_config, parse_drop_map
-from ..spec.load import DEFINITION_FILE, Release, load_definition, resolve_pipeline_dir
-from ..spec.paths import PathRefused, resolve_inside
-from ..spec.readers import read_json_object
-from .calibration import read_calibration, tokenize
-from .recipes import Recipe, recipe_problems
-from .scores import (
+from ..spec.expert_scores import (
     ClassInfo,
     ExpertScores,
     LayerScores,
@@ -38,6 +34,10 @@ from .scores import (
     scores_path_for,
     sha256_hex,
 )
+from ..spec.load import DEFINITION_FILE, Release, load_definition, resolve_pipeline_dir
+from ..spec.paths import PathRefused, resolve_inside
+from ..spec.readers import read_json_object
+from .calibration import read_calibration, tokenize
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("cpu", "cuda")

@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InputError, WorkError
 from ..fsutil import atomic_write_bytes, link_or_copy, sha256_file
 from ..manifest import Artifact, Destination, FileEntry
-from ..plan import GGUF_WORK
 from ..procs import stop_pool, worker_init, workers_start_deaf
 from ..toolchain import LLAMA_CPP_COMMIT, LLAMA_CPP_PYTHON, ensure_toolchain
+from . import GGUF_WORK
 from . import tiers as T
 from .checks import imatrix_is_calibration, recipe_problems, release_tensors, requested_types, tier_recipe
 from .convert import checkpoint_bytes, convert

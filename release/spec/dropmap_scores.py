@@ -18,8 +18,8 @@ from .readers import read_input_bytes
 
 def derived_map_problems(pipeline_dir: Path, definition: ReleaseDefinition, drop_map: DropMap, family: Family,
                          config: dict[str, Any], warnings: list[str]) -> list[Problem]:
-    from ..dropmap.recipes import Recipe
-    from ..dropmap.scores import parse_scores, scores_path_for
+    from .drop_recipes import Recipe
+    from .expert_scores import parse_scores, scores_path_for
 
     rel = scores_path_for(definition.prune.drop_map)
     file = f"{pipeline_dir.name}/{rel}"

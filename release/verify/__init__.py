@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..context import Context, digest
 from ..errors import VerifyError
 from ..manifest import Artifact
-from ..pipeline import Context, digest
 
 Check = Callable[[Context, Artifact], list[str]]
 
@@ -94,9 +94,9 @@ def _card(ctx: Context, a: Artifact) -> list[str]:
 
 def _dropmap(ctx: Context, a: Artifact) -> list[str]:
     """A derived map parses, fits the base, and follows from the scores beside it by its recipe."""
-    from ..dropmap.scores import parse_scores
     from ..errors import InputError
     from ..spec.dropmap import check_against_config, parse_drop_map
+    from ..spec.expert_scores import parse_scores
 
     root = ctx.artifact_dir(a)
     map_file, scores_file = (root / f.path for f in a.files)

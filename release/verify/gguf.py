@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..context import Context
 from ..gguf import tiers as T
 from ..gguf.inspect import file_facts
 from ..manifest import Artifact
-from ..pipeline import Context
 
 PROMPT = "The quick brown fox jumps over the lazy dog."
 FORWARD_TIERS = ("Q8_0",)
