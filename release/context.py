@@ -123,6 +123,7 @@ class Context:
         self._inputs: dict[str, str] | None = None
         self.keyed: dict[str, str] | None = None  # see need_files
         self.forced: set[str] = set()  # what --force has made again in this run (forget_forced)
+        self.base_dir: Path | None = None  # the base checkpoint, once a step of this run has fetched it
 
     # -- inputs and provenance ---------------------------------------------------------------
     @property

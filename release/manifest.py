@@ -17,8 +17,7 @@ from .fsutil import atomic_write_text
 
 SCHEMA = "moe-release/manifest/1"
 
-ArtifactKind = Literal["dropmap", "bf16", "gguf", "nvfp4", "quality", "ollama", "card"]
-ARTIFACT_KINDS: tuple[str, ...] = ("dropmap", "bf16", "gguf", "nvfp4", "quality", "ollama", "card")
+ArtifactKind = str  # one of release.kinds.FLOW (the manifest does not list them)
 
 
 @dataclass

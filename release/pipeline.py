@@ -18,19 +18,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .builders import BUILDERS
 from .console import human_duration
-from .context import BASE, Builder, Options, State, digest
+from .context import BASE, Options, State, digest
 from .context import Context as RunContext
 from .errors import InputError, WorkError
-from .manifest import ARTIFACT_KINDS, Artifact, ArtifactRegistry
+from .kinds import KINDS, Kind, kind_of, order
+from .manifest import Artifact, ArtifactRegistry
 from .plan import plan_artifacts
 from .spec.load import Release
-from .steps import ORDER, STEP_OF, closure, dependents, topological
+from .steps import closure, dependents, topological
 from .suggest import did_you_mean, resolve
-
-# What `--only` takes: an artifact kind (cards for card), or hub for every artifact bound for the Hub.
-KINDS = (*ARTIFACT_KINDS[:-1], "cards", "hub")  # dropmap bf16 gguf nvfp4 quality ollama cards hub
 
 
 def parse_only(values: tuple[str, ...] | list[str]) -> list[str]:
@@ -59,12 +56,8 @@ class Context(RunContext):
                          plan_artifacts(release, estimates=estimates))
 
 
-__all__ = ["BASE", "KINDS", "Builder", "Context", "Options", "State", "digest", "ensure", "parse_only",
+__all__ = ["BASE", "KINDS", "Context", "Options", "State", "digest", "ensure", "parse_only",
            "restore_recorded", "run_build", "select", "select_ids"]
-
-
-def builders() -> dict[str, Builder]:
-    return BUILDERS
 
 
 def ensure(ctx: Context, ids: list[str]) -> list[str]:
@@ -78,18 +71,17 @@ def ensure(ctx: Context, ids: list[str]) -> list[str]:
     pending = [i for i in closure(ctx.artifacts, ids) if ctx.artifacts[i].status not in ("built", "published")]
     check_space(ctx, pending)
     built_now: list[str] = []
-    registry = builders()
     while pending:
         ready = [i for i in pending if _ready(ctx, i, pending)]
         if not ready:
             raise WorkError(f"cannot build {', '.join(pending)}: their needs were not built")
-        step = STEP_OF[ctx.artifacts[min(ready, key=lambda i: ORDER[ctx.artifacts[i].kind])].kind]
-        batch = [ctx.artifacts[i] for i in ready if ctx.artifacts[i].kind == step.kind]
+        kind = kind_of(ctx.artifacts[min(ready, key=lambda i: order(ctx.artifacts[i].kind))].kind)
+        batch = [ctx.artifacts[i] for i in ready if ctx.artifacts[i].kind == kind.name]
         pending = [i for i in pending if i not in {a.id for a in batch}]
         started = time.monotonic()
-        made = _build_batch(ctx, registry[step.builder], batch)
+        made = _build_batch(ctx, kind, batch)
         if made:
-            ctx.say(f"{step.kind}: made {', '.join(made)} in {human_duration(time.monotonic() - started)}")
+            ctx.say(f"{kind.name}: made {', '.join(made)} in {human_duration(time.monotonic() - started)}")
         built_now += made
     return built_now
 
@@ -116,7 +108,6 @@ def restore_recorded(ctx: Context) -> list[str]:
     manifest saying what exists. Cards come last (they describe the rest). Returns the ids restored."""
     if not ctx.state.data["artifacts"]:
         return []
-    registry = builders()
     restored: list[str] = []
     for i in topological(ctx.artifacts, [a.id for a in ctx.artifacts]):
         a = ctx.artifacts[i]
@@ -124,7 +115,7 @@ def restore_recorded(ctx: Context) -> list[str]:
             continue
         if any(n != BASE and ctx.artifacts[n].status not in ("built", "published") for n in a.needs):
             continue
-        rec = ctx.state.restore(i, registry[STEP_OF[a.kind].builder].input_hash(ctx, a))
+        rec = ctx.state.restore(i, kind_of(a.kind).input_hash(ctx, a))
         if rec is not None:
             rec.needs = a.needs
             if ctx.intact(rec):
@@ -139,7 +130,7 @@ def check_space(ctx: Context, ids: list[str]) -> None:
     need = 0
     for i in ids:
         a = ctx.artifacts[i]
-        if a.kind in ("ollama", "card"):
+        if kind_of(a.kind).wraps or kind_of(a.kind).describes_all:
             continue  # hard links to GGUFs and a few kB of text
         rec = ctx.state.restore(i)
         if rec is not None and rec.files and all((ctx.artifact_dir(rec) / f.path).is_file() for f in rec.files):
@@ -156,13 +147,13 @@ def check_space(ctx: Context, ids: list[str]) -> None:
 
 def _ready(ctx: Context, artifact_id: str, pending: list[str]) -> bool:
     a = ctx.artifacts[artifact_id]
-    if STEP_OF[a.kind].describes_all:
+    if kind_of(a.kind).describes_all:
         # Rendered from everything else as it stands: after every other pending artifact.
-        return all(STEP_OF[ctx.artifacts[i].kind].describes_all for i in pending)
+        return all(kind_of(ctx.artifacts[i].kind).describes_all for i in pending)
     return all(n == BASE or ctx.artifacts[n].status in ("built", "published") for n in a.needs)
 
 
-def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[str]:
+def _build_batch(ctx: Context, builder: Kind, batch: list[Artifact]) -> list[str]:
     todo: list[tuple[Artifact, str]] = []
     for a in batch:
         inputs = builder.input_hash(ctx, a)
@@ -176,7 +167,7 @@ def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[
         todo.append((a, inputs))
     if not todo:
         return []
-    ctx.say(f"{builder.kind}: making {', '.join(a.id for a, _ in todo)}")
+    ctx.say(f"{builder.selector}: making {', '.join(a.id for a, _ in todo)}")
     for root in {ctx.dist / a.root for a, _ in todo}:
         remove_partials(root)
     hashes = {a.id: h for a, h in todo}
@@ -194,7 +185,7 @@ def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[
             built_now.append(built.id)
     missing = set(hashes) - set(built_now)
     if missing:
-        raise WorkError(f"the {builder.kind} builder did not build {', '.join(sorted(missing))}")
+        raise WorkError(f"the {builder.selector} builder did not build {', '.join(sorted(missing))}")
     ctx.write_manifest()
     return built_now
 
@@ -216,7 +207,7 @@ def remove_partials(folder: Path) -> None:
 
 
 def selector_kind(artifact: Artifact) -> str:
-    return "cards" if artifact.kind == "card" else artifact.kind
+    return kind_of(artifact.kind).selector
 
 
 def select(ctx: Context, only: list[str] | None = None) -> list[str]:
@@ -251,7 +242,7 @@ def select_ids(artifacts: ArtifactRegistry, only: list[str], release_name: str) 
         chosen += [i for i in matched if i not in chosen]
     # A measurement follows what it measures (as a card follows its repo): a tier built is a tier measured,
     # so the cards rendered after it can say what it is worth.
-    chosen += [a.id for a in artifacts if a.kind == "quality" and a.recipe.get("measures") in chosen
+    chosen += [a.id for a in artifacts if kind_of(a.kind).measures and a.recipe.get("measures") in chosen
                and a.id not in chosen]
     return chosen
 
