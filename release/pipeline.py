@@ -1,12 +1,13 @@
-"""The release flow: one readable list of steps over a shared context with a typed artifact registry.
+"""The engine: builds what a command selects, in flow order, over a shared context (release/context.py).
 
-    check → fetch base → prune → build (bf16 | gguf | nvfp4 | ollama) → cards → verify → plan
-          → publish (hub, ollama) → tag
+    check → fetch base → [dropmap] → prune (bf16) → build (gguf | nvfp4) → quality → ollama → cards
+          → verify → plan → publish (hub, ollama) → tag
 
-Builders (release/builders/) turn planned artifacts into built ones; publishers consume them. The
-manifest (`dist/<name>/manifest.json`) is the registry serialised with provenance. `state.json`
-records every built artifact with the hash of its inputs, so a rerun after a crash or an edit
-rebuilds only what changed (new scores → only the cards) and restores the rest.
+Each artifact kind (release/kinds/, in `FLOW` order) plans, hashes and builds its artifacts; this module
+decides what to build, restores what is unchanged and records what it made. The manifest
+(`dist/<name>/manifest.json`) is the registry serialised with provenance. `state.json` records every built
+artifact with the hash of its inputs, so a rerun after a crash or an edit rebuilds only what changed (new
+scores → only the cards) and restores the rest.
 """
 
 from __future__ import annotations
@@ -153,10 +154,10 @@ def _ready(ctx: Context, artifact_id: str, pending: list[str]) -> bool:
     return all(n == BASE or ctx.artifacts[n].status in ("built", "published") for n in a.needs)
 
 
-def _build_batch(ctx: Context, builder: Kind, batch: list[Artifact]) -> list[str]:
+def _build_batch(ctx: Context, kind: Kind, batch: list[Artifact]) -> list[str]:
     todo: list[tuple[Artifact, str]] = []
     for a in batch:
-        inputs = builder.input_hash(ctx, a)
+        inputs = kind.input_hash(ctx, a)
         restored = ctx.state.restore(a.id, inputs)  # None for what --force chose: forget_forced dropped it
         if restored is not None:
             restored.needs = a.needs
@@ -167,12 +168,12 @@ def _build_batch(ctx: Context, builder: Kind, batch: list[Artifact]) -> list[str
         todo.append((a, inputs))
     if not todo:
         return []
-    ctx.say(f"{builder.selector}: making {', '.join(a.id for a, _ in todo)}")
+    ctx.say(f"{kind.selector}: making {', '.join(a.id for a, _ in todo)}")
     for root in {ctx.dist / a.root for a, _ in todo}:
         remove_partials(root)
     hashes = {a.id: h for a, h in todo}
     built_now: list[str] = []
-    for built in builder.build(ctx, [a for a, _ in todo]):
+    for built in kind.build(ctx, [a for a, _ in todo]):
         built.status = "built"
         built.needs = ctx.artifacts[built.id].needs if built.id in ctx.artifacts else built.needs
         for f in built.files:  # the builder just hashed these: don't hash them again
@@ -185,7 +186,7 @@ def _build_batch(ctx: Context, builder: Kind, batch: list[Artifact]) -> list[str
             built_now.append(built.id)
     missing = set(hashes) - set(built_now)
     if missing:
-        raise WorkError(f"the {builder.selector} builder did not build {', '.join(sorted(missing))}")
+        raise WorkError(f"the {kind.selector} builder did not build {', '.join(sorted(missing))}")
     ctx.write_manifest()
     return built_now
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from ..dropmap import summary
 from ..estimate import census
 from ..gguf.tiers import gguf_filename, large_variant_base
 from ..manifest import Artifact, ArtifactRegistry
@@ -284,8 +285,6 @@ def quality_points(release: Release, artifacts: ArtifactRegistry) -> list[Point]
 
 def _selection(release: Release, artifacts: ArtifactRegistry) -> dict[str, Any] | None:
     """How the experts were chosen, as the recorded scores say (None: only the definition's text)."""
-    from ..dropmap import summary
-
     selection = summary.selection_of(release, artifacts)
     if selection is None or release.definition.bf16 is None:
         return None
@@ -445,7 +444,7 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
     parameters = []
     num_ctx = None
     if o:
-        from ..ollama.layers import param_text
+        from ..ollama.layers import param_text  # lazy: numpy at start-up
 
         for key, value in o.parameters.items():
             for text in param_text(value):

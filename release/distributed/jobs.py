@@ -46,6 +46,7 @@ from ..costs import (  # the throughputs and budgets of the job plan live with t
 )
 from ..errors import InputError, Problem
 from ..kinds import kind_of
+from ..pipeline import select
 from ..steps import closure, topological
 
 if TYPE_CHECKING:
@@ -153,8 +154,6 @@ def finish_side(a: Artifact) -> bool:
 
 def plan_jobs(ctx: Context) -> JobPlan:
     """The job plan of the release (or of what `--only` selects and its needs)."""
-    from ..pipeline import select
-
     reg = ctx.artifacts
     chosen = closure(reg, select(ctx))
     own_stage = [i for i in chosen if kind_of(reg[i].kind).stage]  # e.g. a derived drop map, on a GPU
