@@ -25,7 +25,7 @@ from release.distributed.jobs import plan_jobs
 from release.errors import VerifyError
 from release.kinds.base import KindBase
 from release.manifest import Artifact, ArtifactRegistry, FileEntry
-from release.pipeline import Context, Options, parse_only, restore_recorded
+from release.pipeline import Context, Options, parse_only, restore_recorded, run_build
 from release.spec.load import Release, load_release
 from release.verify import verify_release
 
@@ -158,3 +158,28 @@ def test_listed(checksum: ChecksumKind, demo: Path, tmp_path: Path) -> None:
     assert [c.value for c in complete_only(ctx, command.params[0], "chec")] == ["checksum"]
     assert "checksum" in kinds.only_help() and "checksum: SHA256SUMS of the BF16 checkpoint" in kinds.kind_lines()
     assert "checksum" in kinds.from_choices()
+
+
+def test_verify_reuses_the_base_the_build_fetched(demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gate compares the BF16 checkpoint with the base the same run fetched for pruning, instead of
+    asking for it again; and a context given a plan does not plan again."""
+    import release.fetch
+    import release.pipeline
+
+    ctx = Context(load_release(str(demo)), Options(dist_root=tmp_path, only=["bf16"], quiet=True))
+    run_build(ctx)
+    assert ctx.base_dir is not None and ctx.base_dir.is_dir()
+
+    def fetched_again(*args: object, **kwargs: object) -> Path:
+        raise AssertionError("the base was fetched again")
+
+    monkeypatch.setattr(release.fetch, "ensure_base", fetched_again)
+    verify_release(ctx, [ctx.artifacts["bf16"]])
+    assert ctx.state.data["verified"]["verify:bf16"]
+
+    def planned_again(*args: object, **kwargs: object) -> ArtifactRegistry:
+        raise AssertionError("planned again")
+
+    monkeypatch.setattr(release.pipeline, "plan_artifacts", planned_again)
+    again = Context(ctx.release, Options(dist_root=tmp_path, quiet=True), artifacts=ctx.artifacts)
+    assert again.artifacts is ctx.artifacts
