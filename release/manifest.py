@@ -68,7 +68,7 @@ class Artifact:
     destination: Destination | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # sizes, bpw, histograms, parameter counts …
     remote: list[RemoteFile] | None = None
-    needs: list[str] = field(default_factory=list)  # ids it is built from (release/steps.py)
+    needs: list[str] = field(default_factory=list)  # ids it is built from (its kind's `needs`, release/kinds/)
 
     @property
     def size(self) -> int:

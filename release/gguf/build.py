@@ -242,7 +242,7 @@ def build_gguf(release: Release, pruned_dir: Path, out_dir: Path, *, only: set[s
                log: Log | None = None, root: str = "gguf") -> list[Artifact]:
     """Every GGUF artifact of the release (or those in `only`: tier names, "imatrix", "ollama-files",
     the baseline name) from the pruned checkpoint, in one call: convert → imatrix → sweep. The pipeline
-    runs the same three steps one artifact kind at a time (release/builders/gguf.py); this is for
+    runs the same three steps one artifact kind at a time (release/kinds/gguf.py); this is for
     callers that hold a pruned checkpoint and want the files (tests, benchmarks)."""
     job = GgufJob(release, out_dir, root=root, progress=progress, log=log)
     g = job.g
