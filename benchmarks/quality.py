@@ -273,7 +273,8 @@ def _planned(files: dict[str, Path], tokens: int) -> dict[str, int]:
 
 
 def memory(args: argparse.Namespace, work: Path) -> None:
-    from release.distributed.jobs import CORES, TORCH_FLOPS_PER_CORE, plan_jobs
+    from release.costs import CORES, TORCH_FLOPS_PER_CORE
+    from release.distributed.jobs import plan_jobs
     from release.pipeline import Context, Options
     from release.quality.estimate import checkpoint_pass
     from release.spec.load import load_release
@@ -394,7 +395,7 @@ def jobs(args: argparse.Namespace, work: Path) -> None:
     from huggingface_hub import HfApi, constants
     from huggingface_hub.utils import disable_progress_bars
 
-    from release.distributed.jobs import OVERHEAD_GB
+    from release.costs import OVERHEAD_GB
     from release.local import start_registry
     from release.localhub import LocalHub
 

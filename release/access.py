@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from .distributed.jobs import plan_jobs
 from .errors import InputError, ReleaseError, RemoteError, WorkError, describe, network_failure
 from .publish.redact import Redactor
+from .steps import BASE, closure
 
 if TYPE_CHECKING:
-    from .pipeline import Context
+    from .context import Context
 
 T = TypeVar("T")
 OFFICIAL_HUB = "https://huggingface.co"
@@ -237,7 +239,7 @@ def _write_hint(ident: HubIdentity, namespace: str, permission: str = "repo.writ
 def check_registry(url: str, model: str, insecure: bool) -> None:
     """The registry half of check_remote: reachable, and it lets this key (or anyone, for a registry without
     auth) push `model`."""
-    from .ollama.registry import RegistryClient
+    from .ollama.registry import RegistryClient  # lazy: numpy (ollama/) only when a registry is checked
 
     resolve_host(url, "the Ollama registry (--ollama-registry or [ollama] registry)")
     client = RegistryClient(url, insecure=insecure, retries=2, backoff=0.25, timeout=30)
@@ -304,8 +306,6 @@ def release_targets(ctx: Context) -> Targets:
 
 def publish_targets(ctx: Context, ids: list[str]) -> Targets:
     """A publish from one machine of the artifacts `ids` (and what they are made from)."""
-    from .steps import BASE, closure
-
     repos = _hub_repos(ctx, ids)
     reads_base = any(BASE in ctx.artifacts[i].needs for i in closure(ctx.artifacts, ids))
     tags = any(ctx.artifacts[i].kind == "ollama" for i in ids)
@@ -316,9 +316,6 @@ def publish_targets(ctx: Context, ids: list[str]) -> Targets:
 def job_targets(ctx: Context, job_id: str | None) -> Targets:
     """One job of the plan (`--job ID`: its repos, the base if it reads it, the registry if it pushes its
     tiers' Ollama model blobs), or the promotion (`job_id` None: `--finish`)."""
-    from .distributed.jobs import plan_jobs
-    from .steps import BASE
-
     repos = _hub_repos(ctx)
     if job_id is None:
         tags = any(a.kind == "ollama" for a in ctx.artifacts)

@@ -27,8 +27,7 @@ from .fsutil import folder_problem
 from .manifest import ArtifactRegistry
 from .outcome import EXIT_STATUS, ReleaseGroup, error_object, resume_command
 from .pipeline import Context, Options, parse_only, restore_recorded, run_build, select
-from .plan import plan_artifacts
-from .quality.facts import recorded_withheld_in_use
+from .plan import plan_artifacts, recorded_withheld_in_use
 from .spec.load import load_release
 from .spec.placeholders import refuse_placeholders
 from .steps import closure

@@ -11,7 +11,9 @@ import click
 from click.shell_completion import CompletionItem
 
 from .errors import ReleaseError
-from .spec.load import DEFINITION_FILE, PROJECT_ROOT
+from .pipeline import KINDS, selector_kind
+from .plan import plan_artifacts
+from .spec.load import DEFINITION_FILE, PROJECT_ROOT, load_release
 
 
 def complete_release(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
@@ -23,8 +25,6 @@ def complete_release(ctx: click.Context, param: click.Parameter, incomplete: str
 
 
 def complete_only(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
-    from .pipeline import KINDS, selector_kind
-
     values = [*KINDS]
     # While the line ends in `--only`, click leaves NAME among the unparsed arguments.
     name = ctx.params.get("name") or next((a for a in ctx.args if not a.startswith("-")), None)
@@ -37,9 +37,6 @@ def complete_only(ctx: click.Context, param: click.Parameter, incomplete: str) -
 def _artifact_selectors(name: str, selector_kind: Any) -> list[str]:
     """`kind:id` of every planned artifact of release `name`, and `hub:repo` of its repos; none when the
     release does not load (completion never prints an error)."""
-    from .plan import plan_artifacts
-    from .spec.load import load_release
-
     try:
         planned = plan_artifacts(load_release(name, tool_checks=False), estimates=False)
     except (ReleaseError, OSError, ValueError):

@@ -69,7 +69,7 @@ def apt_packages(mode: str, info: dict[str, str], *, have: Callable[[str], objec
 
     `have(program)` tells whether a program is on this machine; by default the running Python's `venv`
     (Debian splits ensurepip into pythonX.Y-venv) and llama.cpp's wheel cache are looked at."""
-    from .toolchain import BUILD_PACKAGES, wheel_path
+    from .toolchain import BUILD_PACKAGES, wheel_path  # lazy: bootstrap.sh runs this module before the venv exists
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -127,7 +127,7 @@ def _binaries() -> list[Row]:
 def run_doctor(*, install: bool = False) -> list[Row]:
     rows = _packages()
     try:
-        from . import toolchain  # llama.cpp converter + quantizer (GGUF builder)
+        from . import toolchain  # lazy: bootstrap.sh runs this module before the venv exists
     except ImportError:
         rows.append(("llama.cpp", False, "toolchain support not available in this version"))
     else:

@@ -135,7 +135,7 @@ def _per_tensor(c: Census, recipe: TierRecipe) -> int:
 
 
 def tier_size(c: Census, tier: str, recipe: dict) -> int | None:
-    """Estimated bytes of one tier; `recipe` as release.plan.gguf_recipe gives it."""
+    """Estimated bytes of one tier; `recipe` as release.kinds.gguf.gguf_recipe gives it."""
     base = recipe.get("ftype") or large_variant_base(tier) or tier
     if base in FTYPES and c.gguf_tensors is not None and c.gguf_hparams is not None:
         return _per_tensor(c, TierRecipe(tier, base, recipe.get("embed_type") or None,

@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from .demo import generate_tiny_gemma4, is_current
 from .errors import InputError, RemoteError, describe, disk_full
 from .fsutil import HashCache
 from .publish.redact import Redactor
@@ -34,7 +35,6 @@ def ensure_base(release: Release, *, endpoint: str | None = None, token: str | N
     local = release.base_path
     if base.generator:
         assert local is not None
-        from .demo import generate_tiny_gemma4, is_current
 
         if not is_current(local):
             if progress:

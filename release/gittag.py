@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import WorkError
 
 if TYPE_CHECKING:
-    from .pipeline import Context
+    from .context import Context
 
 DEFAULT_TAGGER = "moe-release <moe-release@localhost>"
 _IDENTITY = re.compile(r"(?P<name>[^<>\n]*[^<>\s])\s+<(?P<email>[^<>\s@]+@[^<>\s@]+)>")

@@ -27,6 +27,7 @@ from .errors import InputError
 from .fsutil import atomic_write_text
 from .init_base import BaseModel
 from .nvfp4.census import unsupported as nvfp4_unsupported
+from .spec.load import load_release
 from .spec.names import release_name_problem
 
 MARK = "PLACEHOLDER"
@@ -75,8 +76,6 @@ def init_release(folder: Path, base: BaseModel, *, name: str | None = None, owne
     staging.mkdir(parents=True)
     try:
         _write(staging, base, result, owner=owner, pinned_kept=experts_kept is not None, derive=derive)
-        from .spec.load import load_release
-
         load_release(str(staging.resolve()), tool_checks=False)  # what init writes, check accepts
         if folder.exists():
             folder.rmdir()

@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import InputError, RemoteError, describe
 from .families import Family, for_config
+from .prune.safetensors_header import read_header
 from .publish.redact import Redactor
 from .spec.names import hub_repo_problem
 
@@ -172,8 +173,6 @@ def card_metadata(readme: str) -> dict[str, Any]:
 
 def _local_parameters(folder: Path) -> int | None:
     """Parameters of the checkpoint, counted from its safetensors headers (exact; no weight is read)."""
-    from .prune.safetensors_header import read_header
-
     total = 0
     for f in sorted(folder.glob("*.safetensors")):
         try:

@@ -113,7 +113,7 @@ class LocalTargets:
 @contextlib.contextmanager
 def local_targets(workdir: Path, namespace: str, *, registry: bool = True) -> Iterator[LocalTargets]:
     """Run the rehearsal Hub (and a registry when installed) for the duration of a publish."""
-    from .localhub import LocalHub
+    from .localhub import LocalHub  # lazy: the stand-in Hub (yaml) only for --local
 
     workdir.mkdir(parents=True, exist_ok=True)
     token_file = workdir / "hub-token"

@@ -17,8 +17,7 @@ from .fsutil import atomic_write_text
 
 SCHEMA = "moe-release/manifest/1"
 
-ArtifactKind = Literal["dropmap", "bf16", "gguf", "nvfp4", "quality", "ollama", "card"]
-ARTIFACT_KINDS: tuple[str, ...] = ("dropmap", "bf16", "gguf", "nvfp4", "quality", "ollama", "card")
+ArtifactKind = str  # one of release.kinds.FLOW (the manifest does not list them)
 
 
 @dataclass
@@ -69,7 +68,7 @@ class Artifact:
     destination: Destination | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # sizes, bpw, histograms, parameter counts …
     remote: list[RemoteFile] | None = None
-    needs: list[str] = field(default_factory=list)  # ids it is built from (release/steps.py)
+    needs: list[str] = field(default_factory=list)  # ids it is built from (its kind's `needs`, release/kinds/)
 
     @property
     def size(self) -> int:

@@ -1,61 +1,34 @@
-"""The release flow: one readable list of steps over a shared context with a typed artifact registry.
+"""The engine: builds what a command selects, in flow order, over a shared context (release/context.py).
 
-    check → fetch base → prune → build (bf16 | gguf | nvfp4 | ollama) → cards → verify → plan
-          → publish (hub, ollama) → tag
+    check → fetch base → [dropmap] → prune (bf16) → build (gguf | nvfp4) → quality → ollama → cards
+          → verify → plan → publish (hub, ollama) → tag
 
-Builders (release/builders/) turn planned artifacts into built ones; publishers consume them. The
-manifest (`dist/<name>/manifest.json`) is the registry serialised with provenance. `state.json`
-records every built artifact with the hash of its inputs, so a rerun after a crash or an edit
-rebuilds only what changed (new scores → only the cards) and restores the rest.
+Each artifact kind (release/kinds/, in `FLOW` order) plans, hashes and builds its artifacts; this module
+decides what to build, restores what is unchanged and records what it made. The manifest
+(`dist/<name>/manifest.json`) is the registry serialised with provenance. `state.json` records every built
+artifact with the hash of its inputs, so a rerun after a crash or an edit rebuilds only what changed (new
+scores → only the cards) and restores the rest.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 from rich.console import Console
-from rich.markup import escape
 
-from .console import BYTES, VERBOSITY, BarProgress, LineProgress, ReleaseConsole, clock, human_duration
+from .console import human_duration
+from .context import BASE, Options, State, digest
+from .context import Context as RunContext
 from .errors import InputError, WorkError
-from .fsutil import HashCache, atomic_write_text, load_json_record, set_aside
-from .manifest import ARTIFACT_KINDS, Artifact, ArtifactRegistry, FileEntry, Manifest
+from .kinds import KINDS, Kind, kind_of, order
+from .manifest import Artifact, ArtifactRegistry
 from .plan import plan_artifacts
-from .provenance import input_hashes, pipelines_git
 from .spec.load import Release
-from .steps import BASE, ORDER, STEP_OF, closure, dependents, topological
+from .steps import closure, dependents, topological
 from .suggest import did_you_mean, resolve
-
-# What `--only` takes: an artifact kind (cards for card), or hub for every artifact bound for the Hub.
-KINDS = (*ARTIFACT_KINDS[:-1], "cards", "hub")  # dropmap bf16 gguf nvfp4 quality ollama cards hub
-
-
-@dataclass
-class Options:
-    dist_root: Path = Path("dist")
-    only: list[str] = field(default_factory=list)  # KIND or KIND:ID selectors
-    force: bool = False
-    from_step: str | None = None
-    jobs: int = 2
-    max_memory: int | None = None  # bytes
-    hub_endpoint: str | None = None
-    hub_token: str | None = None
-    ollama_registry: str | None = None
-    dry_run: bool = False
-    prune_remote: bool = False
-    via_ollama_cli: bool = False
-    quiet: bool = False
-    local_state: Path | None = None  # --local: where the rehearsal Hub and registry keep what they receive
-    move_tags: bool = False  # move the release's Hub tags and git tag to the new heads (else they stay)
 
 
 def parse_only(values: tuple[str, ...] | list[str]) -> list[str]:
@@ -74,217 +47,18 @@ def parse_only(values: tuple[str, ...] | list[str]) -> list[str]:
     return out
 
 
-class State:
-    """`state.json`: every built artifact with the hash of its inputs."""
+class Context(RunContext):
+    """The run context of a command: plans the release unless the command has planned it already (pass
+    `artifacts=`: one plan per command)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data, self.problem = load_json_record(path)
-        arts = self.data.get("artifacts")
-        if not isinstance(arts, dict) or not all(_is_record(r) for r in arts.values()):
-            if arts is not None and self.problem is None:
-                self.problem = set_aside(path, "its artifacts are not records of this tool")
-            self.data = {"artifacts": {}}
-        if not isinstance(self.data.get("verified", {}), dict):
-            self.data["verified"] = {}
-
-    def get(self, artifact_id: str) -> dict[str, Any] | None:
-        return self.data["artifacts"].get(artifact_id)
-
-    def restore(self, artifact_id: str, inputs: str | None = None) -> Artifact | None:
-        """The recorded artifact (when recorded for `inputs`, if given), or None; a record that does not
-        parse counts as none."""
-        rec = self.get(artifact_id)
-        if rec is None or (inputs is not None and rec["inputs"] != inputs):
-            return None
-        try:
-            return Artifact.from_json(rec["artifact"])
-        except (KeyError, TypeError, ValueError, AttributeError):
-            return None
-
-    def record(self, artifact: Artifact, inputs: str) -> None:
-        self.data["artifacts"][artifact.id] = {"inputs": inputs, "artifact": artifact.to_json()}
-        self._save()
-
-    def forget(self, artifact_id: str) -> None:
-        if self.data["artifacts"].pop(artifact_id, None) is not None:
-            self._save()
-
-    def _save(self) -> None:
-        atomic_write_text(self.path, json.dumps(self.data, indent=1) + "\n")
-
-
-def _is_record(rec: Any) -> bool:
-    return isinstance(rec, dict) and isinstance(rec.get("inputs"), str) and isinstance(rec.get("artifact"), dict) \
-        and isinstance(rec["artifact"].get("id"), str)
-
-
-def digest(*parts: Any) -> str:
-    """A stable hash of JSON-able parts (input hashes of a step)."""
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(json.dumps(p, sort_keys=True, default=str).encode())
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-class Context:
     def __init__(self, release: Release, options: Options, console: Console | None = None, *,
                  estimates: bool = True, artifacts: ArtifactRegistry | None = None) -> None:
-        self.release = release
-        self.options = options
-        self.console = console or ReleaseConsole(stderr=True)
-        self.dist = (options.dist_root / release.name).absolute()  # tools run in other directories
-        # `artifacts`: the plan of this release when the caller made it already (one plan per command)
-        self.artifacts: ArtifactRegistry = artifacts if artifacts is not None else \
-            plan_artifacts(release, estimates=estimates)
-        self.state = State(self.dist / "state.json")
-        self.hash_cache = HashCache(self.dist / "hashes.json")
-        for problem in (self.state.problem, self.hash_cache.problem):
-            if problem:
-                self.console.print(f"[yellow]warning:[/] {escape(problem)}", soft_wrap=True, highlight=False)
-        self.progress: BarProgress | LineProgress | None = None
-        self.log: list[str] = []
-        self._inputs: dict[str, str] | None = None
-        self.keyed: dict[str, str] | None = None  # see need_files
-        self.forced: set[str] = set()  # what --force has made again in this run (forget_forced)
-
-    # -- inputs and provenance ---------------------------------------------------------------
-    @property
-    def inputs(self) -> dict[str, str]:
-        if self._inputs is None:
-            self._inputs = input_hashes(self.release)
-        return self._inputs
-
-    def manifest(self) -> Manifest:
-        from . import __version__
-
-        return Manifest(release=self.release.name, tool_version=__version__,
-                        pipelines_git=pipelines_git(self.release.dir), inputs=self.inputs,
-                        artifacts=self.artifacts)
-
-    def write_manifest(self) -> Path:
-        path = self.dist / "manifest.json"
-        self.manifest().write(path)
-        self.hash_cache.save()
-        return path
-
-    # -- files ----------------------------------------------------------------------------------
-    def artifact_dir(self, artifact: Artifact) -> Path:
-        return self.dist / artifact.root
-
-    def file_entries(self, root: Path, names: list[str]) -> list[FileEntry]:
-        """FileEntry (path, size, sha256) for files below `root`, hashed through the cache."""
-        return [FileEntry(n, (root / n).stat().st_size, self.hash_cache.sha256(root / n)) for n in names]
-
-    def intact(self, artifact: Artifact) -> bool:
-        """Every file of a built artifact is still there with its recorded size and hash."""
-        root = self.artifact_dir(artifact)
-        for f in artifact.files:
-            p = root / f.path
-            if not p.is_file() or p.stat().st_size != f.size:
-                return False
-            if f.sha256 and self.hash_cache.sha256(p) != f.sha256:
-                return False
-        return bool(artifact.files)
-
-    # -- output -----------------------------------------------------------------------------------
-    def say(self, message: str) -> None:
-        """One line of what the run does (timestamped without a terminal; nothing with -q)."""
-        self.log.append(message)
-        if not self.options.quiet and not VERBOSITY.quiet:
-            stamp = "" if self.console.is_terminal else f"{clock()} "
-            self.console.print(stamp + message, soft_wrap=True, highlight=False, markup=False)
-
-    def detail(self, message: str) -> None:
-        """A line only -v shows (what was restored rather than made, and why)."""
-        if VERBOSITY.verbose:
-            self.say(message)
-
-    def task(self, description: str, total: int | None = None, unit: str = BYTES) -> Callable[[int, int], None]:
-        """A progress display of one step; returns `update(done, total)`. `unit` is bytes, or what the step
-        counts (chunks, windows, tiers)."""
-        if self.progress is None:
-            return lambda done, total: None
-        return self.progress.task(description, total, unit)
-
-    @contextmanager
-    def live(self) -> Iterator[None]:
-        """One progress display for the whole run: a live bar per step in a terminal, plain timestamped
-        lines elsewhere (release/console.py)."""
-        if self.options.quiet or VERBOSITY.quiet or self.progress is not None:
-            yield
-            return
-        if not self.console.is_terminal:
-            self.progress = LineProgress(self.console)
-            try:
-                yield
-            finally:
-                self.progress = None
-            return
-        bars = BarProgress(self.console)
-        self.progress = bars
-        try:
-            with bars.rich:
-                yield
-        finally:
-            self.progress = None
-
-    # -- building ---------------------------------------------------------------------------------
-    def built(self, artifact_id: str) -> Artifact:
-        """The built artifact `artifact_id`; its builder's needs were ensured before it was asked for."""
-        a = self.artifacts.get(artifact_id)
-        if a is None:
-            raise InputError(f"no artifact {artifact_id!r} in this release", file="--only")
-        if a.status not in ("built", "published"):
-            raise WorkError(f"{artifact_id} is needed but not built (a step ran out of flow order)")
-        return a
-
-    def adopt(self, artifact: Artifact) -> Artifact:
-        """Put a built artifact into the registry (built here, restored, or made on another machine), and
-        let what it establishes take effect: quality figures land on what they measure, and a derived drop map
-        becomes the release's drop map."""
-        from .quality.facts import apply_quality
-
-        self.artifacts.add(artifact)
-        apply_quality(self.artifacts)  # figures follow the files they measured (either side may be new)
-        if artifact.kind == "dropmap" and artifact.status in ("built", "published"):
-            from .dropmap.derive import drop_map_of
-
-            self.release = dataclasses.replace(self.release, drop_map=drop_map_of(self.release, artifact))
-            self._inputs = None
-        return artifact
-
-    def need_files(self, artifact: Artifact) -> list[tuple[str, list[tuple[str, str | None]]]]:
-        """What an input hash takes from the artifact's needs: their recorded files (path, sha256), or,
-        while `keyed` holds it, a need's own key (a job hashes what it will make before making it)."""
-        out: list[tuple[str, list[tuple[str, str | None]]]] = []
-        for n in artifact.needs:
-            if n == BASE:
-                continue
-            if self.keyed is not None and n in self.keyed:
-                out.append((n, [("key", self.keyed[n])]))
-            else:
-                out.append((n, [(f.path, f.sha256) for f in self.built(n).files]))
-        return out
+        super().__init__(release, options, console, artifacts=artifacts if artifacts is not None else
+                         plan_artifacts(release, estimates=estimates))
 
 
-class Builder(Protocol):
-    """Turns planned artifacts of one kind into built ones."""
-
-    kind: str
-
-    def input_hash(self, ctx: Context, artifact: Artifact) -> str:
-        """Hash of everything the artifact is made from; its needs are built (ctx.need_files)."""
-
-    def build(self, ctx: Context, artifacts: list[Artifact]) -> list[Artifact]:
-        """Build these artifacts; return them with status 'built', files, sizes and hashes."""
-
-
-def builders() -> dict[str, Builder]:
-    from .builders import BUILDERS
-
-    return BUILDERS
+__all__ = ["BASE", "KINDS", "Context", "Options", "State", "digest", "ensure", "parse_only",
+           "restore_recorded", "run_build", "select", "select_ids"]
 
 
 def ensure(ctx: Context, ids: list[str]) -> list[str]:
@@ -298,18 +72,17 @@ def ensure(ctx: Context, ids: list[str]) -> list[str]:
     pending = [i for i in closure(ctx.artifacts, ids) if ctx.artifacts[i].status not in ("built", "published")]
     check_space(ctx, pending)
     built_now: list[str] = []
-    registry = builders()
     while pending:
         ready = [i for i in pending if _ready(ctx, i, pending)]
         if not ready:
             raise WorkError(f"cannot build {', '.join(pending)}: their needs were not built")
-        step = STEP_OF[ctx.artifacts[min(ready, key=lambda i: ORDER[ctx.artifacts[i].kind])].kind]
-        batch = [ctx.artifacts[i] for i in ready if ctx.artifacts[i].kind == step.kind]
+        kind = kind_of(ctx.artifacts[min(ready, key=lambda i: order(ctx.artifacts[i].kind))].kind)
+        batch = [ctx.artifacts[i] for i in ready if ctx.artifacts[i].kind == kind.name]
         pending = [i for i in pending if i not in {a.id for a in batch}]
         started = time.monotonic()
-        made = _build_batch(ctx, registry[step.builder], batch)
+        made = _build_batch(ctx, kind, batch)
         if made:
-            ctx.say(f"{step.kind}: made {', '.join(made)} in {human_duration(time.monotonic() - started)}")
+            ctx.say(f"{kind.name}: made {', '.join(made)} in {human_duration(time.monotonic() - started)}")
         built_now += made
     return built_now
 
@@ -336,7 +109,6 @@ def restore_recorded(ctx: Context) -> list[str]:
     manifest saying what exists. Cards come last (they describe the rest). Returns the ids restored."""
     if not ctx.state.data["artifacts"]:
         return []
-    registry = builders()
     restored: list[str] = []
     for i in topological(ctx.artifacts, [a.id for a in ctx.artifacts]):
         a = ctx.artifacts[i]
@@ -344,7 +116,7 @@ def restore_recorded(ctx: Context) -> list[str]:
             continue
         if any(n != BASE and ctx.artifacts[n].status not in ("built", "published") for n in a.needs):
             continue
-        rec = ctx.state.restore(i, registry[STEP_OF[a.kind].builder].input_hash(ctx, a))
+        rec = ctx.state.restore(i, kind_of(a.kind).input_hash(ctx, a))
         if rec is not None:
             rec.needs = a.needs
             if ctx.intact(rec):
@@ -359,7 +131,7 @@ def check_space(ctx: Context, ids: list[str]) -> None:
     need = 0
     for i in ids:
         a = ctx.artifacts[i]
-        if a.kind in ("ollama", "card"):
+        if kind_of(a.kind).wraps or kind_of(a.kind).describes_all:
             continue  # hard links to GGUFs and a few kB of text
         rec = ctx.state.restore(i)
         if rec is not None and rec.files and all((ctx.artifact_dir(rec) / f.path).is_file() for f in rec.files):
@@ -376,16 +148,16 @@ def check_space(ctx: Context, ids: list[str]) -> None:
 
 def _ready(ctx: Context, artifact_id: str, pending: list[str]) -> bool:
     a = ctx.artifacts[artifact_id]
-    if STEP_OF[a.kind].describes_all:
+    if kind_of(a.kind).describes_all:
         # Rendered from everything else as it stands: after every other pending artifact.
-        return all(STEP_OF[ctx.artifacts[i].kind].describes_all for i in pending)
+        return all(kind_of(ctx.artifacts[i].kind).describes_all for i in pending)
     return all(n == BASE or ctx.artifacts[n].status in ("built", "published") for n in a.needs)
 
 
-def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[str]:
+def _build_batch(ctx: Context, kind: Kind, batch: list[Artifact]) -> list[str]:
     todo: list[tuple[Artifact, str]] = []
     for a in batch:
-        inputs = builder.input_hash(ctx, a)
+        inputs = kind.input_hash(ctx, a)
         restored = ctx.state.restore(a.id, inputs)  # None for what --force chose: forget_forced dropped it
         if restored is not None:
             restored.needs = a.needs
@@ -396,12 +168,12 @@ def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[
         todo.append((a, inputs))
     if not todo:
         return []
-    ctx.say(f"{builder.kind}: making {', '.join(a.id for a, _ in todo)}")
+    ctx.say(f"{kind.selector}: making {', '.join(a.id for a, _ in todo)}")
     for root in {ctx.dist / a.root for a, _ in todo}:
         remove_partials(root)
     hashes = {a.id: h for a, h in todo}
     built_now: list[str] = []
-    for built in builder.build(ctx, [a for a, _ in todo]):
+    for built in kind.build(ctx, [a for a, _ in todo]):
         built.status = "built"
         built.needs = ctx.artifacts[built.id].needs if built.id in ctx.artifacts else built.needs
         for f in built.files:  # the builder just hashed these: don't hash them again
@@ -414,7 +186,7 @@ def _build_batch(ctx: Context, builder: Builder, batch: list[Artifact]) -> list[
             built_now.append(built.id)
     missing = set(hashes) - set(built_now)
     if missing:
-        raise WorkError(f"the {builder.kind} builder did not build {', '.join(sorted(missing))}")
+        raise WorkError(f"the {kind.selector} builder did not build {', '.join(sorted(missing))}")
     ctx.write_manifest()
     return built_now
 
@@ -436,7 +208,7 @@ def remove_partials(folder: Path) -> None:
 
 
 def selector_kind(artifact: Artifact) -> str:
-    return "cards" if artifact.kind == "card" else artifact.kind
+    return kind_of(artifact.kind).selector
 
 
 def select(ctx: Context, only: list[str] | None = None) -> list[str]:
@@ -471,7 +243,7 @@ def select_ids(artifacts: ArtifactRegistry, only: list[str], release_name: str) 
         chosen += [i for i in matched if i not in chosen]
     # A measurement follows what it measures (as a card follows its repo): a tier built is a tier measured,
     # so the cards rendered after it can say what it is worth.
-    chosen += [a.id for a in artifacts if a.kind == "quality" and a.recipe.get("measures") in chosen
+    chosen += [a.id for a in artifacts if kind_of(a.kind).measures and a.recipe.get("measures") in chosen
                and a.id not in chosen]
     return chosen
 

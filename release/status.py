@@ -14,7 +14,10 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .errors import InputError
+from .flow import _hub_token, _registry
 from .pipeline import Context, restore_recorded
+from .quality.facts import withheld
 
 BUILT = ("built", "published")
 
@@ -61,9 +64,7 @@ class StatusReport:
 
 
 def release_status(ctx: Context) -> StatusReport:
-    from .flow import _hub_token, _registry
-    from .publish.hub import HubPublisher
-    from .quality.facts import withheld
+    from .publish.hub import HubPublisher  # lazy: huggingface_hub at start-up
 
     restore_recorded(ctx)
     reg = ctx.artifacts
@@ -101,10 +102,9 @@ def release_status(ctx: Context) -> StatusReport:
 
 
 def _ollama_status(ctx: Context, report: StatusReport) -> None:
-    from .errors import InputError
-    from .ollama.build import load_builds
-    from .ollama.publish import plan_ollama
-    from .ollama.registry import RegistryClient
+    from .ollama.build import load_builds  # lazy: numpy at start-up
+    from .ollama.publish import plan_ollama  # lazy: numpy at start-up
+    from .ollama.registry import RegistryClient  # lazy: numpy at start-up
 
     o = ctx.release.definition.ollama
     assert o is not None

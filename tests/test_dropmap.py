@@ -18,10 +18,10 @@ from release.cli import cli
 from release.demo import generate_tiny_gemma4
 from release.dropmap.calibration import TokenizedClass
 from release.dropmap.collect import collect, make_batches
-from release.dropmap.scores import parse_scores
 from release.dropmap.stream import LayerStream
 from release.prune import inspect_checkpoint
 from release.spec.dropmap import load_drop_map
+from release.spec.expert_scores import parse_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 PROSE = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from release.dropmap.recipes import Recipe, expert_scores, recipe_problems, select_layer
 from release.errors import InputError
+from release.spec.drop_recipes import Recipe, expert_scores, recipe_problems, select_layer
 
 # Two classes, six experts. Counts are tokens routed; sums are Σ router weight × ‖output‖.
 COUNTS = {"code": [10, 10, 10, 10, 0, 10], "math": [10, 10, 10, 10, 4, 0]}

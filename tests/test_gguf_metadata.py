@@ -176,8 +176,8 @@ def _context(release, root: Path, arts: dict):
 
 @pytest.mark.slow
 def test_verify_fails_on_an_edited_chat_template(built, tmp_path):
+    from release.kinds.gguf_verify import verify_gguf
     from release.verify import verify_release
-    from release.verify.gguf import verify_gguf
 
     release, root, arts = built
     ctx = _context(release, root, arts)
@@ -206,7 +206,7 @@ def test_verify_fails_on_an_edited_chat_template(built, tmp_path):
 
 @pytest.mark.slow
 def test_verify_fails_when_the_template_is_missing_or_extra(built, tmp_path):
-    from release.verify.gguf import template_problems
+    from release.kinds.gguf_verify import template_problems
 
     _release, root, arts = built
     dist = root / "dist" / "demo"

@@ -120,7 +120,7 @@ def test_measurement_estimates_follow_the_text(tmp_path) -> None:
     """More held-out text (up to max_tokens) → a bigger reference and longer tier jobs."""
     import shutil
 
-    from release.distributed.jobs import _measure_cost
+    from release.costs import measure_cost as _measure_cost
 
     folder = tmp_path / "v4"
     shutil.copytree(load_release("v4").dir, folder, ignore=shutil.ignore_patterns("base"))

@@ -350,7 +350,7 @@ def test_header_nesting_of_a_real_checkpoint_passes_and_a_deep_one_is_refused() 
 def test_every_json_reader_of_a_user_file_guards_its_depth(tmp_path: Path) -> None:
     """The definition's files (release/spec/readers.py) and a drop map's scores file refuse deep nesting in
     one error naming the file, whatever the depth."""
-    from release.dropmap.scores import parse_scores
+    from release.spec.expert_scores import parse_scores
     from release.spec.readers import parse_json
 
     for depth in (40, 100_000):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .context import build_context
 from .links import CardLinkError, check_links
+from .preview import build_preview
 from .render import card_data, render_card_texts, render_cards
 from .verify import verify_cards
 
@@ -26,9 +27,3 @@ __all__ = [
     "render_cards",
     "verify_cards",
 ]
-
-
-def build_preview(*args, **kwargs):  # type: ignore[no-untyped-def]
-    from .preview import build_preview as _build
-
-    return _build(*args, **kwargs)

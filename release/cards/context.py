@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from ..dropmap import summary
 from ..estimate import census
 from ..gguf.tiers import gguf_filename, large_variant_base
 from ..manifest import Artifact, ArtifactRegistry
@@ -22,26 +23,12 @@ from .licenses import license_terms
 from .measured import label as measured_label
 from .measured import measured_on, per_quant_kind
 from .stored import stored_table
+from .urls import HUB, OLLAMA, hub_resolve_url, hub_tree_url, hub_url
 
-HUB = "https://huggingface.co"
-OLLAMA = "https://ollama.com"
 CARD_KINDS = ("bf16", "gguf", "nvfp4", "ollama")
 
 # NVFP4A16: 4-bit values plus one FP8 scale per 16 weights (docs/nvfp4.md); embeddings stay BF16.
 NVFP4_BPW = 4.5
-
-
-def hub_url(repo: str, path: str = "") -> str:
-    return f"{HUB}/{repo}/blob/main/{path}" if path else f"{HUB}/{repo}"
-
-
-def hub_resolve_url(repo: str, path: str) -> str:
-    """The file's raw content (what a card embeds as an image)."""
-    return f"{HUB}/{repo}/resolve/main/{path}"
-
-
-def hub_tree_url(repo: str, folder: str) -> str:
-    return f"{HUB}/{repo}/tree/main/{folder}"
 
 
 OLLAMA_REGISTRY_HOSTS = ("registry.ollama.ai", "ollama.com")
@@ -298,8 +285,6 @@ def quality_points(release: Release, artifacts: ArtifactRegistry) -> list[Point]
 
 def _selection(release: Release, artifacts: ArtifactRegistry) -> dict[str, Any] | None:
     """How the experts were chosen, as the recorded scores say (None: only the definition's text)."""
-    from ..dropmap import summary
-
     selection = summary.selection_of(release, artifacts)
     if selection is None or release.definition.bf16 is None:
         return None
@@ -459,7 +444,7 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
     parameters = []
     num_ctx = None
     if o:
-        from ..ollama.layers import param_text
+        from ..ollama.layers import param_text  # lazy: numpy at start-up
 
         for key, value in o.parameters.items():
             for text in param_text(value):

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlparse
 
 from markdown_it import MarkdownIt
 
+from ..dropmap.summary import REAP_URL
 from ..errors import InputError, Problem
 from ..gguf.tiers import gguf_filename
 from ..manifest import Artifact, ArtifactRegistry, Destination, FileEntry
@@ -82,7 +83,6 @@ class LinkIndex:
         terms = license_terms(d.release)
         if terms.url:
             self.urls.add(terms.url)
-        from ..dropmap.summary import REAP_URL
 
         self.urls.add(REAP_URL)  # the measure a generated selection section cites
 

@@ -14,6 +14,7 @@ from typing import Any
 from ..gguf.tiers import gguf_filename
 from ..spec.load import Release
 from ..spec.scores import Harness
+from .urls import hub_url
 
 PER_QUANT_KINDS = {"NVFP4A16": "nvfp4", "BF16": "bf16"}  # per_quant keys that are not GGUF tiers
 _NVFP4_NAMES = ("NVFP4", "NVFP4A16")
@@ -50,7 +51,6 @@ def _gguf_tier(release: Release, artifact: str, engine: str) -> str | None:
 
 def measured_on(release: Release, harness: Harness | None = None) -> MeasuredOn:
     """Where `harness` (this release's own by default) says its scores were measured."""
-    from .context import hub_url  # a cycle: context builds the card context with this module
 
     h = harness or release.scores.harness
     d = release.definition

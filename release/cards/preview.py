@@ -21,6 +21,7 @@ from markdown_it import MarkdownIt
 from ..errors import InputError
 from ..fsutil import atomic_write_text, staging_dir
 from ..manifest import ArtifactRegistry
+from ..quality.facts import withheld
 from ..spec.load import Release
 from .context import HUB, OLLAMA, Size, artifact_size, build_context, hub_resolve_url, ollama_name, slug
 from .render import TEMPLATES_DIR, _gb, card_kinds
@@ -114,8 +115,6 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
 
 def repo_files(release: Release, artifacts: ArtifactRegistry) -> dict[str, list[dict[str, Any]]]:
     """Hub repo → its files (path, size, estimated), README first, in registry order."""
-    from ..quality.facts import withheld
-
     out: dict[str, list[dict[str, Any]]] = {}
     for a in artifacts:
         dest = a.destination
@@ -173,8 +172,6 @@ def read_published(preview_dir: Path) -> dict[str, Any]:
 
 
 def _hub_files_now(release: Release, artifacts: ArtifactRegistry, repo: str) -> dict[str, str | None]:
-    from ..quality.facts import withheld
-
     out: dict[str, str | None] = {}
     for a in artifacts:
         dest = a.destination

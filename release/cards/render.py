@@ -15,12 +15,14 @@ from typing import Any
 import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..dropmap import summary
 from ..errors import InputError, Problem
 from ..fsutil import sha256_bytes, staging_dir
 from ..gguf.metadata import converted_from
 from ..manifest import Artifact, ArtifactRegistry, Destination, FileEntry
+from ..quality.chart import CHART_FILE
 from ..spec.load import PROJECT_ROOT, Release
-from .context import CARD_KINDS, Size, build_context, slug
+from .context import CARD_KINDS, Size, build_context, quality_chart, quality_points, slug
 from .links import check_links
 from .measured import measured_on
 
@@ -241,10 +243,6 @@ def card_files(release: Release, artifacts: ArtifactRegistry) -> dict[str, dict[
     """Files a card's repo ships beside its README: the GGUF repo's quality chart, once a tier is measured
     (the card embeds it from then on), and the BF16 repo's chart of the expert selection, when measured
     scores record it."""
-    from ..dropmap import summary
-    from ..quality.chart import CHART_FILE
-    from .context import quality_chart, quality_points
-
     files: dict[str, dict[str, bytes]] = {}
     if release.definition.gguf is not None and release.quality is not None and quality_points(release, artifacts):
         files["gguf"] = {CHART_FILE: quality_chart(release, artifacts).encode("utf-8")}

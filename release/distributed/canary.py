@@ -29,7 +29,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..access import Targets, check_hub, check_registry, hub_identity
+from ..demo import generate_tiny_gemma4
 from ..errors import WorkError
+from ..fsutil import sha256_bytes, sha256_file
 from ..spec.load import PROJECT_ROOT
 
 OLLAMA_NAME = "release-canary"
@@ -57,8 +60,7 @@ def run_canary(*, hub_endpoint: str | None, ollama_registry: str | None, namespa
                keep: bool, say: Callable[[str], None]) -> CanaryResult:
     from huggingface_hub.utils import disable_progress_bars
 
-    from ..access import Targets, check_hub, check_registry, hub_identity
-    from ..publish.hub import HubPublisher
+    from ..publish.hub import HubPublisher  # lazy: huggingface_hub at start-up
 
     disable_progress_bars()  # one line per step in a CI log
     ident = hub_identity(hub_endpoint)
@@ -106,8 +108,6 @@ def run_canary(*, hub_endpoint: str | None, ollama_registry: str | None, namespa
 
 def _upload_base(pub: Any, repo: str, folder: Path) -> str:
     """The demo's base, generated here, on a private scratch repo; the commit it is pinned at."""
-    from ..demo import generate_tiny_gemma4
-
     generate_tiny_gemma4(folder)
     api = pub._api
     pub._call(f"create {repo}", lambda: api.create_repo(repo, private=True, exist_ok=True))
@@ -194,8 +194,6 @@ class _Runner:
 
 def _verify_hub(pub: Any, dist: Path) -> int:
     """Every published Hub file of finish's manifest is on main as built; no unit record reached main."""
-    from ..fsutil import sha256_file
-
     manifest = json.loads((dist / "manifest.json").read_text())
     checked = 0
     problems = []
@@ -227,9 +225,8 @@ def _verify_hub(pub: Any, dist: Path) -> int:
 
 def _verify_ollama(dist: Path, registry: str, model: str) -> dict[str, str]:
     """Every tag (and latest) reads back with the manifest digest finish built."""
-    from ..fsutil import sha256_bytes
-    from ..ollama.build import load_builds
-    from ..ollama.registry import RegistryClient
+    from ..ollama.build import load_builds  # lazy: numpy at start-up
+    from ..ollama.registry import RegistryClient  # lazy: numpy at start-up
 
     _, latest, builds = load_builds(dist / "ollama")
     client = RegistryClient(registry, insecure=registry.startswith("http://"))

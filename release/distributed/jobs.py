@@ -31,37 +31,29 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..context import BASE
+from ..costs import (  # the throughputs and budgets of the job plan live with the costs they price
+    CORES,
+    DISK_GB,
+    DOWNLOAD_BPS,
+    GB,
+    OVERHEAD_GB,
+    RAM_GB,
+    UPLOAD_BPS,
+    artifact_size,
+    measure_cost,
+    quantize_cost,
+)
 from ..errors import InputError, Problem
-from ..steps import BASE, STEP_OF, closure, topological
+from ..kinds import kind_of
+from ..pipeline import select
+from ..steps import closure, topological
 
 if TYPE_CHECKING:
+    from ..context import Context
     from ..manifest import Artifact
-    from ..pipeline import Context
-
-GB = 1e9
-# Throughputs behind the hours column (bytes/s unless noted), for a GitHub-hosted runner.
-DOWNLOAD_BPS = 150e6  # Hub → runner
-UPLOAD_BPS = 60e6  # runner → Hub
-PRUNE_BPS = 500e6  # streaming byte-range copy: disk bound (measured 0.4–0.7× `cp -r`)
-CONVERT_BPS = 150e6  # convert_hf_to_gguf.py, BF16 safetensors → F16 GGUF
-NVFP4_BPS = 160e6  # release/nvfp4 on 2 cores (benchmarks/nvfp4.py); more cores go faster
-# llama.cpp decoding a window of held-out text (a quality measurement): ≈56 GFLOP/s per core measured on the
-# 0.76B MoE of `benchmarks/quality.py --medium` (2 cores; 2 FLOPs per active parameter per token).
-DECODE_FLOPS_PER_CORE = 50e9
-# transformers on CPU, layer by layer (the importance matrix in float32, the NVFP4 quality passes), 2 FLOPs
-# per active parameter per token: `benchmarks/quality.py --memory` measured 8.2 GFLOP/s per core on the 26B-A4B
-# layer set, reading and loading included, on a 2-core VM shared with other jobs; an idle runner core does more.
-TORCH_FLOPS_PER_CORE = 10e9
-READ_BPS = 500e6  # reading a checkpoint from the runner's disk: a streamed pass, a mapped model read again
-CORES = {"standard": 4, "large": 16}
-RAM_GB = {"standard": 16, "large": 64}
-# Usable disk: a standard runner has 107–122 GiB free after the workflow's free-disk step (84–90 before).
-DISK_GB = {"standard": 100, "large": 250}
-OVERHEAD_GB = 2.0  # the venv, the llama.cpp build, logs
-IMATRIX_CHUNK_TOKENS = 512
 
 STAGES = ("dropmap", "prepare", "build", "finish")
-DROPMAP_TOKENS_PER_S = {"gpu": 2000.0, "standard": 20.0}  # 26B-A4B, layer-streamed (benchmarks/dropmap.py)
 
 
 @dataclass
@@ -157,16 +149,14 @@ def job_slug(text: str) -> str:
 def finish_side(a: Artifact) -> bool:
     """Made by `finish`: cards (they describe everything), Ollama tags (their model blob is pushed by the
     job that made the GGUF; the rest is small), and artifacts made from the definition alone."""
-    return STEP_OF[a.kind].describes_all or a.kind == "ollama" or not a.needs
+    return kind_of(a.kind).describes_all or kind_of(a.kind).wraps or not a.needs
 
 
 def plan_jobs(ctx: Context) -> JobPlan:
     """The job plan of the release (or of what `--only` selects and its needs)."""
-    from ..pipeline import select
-
     reg = ctx.artifacts
     chosen = closure(reg, select(ctx))
-    own_stage = [i for i in chosen if STEP_OF[reg[i].kind].stage]  # e.g. a derived drop map, on a GPU
+    own_stage = [i for i in chosen if kind_of(reg[i].kind).stage]  # e.g. a derived drop map, on a GPU
     heavy = [i for i in chosen if not finish_side(reg[i]) and i not in own_stage]
     consumers = {i: [c for c in heavy if i in reg[c].needs] for i in heavy}
     # Shared: what two or more others are made from, and everything upstream of that.
@@ -185,12 +175,12 @@ def plan_jobs(ctx: Context) -> JobPlan:
             by_leaf.setdefault(leaf, []).append(i)
     d = ctx.release.definition
     budget = d.jobs
-    own = [Unit(job_slug(i), STEP_OF[reg[i].kind].stage, [i]) for i in own_stage]
+    own = [Unit(job_slug(i), kind_of(reg[i].kind).stage, [i]) for i in own_stage]
     leaves = list(by_leaf.values())
     build_units = [Unit(_unit_id(reg, u), "build", topological(reg, u)) for u in leaves]
     units = [*own, *([Unit("prepare", "prepare", prepare)] if prepare else []), *build_units]
     _refuse_same_ids(ctx, units)
-    jobs = [Job(u.id, u.stage, u.artifacts, [u.id], runner=STEP_OF[reg[u.artifacts[0]].kind].runner) for u in own]
+    jobs = [Job(u.id, u.stage, u.artifacts, [u.id], runner=kind_of(reg[u.artifacts[0]].kind).runner) for u in own]
     if prepare:
         jobs.append(Job("prepare", "prepare", prepare, ["prepare"]))
     unit_of_leaf = {tuple(members): u for members, u in zip(leaves, build_units, strict=True)}
@@ -210,7 +200,7 @@ def plan_jobs(ctx: Context) -> JobPlan:
             j.needs = [x.id for x in jobs if x is not j]
         else:
             j.needs = sorted({owner[n] for n in external if n != BASE})
-            j.inputs = [JobInput(n, owner.get(n, ""), _size(ctx, n), unit_owner.get(n, "")) for n in external]
+            j.inputs = [JobInput(n, owner.get(n, ""), artifact_size(ctx, n), unit_owner.get(n, "")) for n in external]
         if j.stage == "build":
             j.ollama_blobs = [a.id for a in reg if a.kind == "ollama" and a.id in chosen
                               and a.recipe["gguf"] in j.artifacts]
@@ -226,7 +216,7 @@ def plan_jobs(ctx: Context) -> JobPlan:
 
 def _unit_id(reg: Any, members: list[str]) -> str:
     """Named for the leaf it makes, a measurement for what it measures: gguf-q4_k_m, nvfp4."""
-    leaf = ([i for i in members if reg[i].kind != "quality"] or members)[-1]
+    leaf = ([i for i in members if not kind_of(reg[i].kind).measures] or members)[-1]
     kind, _, name = leaf.partition(":")
     return job_slug(f"{kind}-{name}" if name else kind)
 
@@ -253,20 +243,20 @@ def _groups(ctx: Context, units: list[list[str]], per_job: int, max_disk_gb: flo
         return tuple(sorted({n for i in unit for n in reg[i].needs if n not in unit}))
 
     def cost(unit: list[str]) -> float:
-        return sum(_quantize_cost(ctx, i) + _measure_cost(ctx, i) for i in unit)
+        return sum(quantize_cost(ctx, i) + measure_cost(ctx, i) for i in unit)
 
     def size(unit: list[str]) -> int:
-        return sum(_size(ctx, i) or 0 for i in unit)
+        return sum(artifact_size(ctx, i) or 0 for i in unit)
 
     by_needs: dict[tuple[str, ...], list[list[str]]] = {}
     for u in units:
         by_needs.setdefault(external(u), []).append(u)
     groups: list[list[list[str]]] = []
     for needs, members in by_needs.items():
-        if len(members) == 1 or not any(reg[i].kind == "gguf" for i in members[0]):
+        if len(members) == 1 or not any(kind_of(reg[i].kind).packs for i in members[0]):
             groups += [[m] for m in members]
             continue
-        inputs_gb = sum((_size(ctx, n) or 0) for n in needs if n != BASE) / GB
+        inputs_gb = sum((artifact_size(ctx, n) or 0) for n in needs if n != BASE) / GB
         packed: list[list[list[str]]] = []
         for m in sorted(members, key=lambda u: -cost(u)):
             for g in packed:
@@ -283,78 +273,15 @@ def _groups(ctx: Context, units: list[list[str]], per_job: int, max_disk_gb: flo
     return sorted(groups, key=lambda g: position[g[0][-1]])
 
 
-def _size(ctx: Context, artifact_id: str) -> int | None:
-    if artifact_id == BASE:
-        return base_size(ctx)
-    a = ctx.artifacts[artifact_id]
-    return a.size or a.facts.get("size")
-
-
-def base_size(ctx: Context) -> int | None:
-    from ..estimate import census
-
-    total = census(ctx.release).base_total
-    return total * 2 if total else None  # BF16 weights
-
-
-def _quantize_cost(ctx: Context, artifact_id: str) -> float:
-    """CPU-seconds to quantize a tier: llama.cpp's per-type cost × the baseline's size."""
-    from ..gguf.build import tier_cost
-    from ..gguf.checks import tier_recipe
-
-    a = ctx.artifacts[artifact_id]
-    g = ctx.release.definition.gguf
-    if a.kind != "gguf" or g is None:
-        return 0.0
-    baseline = _size(ctx, f"gguf:{g.baseline}") or 0
-    return tier_cost(tier_recipe(ctx.release, artifact_id.split(":", 1)[1])) * baseline / GB
-
-
-def _active_parameters(ctx: Context, *, embeddings: bool = True) -> int:
-    """Parameters a token passes through: all but the experts it is not routed to (and, without
-    `embeddings`, but the embedding: a pass that ends before the output projection)."""
-    from ..estimate import census
-
-    c = census(ctx.release)
-    total = c.pruned_total or 0
-    top_k = ctx.release.family.top_k(ctx.release.base_config)
-    active = max(total - c.per_expert * c.moe_layers * max(c.experts_after - top_k, 0), 0)
-    return active if embeddings else max(active - c.embedding, 0)
-
-
-def _streamed(ctx: Context, tokens: int, *, compute_bytes: int, head: bool = False):  # type: ignore[no-untyped-def]
-    """A layer-streamed pass over the pruned checkpoint (release.quality.estimate.StreamedPass): the largest
-    decoder layer from the GGUF tensor list when the family has one, else the text parameters per layer."""
-    from ..estimate import census
-    from ..quality.estimate import StreamedPass, vocab_size
-
-    c = census(ctx.release)
-    cfg = ctx.release.family.text_config(ctx.release.base_config)
-    hidden = int(cfg.get("hidden_size") or 0)
-    if c.gguf_tensors:
-        per_layer: dict[str, int] = {}
-        for t in c.gguf_tensors:
-            if t.name.startswith("blk."):
-                block = t.name.split(".", 2)[1]
-                per_layer[block] = per_layer.get(block, 0) + t.n_elements
-        layer = max(per_layer.values(), default=0)
-    else:
-        layers = int(cfg.get("num_hidden_layers") or 1)
-        layer = max((c.pruned_total or 0) - c.embedding, 0) // max(layers, 1)
-    q = ctx.release.quality
-    logits = q.context * vocab_size(ctx.release) if head and q is not None else 0
-    return StreamedPass(layer, c.embedding, hidden, tokens, compute_bytes, patched=head, logits=logits)
-
-
 def _estimate(ctx: Context, job: Job) -> None:
-    """Peak disk and RAM, and hours, of one job for the planned sizes (see the module's constants).
-    Transfers, pruning, conversion and reading checkpoints are serial; quantizing, the imatrix and the
-    measurements spread over the cores of the runner the job gets (the large one when disk or RAM exceed
-    the standard one). Memory is the largest step's: each step's model is in release.quality.estimate."""
+    """Peak disk and RAM, and hours, of one job for the planned sizes (release/costs.py). Transfers are
+    serial; each artifact adds its kind's share (`Kind.cost`): serial seconds (pruning, conversion, reading
+    checkpoints), core-seconds spread over the cores of the runner the job gets (the large one when disk or
+    RAM exceed the standard one), and the memory of its step (the job's is the largest step's)."""
     reg = ctx.artifacts
-    # An Ollama tag made by finish holds only small blobs there: its model is the tier's GGUF, pushed
-    # by the job that made it.
-    size = {i: (_size(ctx, i) or 0) if reg[i].kind != "ollama" else 0 for i in job.artifacts}
+    # What only wraps another kind's files (an Ollama tag made by finish) holds only small blobs there: its
+    # model is the tier's GGUF, pushed by the job that made it.
+    size = {i: (artifact_size(ctx, i) or 0) if not kind_of(reg[i].kind).wraps else 0 for i in job.artifacts}
     fetched = sum(i.size or 0 for i in job.inputs)
     made = sum(size.values())
     ram = 1.0
@@ -365,117 +292,18 @@ def _estimate(ctx: Context, job: Job) -> None:
     base = sum(i.size or 0 for i in job.inputs if i.id == BASE)
     from_base = sum(size[i] for i in job.artifacts if BASE in reg[i].needs)
     disk = fetched - base + max(base + from_base, made)
-    g = ctx.release.definition.gguf
     for i in job.artifacts:
-        a = reg[i]
-        if a.kind == "dropmap":
-            tokens = _calibration_tokens(ctx)
-            serial += tokens / DROPMAP_TOKENS_PER_S["gpu" if job.runner == "gpu" else "standard"]
-            layers = max(len(ctx.release.family.moe_layers(ctx.release.base_config)), 1)
-            ram = max(ram, 2 * (base_size(ctx) or 0) / layers / GB + 1)  # two layers + activations
-        elif a.kind == "bf16":
-            serial += size[i] / PRUNE_BPS
-        elif a.kind == "nvfp4":
-            serial += (_size(ctx, "bf16") or 0) / NVFP4_BPS
-            ram = max(ram, 1.5)  # measured 0.82–1.1 GB peak (benchmarks/nvfp4.py)
-        elif a.kind == "gguf" and a.recipe.get("baseline"):
-            serial += size[i] / CONVERT_BPS
-            if a.facts.get("split"):
-                disk += size[i]  # the unsplit conversion stays next to the shards
-        elif i == "gguf:imatrix" and g is not None and g.imatrix and a.needs:
-            # Layer by layer from the BF16 checkpoint, in float32, over the calibration chunks.
-            tokens = g.imatrix_chunks * IMATRIX_CHUNK_TOKENS
-            cpu += 2 * _active_parameters(ctx, embeddings=False) * tokens / TORCH_FLOPS_PER_CORE
-            serial += (_size(ctx, "bf16") or 0) / READ_BPS
-            ram = max(ram, _streamed(ctx, tokens, compute_bytes=4).peak_bytes() / GB)
-        elif a.kind == "gguf" and g is not None and i.split(":", 1)[1] in g.tiers:
-            cpu += _quantize_cost(ctx, i)
-            ram = max(ram, _quantize_ram_gb(ctx))
-        elif a.kind == "quality":
-            cpu += _measure_cost(ctx, i)
-            ram = max(ram, _measure_ram_gb(ctx, i))
-            mapped = _mapped_model_gb(ctx, i)
-            if mapped > RAM_GB["standard"] - 2:
-                # libllama maps the file: the pages a window touches are read again for the next one.
-                serial += _windows(ctx) * mapped * GB / READ_BPS
-            elif i == "quality:nvfp4":
-                serial += 2 * (_size(ctx, "bf16") or 0) / READ_BPS  # two passes, layer by layer
+        cost = kind_of(reg[i].kind).cost(ctx, reg[i], job)
+        serial += cost.serial_s
+        cpu += cost.cpu_s
+        ram = max(ram, cost.ram_gb)
+        disk += cost.disk
     job.disk_gb = disk / GB + OVERHEAD_GB
     job.ram_gb = ram
     fits_standard = job.disk_gb <= DISK_GB["standard"] and job.ram_gb <= RAM_GB["standard"]
     if not job.runner or job.runner == "standard":
         job.runner = "standard" if fits_standard or job.stage == "finish" else "large"
     job.hours = (serial + cpu / CORES.get(job.runner, CORES["standard"])) / 3600
-
-
-def _calibration_tokens(ctx: Context) -> int:
-    """Calibration tokens of a derived drop map: ≈4 bytes of text a token, capped per sample."""
-    d = ctx.release.definition.dropmap
-    if d is None:
-        return 0
-    folder = ctx.release.path(d.calibration)
-    total = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) if folder.is_dir() else 0
-    return total // 4
-
-
-def _windows(ctx: Context) -> int:
-    from ..quality.estimate import planned_tokens
-
-    q = ctx.release.quality
-    return planned_tokens(ctx.release)[0] // q.context if q is not None else 0
-
-
-def _measure_cost(ctx: Context, artifact_id: str) -> float:
-    """CPU-seconds of a quality measurement: forward passes over the held-out windows (2 FLOPs per active
-    parameter per token) — one for a GGUF file in llama.cpp, two (BF16, then dequantized NVFP4) in
-    transformers for NVFP4."""
-    from ..quality.estimate import planned_tokens
-
-    if ctx.artifacts[artifact_id].kind != "quality":
-        return 0.0
-    decoded = planned_tokens(ctx.release)[0]
-    flops = 2 * _active_parameters(ctx) * decoded
-    if artifact_id == "quality:nvfp4":
-        return 2 * flops / TORCH_FLOPS_PER_CORE
-    return flops / DECODE_FLOPS_PER_CORE
-
-
-def _mapped_model_gb(ctx: Context, artifact_id: str) -> float:
-    """GB of the GGUF file a libllama measurement maps (0 for NVFP4's, which streams the BF16 checkpoint)."""
-    a = ctx.artifacts[artifact_id]
-    if artifact_id == "quality:nvfp4":
-        return 0.0
-    source = a.needs[0] if a.needs else ""
-    return (_size(ctx, source) or 0) / GB if source in ctx.artifacts else 0.0
-
-
-def _measure_ram_gb(ctx: Context, artifact_id: str) -> float:
-    """Peak memory of a quality measurement (release.quality.estimate): NVFP4's two layer-streamed passes over
-    the held-out windows (float32 below FLOAT32_MAX_BYTES of BF16, else bfloat16), or libllama decoding them."""
-    from ..quality.estimate import libllama_pass_bytes, planned_tokens, vocab_size
-    from ..quality.nvfp4 import FLOAT32_MAX_BYTES
-
-    q = ctx.release.quality
-    if q is None:
-        return 0.0
-    if artifact_id == "quality:nvfp4":
-        bf16 = _size(ctx, "bf16") or 0
-        decoded = planned_tokens(ctx.release)[0]
-        compute = 4 if bf16 <= FLOAT32_MAX_BYTES else 2
-        return _streamed(ctx, decoded, compute_bytes=compute, head=True).peak_bytes() / GB
-    return libllama_pass_bytes(q.context, vocab_size(ctx.release)) / GB
-
-
-def _quantize_ram_gb(ctx: Context) -> float:
-    from ..gguf.build import quantize_memory
-    from ..gguf.checks import release_tensors
-
-    tensors = release_tensors(ctx.release)
-    g = ctx.release.definition.gguf
-    baseline = (_size(ctx, f"gguf:{g.baseline}") or 0) if g else 0
-    # The sweep runs at most two quantizers at once within a job (--jobs 2).
-    return 2 * quantize_memory(tensors, baseline) / GB + 0.5
-
 
 
 # -- runner fit ----------------------------------------------------------------------------------------

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..pipeline import builders, digest
+from ..context import digest
+from ..kinds import kind_of
 from ..spec.load import DEFINITION_FILE
-from ..steps import STEP_OF, topological
+from ..steps import topological
 from .records import PromotionRecord, read_promotion
 
 if TYPE_CHECKING:
-    from ..pipeline import Context
+    from ..context import Context
     from ..publish.hub import HubPublisher
     from .jobs import JobPlan, Unit
 
@@ -31,7 +32,7 @@ def _keys(ctx: Context, artifact_ids: list[str]) -> dict[str, str]:
     try:
         for aid in topological(ctx.artifacts, artifact_ids):
             a = ctx.artifacts[aid]
-            keys[aid] = builders()[STEP_OF[a.kind].builder].input_hash(ctx, a)
+            keys[aid] = kind_of(a.kind).input_hash(ctx, a)
     finally:
         ctx.keyed = None
     return keys

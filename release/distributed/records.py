@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import RemoteError
 from ..manifest import Artifact
+from ..publish.gitsha import git_blob_sha1_file
 from ..publish.hubplan import REGULAR_MAX
 
 if TYPE_CHECKING:
@@ -150,8 +151,6 @@ class PromotionRecord:
 def git_sha1s(ctx: Context, artifacts: list[Artifact]) -> dict[str, str]:
     """Git blob ids of the files the Hub may keep in git rather than LFS (tree metadata shows no
     sha256 for those)."""
-    from ..publish.gitsha import git_blob_sha1_file
-
     out = {}
     for a in artifacts:
         repo = stage_repo(ctx, a)

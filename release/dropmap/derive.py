@@ -19,16 +19,14 @@ from typing import Any, cast
 from .. import __version__
 from ..errors import InputError, Problem, WorkError
 from ..families import Family, for_config
+from ..fetch import ensure_base
 from ..fsutil import _umask, folder_problem
+from ..prune import inspect_checkpoint
 from ..spec.definition import ReleaseDefinition
+from ..spec.drop_recipes import Recipe, recipe_problems
 from ..spec.dropmap import FORMAT as DROP_MAP_FORMAT
-from ..spec.dropmap import check_against_config, parse_drop_map
-from ..spec.load import DEFINITION_FILE, Release, load_definition, resolve_pipeline_dir
-from ..spec.paths import PathRefused, resolve_inside
-from ..spec.readers import read_json_object
-from .calibration import read_calibration, tokenize
-from .recipes import Recipe, recipe_problems
-from .scores import (
+from ..spec.dropmap import DropMap, check_against_config, parse_drop_map
+from ..spec.expert_scores import (
     ClassInfo,
     ExpertScores,
     LayerScores,
@@ -38,6 +36,10 @@ from .scores import (
     scores_path_for,
     sha256_hex,
 )
+from ..spec.load import DEFINITION_FILE, Release, load_definition, resolve_pipeline_dir
+from ..spec.paths import PathRefused, resolve_inside
+from ..spec.readers import read_json_object
+from .calibration import read_calibration, tokenize
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("cpu", "cuda")
@@ -176,9 +178,7 @@ def derive(name: str, request: DropmapRequest, progress: Callable[[str], None] |
     out = request.out
     scores_out = out.with_name(scores_path_for(out.name))
 
-    from ..fetch import ensure_base
-    from ..prune import inspect_checkpoint
-    from .collect import collect
+    from .collect import collect  # lazy: torch, only when a map is derived
 
     partial = Release(pipeline_dir, definition, cast(Any, None), cast(Any, None), config, family)
     base_dir = ensure_base(partial, endpoint=request.hub_endpoint, progress=progress)
@@ -291,8 +291,6 @@ def _write_together(files: list[tuple[Path, bytes]]) -> None:
 def drop_map_of(release: Release, artifact: Any) -> Any:
     """The drop map a built `dropmap` artifact holds, from its recorded facts (the file itself may be on
     another machine), checked against the base config like a given one."""
-    from ..spec.dropmap import DropMap
-
     kept = {int(layer): tuple(v) for layer, v in artifact.facts["kept"].items()}
     dm = DropMap(file=release.drop_map.file, base=release.definition.base.repo,
                  num_experts=release.drop_map.num_experts, kept=kept, sha256=artifact.files[0].sha256 or "",

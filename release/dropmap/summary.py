@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .scores import ExpertScores, kept_share, parse_scores, scores_path_for
+from ..spec.expert_scores import ExpertScores, kept_share, parse_scores, scores_path_for
 
 if TYPE_CHECKING:
     from ..manifest import ArtifactRegistry

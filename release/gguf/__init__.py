@@ -17,3 +17,5 @@ Public interface (modules are imported lazily: `release.spec` needs only `tiers`
                                               reading, writing llama-imatrix's GGUF format
   ../toolchain.py: doctor(), ensure_toolchain(), install()
 """
+
+GGUF_WORK = ".gguf-work"  # below dist/<release>/: GGUF files made but not published

@@ -35,16 +35,17 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InputError, WorkError
 from ..fsutil import atomic_write_bytes, link_or_copy, sha256_file
 from ..manifest import Artifact, Destination, FileEntry
-from ..plan import GGUF_WORK
+from ..ollama.layers import params_blob, typed_params
 from ..procs import stop_pool, worker_init, workers_start_deaf
 from ..toolchain import LLAMA_CPP_COMMIT, LLAMA_CPP_PYTHON, ensure_toolchain
+from . import GGUF_WORK
 from . import tiers as T
 from .checks import imatrix_is_calibration, recipe_problems, release_tensors, requested_types, tier_recipe
 from .convert import checkpoint_bytes, convert
 from .imatrix import load_imatrix
 from .imatrix_stream import METHOD as STREAMED_IMATRIX
 from .imatrix_stream import stream_imatrix
-from .inspect import file_facts
+from .inspect import _field, _reader, file_facts, read_tensors
 from .metadata import release_metadata
 from .names import ExpectedTensor
 from .quantize import QuantizeJob, run_job
@@ -241,7 +242,7 @@ def build_gguf(release: Release, pruned_dir: Path, out_dir: Path, *, only: set[s
                log: Log | None = None, root: str = "gguf") -> list[Artifact]:
     """Every GGUF artifact of the release (or those in `only`: tier names, "imatrix", "ollama-files",
     the baseline name) from the pruned checkpoint, in one call: convert → imatrix → sweep. The pipeline
-    runs the same three steps one artifact kind at a time (release/builders/gguf.py); this is for
+    runs the same three steps one artifact kind at a time (release/kinds/gguf.py); this is for
     callers that hold a pruned checkpoint and want the files (tests, benchmarks)."""
     job = GgufJob(release, out_dir, root=root, progress=progress, log=log)
     g = job.g
@@ -273,8 +274,6 @@ def _expert_counts(pruned_dir: Path) -> tuple[int | None, int | None]:
 
 
 def _expert_counts_gguf(source: Path) -> tuple[int | None, int | None]:
-    from .inspect import _field, _reader
-
     r = _reader(source)
     arch = _field(r, "general.architecture")
     return _field(r, f"{arch}.expert_count"), _field(r, f"{arch}.expert_used_count")
@@ -356,8 +355,6 @@ def _finish_tier(release: Release, tier: str, recipe: T.TierRecipe, produced: Pa
 
 
 def _requested_from_file(recipe: T.TierRecipe, produced: Path) -> dict[str, str]:
-    from .inspect import read_tensors
-
     rows, _ = read_tensors([produced])
     ts = [ExpectedTensor(n, ne0, ne, typ != "f32") for n, typ, ne0, ne in rows]
     return requested_types(recipe, ts)
@@ -394,8 +391,6 @@ def _artifact(aid: str, root: str, out_dir: Path, files: list[Path], dest: Desti
 
 def ollama_params_json(parameters: dict[str, Any]) -> bytes:
     """The `params` file: the same JSON bytes as the params layer of the release's Ollama tags."""
-    from ..ollama.layers import params_blob, typed_params
-
     return params_blob(typed_params(parameters))
 
 

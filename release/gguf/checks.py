@@ -119,7 +119,7 @@ def recipe_problems(release: Release) -> list[Problem]:
     if g.imatrix and not imatrix_is_calibration(g.imatrix):
         path = release.path(g.imatrix)
         if path.is_file():
-            from .imatrix import load_imatrix
+            from .imatrix import load_imatrix  # lazy: numpy at start-up
 
             try:
                 load_imatrix(path)

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import InputError, WorkError
 from ..fsutil import sha256_file
+from .runtime import GGML_TYPE_F32, Runner, ggml_base, op_ids, tensor_array
 
 
 @dataclass
@@ -58,8 +59,6 @@ class Collector:
     """The cb_eval hook: Σx² of every weight's input, per expert for MUL_MAT_ID."""
 
     def __init__(self) -> None:
-        from .runtime import GGML_TYPE_F32, ggml_base, op_ids
-
         self.base = ggml_base()
         ops = op_ids(self.base, "MUL_MAT", "MUL_MAT_ID")
         self.mul_mat, self.mul_mat_id = ops["MUL_MAT"], ops["MUL_MAT_ID"]
@@ -75,8 +74,6 @@ class Collector:
             return False
 
     def _collect(self, t, ask: bool) -> bool:
-        from .runtime import tensor_array
-
         if t.op not in (self.mul_mat, self.mul_mat_id):
             return not ask
         src0, src1 = t.src[0].contents, t.src[1].contents
@@ -157,7 +154,6 @@ def compute_imatrix(model: Path, calibration: Path, out: Path, *, chunks: int = 
     `n_ctx` shrinks to half the calibration's tokens when the text is short (llama-imatrix needs two
     chunks' worth); at least one full chunk is required.
     """
-    from .runtime import Runner
 
     try:
         text = calibration.read_text(encoding="utf-8")

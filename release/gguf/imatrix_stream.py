@@ -41,7 +41,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError, WorkError
+from ..prune import inspect_checkpoint
 from .imatrix import ImatrixResult, Stats, chunk_plan, write_imatrix
+from .runtime import tokenize_file
 
 if TYPE_CHECKING:
     import torch
@@ -201,14 +203,12 @@ def stream_imatrix(checkpoint: Path, baseline: Path, calibration: Path, out: Pat
     GGUF converted from it) does, over `calibration` text: `chunks` chunks of `n_ctx` tokens at most."""
     import torch
 
-    from ..dropmap.stream import Batch, LayerStream
-    from ..prune import inspect_checkpoint
+    from ..dropmap.stream import Batch, LayerStream  # lazy: torch, only when the imatrix is computed
 
     try:
         text = calibration.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read calibration text: {exc}", file=str(calibration)) from exc
-    from .runtime import tokenize_file
 
     arch, tensors = gguf_layout(baseline)
     # As llama-imatrix tokenizes: the GGUF's own vocabulary, special tokens in the text not parsed.

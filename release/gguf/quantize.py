@@ -34,7 +34,7 @@ class QuantizeJob:
 
 def quantize(job: QuantizeJob) -> dict[str, Any]:
     """Quantize `job.source` into `job.out`; returns timing. Raises WorkError on a non-zero status."""
-    from .runtime import llama
+    from .runtime import llama  # lazy: numpy and libllama at start-up
 
     lc = llama()
     started, cpu0 = time.perf_counter(), time.process_time()
@@ -56,7 +56,7 @@ def quantize(job: QuantizeJob) -> dict[str, Any]:
         p.tt_overrides = ctypes.cast(ov, ctypes.POINTER(lc.llama_model_tensor_override))
     kvs: list[tuple[str, str | int]] = []
     if job.imatrix:
-        from .imatrix import load_imatrix
+        from .imatrix import load_imatrix  # lazy: numpy at start-up
 
         data, meta = load_imatrix(Path(job.imatrix))
         im = (lc.llama_model_imatrix_data * (len(data) + 1))()

@@ -23,8 +23,8 @@ def estimate_size(src_dir: Path, *, fmt: str = "compressed-tensors", ignore: Seq
                   quantize_attention: bool = True, quantize_dense_mlp: bool = True,
                   max_shard_size: int | None = None) -> int:
     """Exact byte size of the folder quantize_checkpoint would write for `src_dir` (headers only)."""
-    from .build import plan_for  # torch: only for a checkpoint on disk
-    from .checkpoint import DEFAULT_MAX_SHARD, layout_outputs, open_source
+    from .build import plan_for  # lazy: torch, only for a checkpoint on disk
+    from .checkpoint import DEFAULT_MAX_SHARD, layout_outputs, open_source  # lazy: torch, only for a checkpoint on disk
 
     src = open_source(Path(src_dir))
     plan = plan_for(src, fmt=fmt, ignore=ignore, quantize_attention=quantize_attention,

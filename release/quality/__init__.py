@@ -9,3 +9,5 @@ The held-out text is cut into windows as llama-perplexity does (windows.py); the
 `facts.quality` of what they measure (facts.py). The GGUF card's chart is drawn in chart.py; estimate.py
 says what a measurement costs for the job plan.
 """
+
+QUALITY_WORK = ".quality"  # below dist/<release>/: quality measurements (facts of what they measure)

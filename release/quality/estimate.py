@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..prune import inspect_checkpoint
 from ..spec.calibration import BYTES_PER_TOKEN_ESTIMATE
 
 if TYPE_CHECKING:
@@ -90,7 +91,6 @@ def checkpoint_pass(checkpoint: Path, *, tokens: int, compute_bytes: int, head_c
     NVFP4 measurement's window (its pass ends in the head, each layer patched as read)."""
     import re
 
-    from ..prune import inspect_checkpoint
 
     info = inspect_checkpoint(checkpoint)
     cfg = info.family.text_config(info.config)

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Problem
 from ..manifest import Artifact, ArtifactRegistry
-from ..plan import plan_artifacts
 
 if TYPE_CHECKING:
     from ..spec.load import Release
@@ -163,9 +162,10 @@ def removed_conflicts(release: Release, artifacts: ArtifactRegistry) -> list[str
     return [str(p) for p in withheld_in_use(release, artifacts)]
 
 
-def recorded_withheld_in_use(release: Release, dist_release: Path) -> list[Problem]:
-    """`withheld_in_use` from what `dist_release/state.json` records as built and measured (read only: no
-    file is hashed or written). Nothing recorded, or a record this tool cannot read: nothing to say."""
+def recorded_withheld_in_use(release: Release, dist_release: Path, planned: ArtifactRegistry) -> list[Problem]:
+    """`withheld_in_use` from what `dist_release/state.json` records as built and measured over the
+    release's plan `planned` (read only: no file is hashed or written). Nothing recorded, or a record this
+    tool cannot read: nothing to say."""
 
     path = dist_release / "state.json"
     if not path.is_file():
@@ -177,7 +177,7 @@ def recorded_withheld_in_use(release: Release, dist_release: Path) -> list[Probl
     records = data.get("artifacts") if isinstance(data, dict) else None
     if not isinstance(records, dict):
         return []
-    artifacts = plan_artifacts(release, estimates=False)
+    artifacts = planned
     for aid, rec in records.items():
         if aid in artifacts and isinstance(rec, dict):
             try:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import WorkError
 from ..fsutil import atomic_write_text, sha256_bytes
+from ..gguf.runtime import Runner
 from ..spec.definition import QualitySection
 from .divergence import Figures, ReferenceLogprobs, compare, reference_logprobs
 from .windows import Windows, cut
@@ -38,7 +39,6 @@ def threads() -> int:
 def make_reference(baseline: Path, text: str, q: QualitySection, out_dir: Path, *, reference: str, shown: str,
                    progress: Progress = None) -> dict[str, Any]:
     """Write the reference files into `out_dir` (each under a temporary name first); returns its facts."""
-    from ..gguf.runtime import Runner
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{REFERENCE_LOGPROBS}.partial"
@@ -80,8 +80,6 @@ def load_reference(ref_dir: Path) -> tuple[Windows, ReferenceLogprobs, dict[str,
 
 def measure_tier(tier: Path, ref_dir: Path, progress: Progress = None) -> Figures:
     """The figures of one GGUF file (the first shard of a split one) against the reference."""
-    from ..gguf.runtime import Runner
-
     windows, ref, meta = load_reference(ref_dir)
     with Runner(tier, n_ctx=windows.context, n_threads=threads(), flash_attn=False) as r:
         if r.n_vocab != ref.logprobs.shape[1]:

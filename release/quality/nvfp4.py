@@ -29,6 +29,8 @@ import numpy as np
 
 from ..errors import WorkError
 from ..fsutil import sha256_bytes
+from ..nvfp4.layout import SrcTensor
+from ..prune import inspect_checkpoint
 from ..spec.definition import QualitySection
 from .divergence import Figures, LogitsFn, compare, reference_logprobs
 from .windows import Windows, cut
@@ -36,7 +38,7 @@ from .windows import Windows, cut
 if TYPE_CHECKING:
     import torch
 
-    from ..dropmap.stream import Batch
+    from ..dropmap.stream import Batch  # lazy: torch, only when NVFP4 is measured
     from ..prune.checkpoint import CheckpointInfo
 
 FLOAT32_MAX_BYTES = 2_000_000_000
@@ -69,9 +71,8 @@ class NvfpPatch:
     module's NVFP4 dequantization in its slice (in the compute dtype, as the loaded model would hold it)."""
 
     def __init__(self, nvfp4_dir: Path, info: CheckpointInfo, dtype: torch.dtype) -> None:
-        from ..nvfp4.checkpoint import read_quant_shard_headers
-        from ..nvfp4.layout import SrcTensor
-        from ..nvfp4.verify import _locate
+        from ..nvfp4.checkpoint import read_quant_shard_headers  # lazy: torch, only when NVFP4 is measured
+        from ..nvfp4.verify import _locate  # lazy: torch, only when NVFP4 is measured
 
         self.dir, self.dtype = nvfp4_dir, dtype
         self.out = read_quant_shard_headers(nvfp4_dir)
@@ -90,7 +91,7 @@ class NvfpPatch:
         self._fds: dict[str, int] = {}
 
     def _read(self, name: str) -> torch.Tensor:
-        from ..nvfp4.checkpoint import read_2d
+        from ..nvfp4.checkpoint import read_2d  # lazy: torch, only when NVFP4 is measured
 
         file, entry, offset = self.out[name]
         if file not in self._fds:
@@ -101,7 +102,7 @@ class NvfpPatch:
     def __call__(self, layer: int, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         import torch
 
-        from ..nvfp4 import numerics
+        from ..nvfp4 import numerics  # lazy: torch, only when NVFP4 is measured
 
         for name in [n for n in tensors if n in self.slices]:
             t = tensors[name]
@@ -128,7 +129,7 @@ def window_batches(windows: Windows, batch_tokens: int = BATCH_TOKENS) -> list[B
     """The windows as the stream's batches, in order, several windows of `context` tokens to a batch."""
     import torch
 
-    from ..dropmap.stream import Batch
+    from ..dropmap.stream import Batch  # lazy: torch, only when NVFP4 is measured
 
     per = max(1, batch_tokens // windows.context)
     rows = [windows.inputs(w) for w in range(windows.count)]
@@ -148,7 +149,7 @@ def streamed_logits(info: CheckpointInfo, batches: list[Batch], dtype: torch.dty
     Everything it loaded is freed when the block ends."""
     import torch
 
-    from ..dropmap.stream import LayerStream
+    from ..dropmap.stream import LayerStream  # lazy: torch, only when NVFP4 is measured
 
     stream = LayerStream(info, device=torch.device("cpu"), dtype=dtype, transform=transform)
     # One matrix product per expert: the grouped implementation copies a layer's stacked experts transposed.
@@ -181,7 +182,6 @@ def measure_nvfp4(bf16_dir: Path, nvfp4_dir: Path, text: str, q: QualitySection,
     memory-mapped file, removed at the end: 2 GB at 26B size that need not stay in memory)."""
     import transformers
 
-    from ..prune import inspect_checkpoint
 
     tokens, bos = tokenize(bf16_dir, text)
     windows = cut(tokens, context=q.context, max_tokens=q.max_tokens, bos=bos, shown=shown)

@@ -76,7 +76,7 @@ def count_tokens(release: Release, text: str) -> TokenCount:
 def calibration_findings(release: Release, text_path: Path) -> tuple[list[Problem], list[str]]:
     """(problems, warnings) of the calibration text against `imatrix_chunks`: a warning when it gives
     fewer chunks than asked, an error when a counted text is too short for even one chunk."""
-    from ..gguf.imatrix import chunk_plan
+    from ..gguf.imatrix import chunk_plan  # lazy: numpy at start-up
 
     g = release.definition.gguf
     assert g is not None

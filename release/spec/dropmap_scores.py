@@ -11,15 +11,15 @@ from typing import Any
 from ..errors import InputError, Problem
 from ..families import Family
 from .definition import ReleaseDefinition
+from .drop_recipes import Recipe
 from .dropmap import DropMap
+from .expert_scores import parse_scores, scores_path_for
 from .paths import PathRefused, resolve_inside
 from .readers import read_input_bytes
 
 
 def derived_map_problems(pipeline_dir: Path, definition: ReleaseDefinition, drop_map: DropMap, family: Family,
                          config: dict[str, Any], warnings: list[str]) -> list[Problem]:
-    from ..dropmap.recipes import Recipe
-    from ..dropmap.scores import parse_scores, scores_path_for
 
     rel = scores_path_for(definition.prune.drop_map)
     file = f"{pipeline_dir.name}/{rel}"

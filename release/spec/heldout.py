@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import InputError, Problem
+from ..gguf.checks import imatrix_is_calibration
+from .calibration import count_tokens
 from .readers import read_input_bytes
 
 if TYPE_CHECKING:
@@ -45,7 +47,6 @@ def heldout_findings(release: Release) -> tuple[list[Problem], list[str]]:
         return exc.problems, []
     problems: list[Problem] = []
     g = release.definition.gguf
-    from ..gguf.checks import imatrix_is_calibration
 
     if g is not None and g.imatrix and imatrix_is_calibration(g.imatrix):
         calibration = release.path(g.imatrix)
@@ -68,7 +69,6 @@ def heldout_findings(release: Release) -> tuple[list[Problem], list[str]]:
                                     "quantization was not tuned on; give a held-out text of its own"))
     if problems:
         return problems, []
-    from .calibration import count_tokens
 
     count = count_tokens(release, text)
     if count.tokens >= q.context:

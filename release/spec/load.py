@@ -164,7 +164,7 @@ class Release:
         }
         if d.dropmap is not None:
             if not d.dropmap.derive:  # the scores a given map was derived from, when they are beside it
-                from ..dropmap.scores import scores_path_for
+                from .expert_scores import scores_path_for
 
                 rel = str(Path(d.prune.drop_map).with_name(scores_path_for(Path(d.prune.drop_map).name)))
                 files[rel] = self.path(rel)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InputError, Problem
+from ..gguf.checks import imatrix_is_calibration
 
 if TYPE_CHECKING:
     from .load import Release
@@ -89,8 +90,6 @@ def _marked_toml_fields(path: Path) -> list[str]:
 
 def _text_files(release: Release) -> list[tuple[str, str]]:
     """(field, path in the release folder) of the text files the definition names."""
-    from ..gguf.checks import imatrix_is_calibration
-
     d = release.definition
     files: list[tuple[str, str]] = []
     if release.quality is not None:

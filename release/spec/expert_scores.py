@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError, ProblemCollector
-from ..spec.readers import loads_guarded
-from .recipes import RECIPES, Recipe, select
+from .drop_recipes import RECIPES, Recipe, select
+from .readers import loads_guarded
 
 FORMAT = "moe-expert-scores/1"
 MEASURE = "REAP: mean over the tokens routed to the expert of router weight × L2 norm of the expert's output"

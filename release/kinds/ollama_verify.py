@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
+from ..context import Context
 from ..manifest import Artifact
 from ..ollama import layers as L
 from ..ollama import store
-from ..pipeline import Context
 
 
 def verify_store_tag(ctx: Context, a: Artifact) -> list[str]:

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..context import Context
 from ..gguf import tiers as T
+from ..gguf.convert import expected_chat_templates
 from ..gguf.inspect import file_facts
+from ..gguf.runtime import Runner
 from ..manifest import Artifact
-from ..pipeline import Context
 
 PROMPT = "The quick brown fox jumps over the lazy dog."
 FORWARD_TIERS = ("Q8_0",)
@@ -68,7 +70,6 @@ def chat_templates(gguf_path: Path) -> dict[str, str]:
 def template_problems(gguf_path: Path, reference: Path, *, name: str | None = None) -> list[str]:
     """Differences between the chat templates in a GGUF and those of `reference`: the pruned checkpoint
     (what the converter takes from it) or the baseline GGUF a tier was quantized from."""
-    from ..gguf.convert import expected_chat_templates
 
     if reference.is_dir():
         expected, source = expected_chat_templates(reference)
@@ -94,7 +95,6 @@ def template_problems(gguf_path: Path, reference: Path, *, name: str | None = No
 
 
 def _forward(path) -> list[str]:  # type: ignore[no-untyped-def]
-    from ..gguf.runtime import Runner
 
     try:
         with Runner(path, n_ctx=128) as runner:

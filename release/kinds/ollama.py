@@ -1,18 +1,26 @@
 """Ollama tags: layers, config and manifest byte-for-byte as `ollama create` writes them, in an
-OLLAMA_MODELS store under dist/<name>/ollama/ (release/ollama/)."""
+OLLAMA_MODELS store under dist/<name>/ollama/ (release/ollama/). A tag only wraps a GGUF tier: its model
+blob is pushed by the job that made the tier, the rest is made by finish."""
 
 from __future__ import annotations
 
-from ..manifest import Artifact
-from ..ollama.build import ModelSource, build_tags
-from ..ollama.build import artifacts as tag_artifacts
-from ..ollama.layers import facts_from_json
-from ..pipeline import Context, digest
+from typing import TYPE_CHECKING
+
+from ..context import Context, digest
+from ..manifest import Artifact, ArtifactRegistry, Destination
+from ..spec.load import Release
+from .base import KindBase
+
+if TYPE_CHECKING:
+    from ..ollama.build import ModelSource
 
 
 def model_source(ctx: Context, gguf: Artifact) -> ModelSource:
     """The tag's model layer: the GGUF file when it is here, else its recorded facts (made and pushed
     to the registry on another machine)."""
+    from ..ollama.build import ModelSource  # lazy: numpy at start-up
+    from ..ollama.layers import facts_from_json  # lazy: numpy at start-up
+
     f = gguf.files[0]
     path = ctx.artifact_dir(gguf) / f.path
     recorded = gguf.facts.get("ollama_model")
@@ -24,8 +32,28 @@ def model_source(ctx: Context, gguf: Artifact) -> ModelSource:
     return ModelSource(f.sha256, facts_from_json(recorded), None)
 
 
-class OllamaBuilder:
-    kind = "ollama"
+class OllamaKind(KindBase):
+    name = "ollama"
+    help = "the Ollama tags"
+    wraps = True
+
+    def plan(self, release: Release, planned: ArtifactRegistry, *, estimates: bool) -> list[Artifact]:
+        o = release.definition.ollama
+        if not o:
+            return []
+        out: list[Artifact] = []
+        for tag, tier in o.tags.items():
+            aliases = ["latest"] if tag == o.latest else []
+            size = planned.get(f"gguf:{tier}").facts.get("size") if f"gguf:{tier}" in planned else None
+            out.append(Artifact(
+                id=f"ollama:{tag}", kind="ollama", root="ollama",
+                destination=Destination(kind="ollama", registry=o.registry, name=o.model, tag=tag),
+                recipe={"gguf": f"gguf:{tier}", "aliases": aliases},
+                facts={"size": size, "estimated": True}))
+        return out
+
+    def needs(self, release: Release, a: Artifact) -> list[str]:
+        return [a.recipe["gguf"]]
 
     def input_hash(self, ctx: Context, artifact: Artifact) -> str:
         o = ctx.release.definition.ollama
@@ -34,6 +62,9 @@ class OllamaBuilder:
         return digest("ollama", o.model_dump(), files, ctx.need_files(artifact))
 
     def build(self, ctx: Context, artifacts: list[Artifact]) -> list[Artifact]:
+        from ..ollama.build import artifacts as tag_artifacts  # lazy: numpy at start-up
+        from ..ollama.build import build_tags  # lazy: numpy at start-up
+
         o = ctx.release.definition.ollama
         assert o is not None
         # Tags share blobs and the `latest` alias, so the store is rebuilt as a whole from every tier
@@ -53,3 +84,11 @@ class OllamaBuilder:
             if planned is not None:
                 a.recipe = {**planned.recipe, **a.recipe}
         return built
+
+    def verify(self, ctx: Context, a: Artifact) -> list[str]:
+        from .ollama_verify import verify_store_tag  # lazy: numpy at start-up
+
+        return verify_store_tag(ctx, a)
+
+
+OLLAMA = OllamaKind()
