@@ -25,6 +25,7 @@ from .lock import dist_lock
 from .manifest import ArtifactRegistry
 from .pipeline import Context, Options, parse_only, restore_recorded, run_build, select, select_ids
 from .plan import plan_artifacts
+from .quality.chart import CHART_FILE
 from .quality.facts import recorded_withheld_in_use
 from .spec.load import Release, load_release
 from .steps import closure, dependents
@@ -32,6 +33,8 @@ from .steps import closure, dependents
 if TYPE_CHECKING:
     from .publish.hub import HubResult
 
+# What `cards --push` commits: the cards, and the GGUF repo's quality chart its card embeds.
+CARD_FILES = ("README.md", CHART_FILE)
 Selectors = tuple[str, ...] | list[str]  # --only as given: KIND or KIND:ID, comma-separated or repeated
 
 
@@ -161,7 +164,7 @@ def render_cards(name: str, options: Options, console: Console, *, push: bool) -
             pub = HubPublisher(options.hub_endpoint, None, hash_cache=ctx.hash_cache, progress=console.print)
             outcome.pushed = pub.push_readmes(
                 [ctx.artifacts[i] for i in outcome.built if ctx.artifacts[i].destination], ctx.dist,
-                message=f"Update model cards of {release.name}")
+                files=CARD_FILES, message=f"Update model cards of {release.name}")
     return outcome
 
 

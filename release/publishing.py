@@ -20,9 +20,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from .access import Targets, check_remote, job_targets, publish_targets
+from .destinations import hub_publisher
 from .distributed.clean import clean_staging, release_repos
 from .distributed.finish import run_finish
-from .distributed.run import JobSummary, hub_publisher, run_job
+from .distributed.run import JobSummary, run_job
 from .engine import forget_from, open_locked, say_warnings
 from .errors import InputError, WorkError
 from .flow import PublishSummary, publish_selection, run_publish

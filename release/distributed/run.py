@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..destinations import HubDestination, hub_publisher
 from ..errors import InputError, RemoteError, WorkError
 from ..fsutil import atomic_write_text, link_or_copy, sha256_file
 from ..manifest import Artifact, Destination, FileEntry
@@ -41,6 +42,9 @@ from .records import (
     staged_problems,
     staging_branch,
 )
+
+if TYPE_CHECKING:
+    from ..publish.hub import HubPublisher
 
 
 @dataclass
@@ -65,12 +69,6 @@ class JobSummary:
         return asdict(self)
 
 
-def hub_publisher(ctx: Context):  # type: ignore[no-untyped-def]
-    from ..flow import _hub_publisher
-
-    return _hub_publisher(ctx)
-
-
 def check_resources(ctx: Context, job: Job) -> None:
     """Refuse before anything is written when this machine lacks the job's disk or memory."""
     from ..gguf.build import mem_available
@@ -92,7 +90,7 @@ def check_resources(ctx: Context, job: Job) -> None:
                         f"(runner {job.runner!r}; see `release plan {ctx.release.name} --matrix`)")
 
 
-def adopt_upstream(ctx: Context, plan: JobPlan, job: Job, pub: Any) -> dict[str, UnitRecord]:
+def adopt_upstream(ctx: Context, plan: JobPlan, job: Job, pub: HubPublisher) -> dict[str, UnitRecord]:
     """Read the records of the units `job` takes inputs from and put their artifacts into the registry as
     built (their files stay on the Hub until fetched)."""
     records: dict[str, UnitRecord] = {}
@@ -113,7 +111,7 @@ def adopt_upstream(ctx: Context, plan: JobPlan, job: Job, pub: Any) -> dict[str,
     return records
 
 
-def fetch_inputs(ctx: Context, inputs: list[JobInput], records: dict[str, UnitRecord], pub: Any,
+def fetch_inputs(ctx: Context, inputs: list[JobInput], records: dict[str, UnitRecord], pub: HubPublisher,
                  summary: JobSummary) -> None:
     """Download `inputs` from the staging branches, each file checked against its record."""
     for inp in inputs:
@@ -192,7 +190,7 @@ def run_job(ctx: Context, job_id: str, plan: JobPlan | None = None) -> JobSummar
     return summary
 
 
-def _stage(ctx: Context, pub: Any, job: Job, unit: Unit, key: str, summary: JobSummary) -> None:
+def _stage(ctx: Context, pub: HubPublisher, job: Job, unit: Unit, key: str, summary: JobSummary) -> None:
     """The unit's model blobs on the registry, then its outputs and its record on its branch in one commit
     per repo: the record exists only once everything it names does."""
     made = [ctx.artifacts[i] for i in unit.artifacts]
@@ -220,8 +218,8 @@ def _stage(ctx: Context, pub: Any, job: Job, unit: Unit, key: str, summary: JobS
     outputs = [pf for rp in stage.repos for pf in rp.uploads if not pf.last]
     summary.uploaded_files += len(outputs)
     summary.uploaded_bytes += sum(pf.size for pf in outputs)
-    result = pub.apply(stage, message=f"Stage {unit.id} of {ctx.release.name}")
-    summary.commits += result.commits
+    staged = HubDestination(ctx, pub, stage, message=f"Stage {unit.id} of {ctx.release.name}", announce=False)
+    summary.commits += sum(len(r.commits) for r in staged.send("commit"))
     summary.units[unit.id] = "staged"
 
 
