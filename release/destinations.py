@@ -95,15 +95,33 @@ def repo_result(rp: RepoPlan, rr: RepoResult | None = None, *, files: bool = Fal
     return result
 
 
+@dataclass
+class Announcement:
+    """What makes a release known once its repos hold it: their visibility, the release tag, the collection."""
+
+    tag: str
+    move_tags: bool
+    private: bool
+    title: str
+    owner: str
+    summary: str | None = None
+
+    @classmethod
+    def of(cls, ctx: Context) -> Announcement:
+        r = ctx.release.definition.release
+        return cls(tag=r.version_tag or ctx.release.name, move_tags=ctx.options.move_tags, private=r.private,
+                   title=r.title, owner=r.owner, summary=r.summary)
+
+
 class HubDestination:
-    """The repos of a Hub plan (a release's main branches, a unit's staging branch, a promotion)."""
+    """The repos of a Hub plan: a release's main branches, a unit's staging branch, a promotion."""
 
     kind = "hub"
 
-    def __init__(self, ctx: Context, pub: HubPublisher, plan: HubPlan, *, message: str,
-                 announce: bool = True) -> None:
-        self.ctx, self.pub, self.hub_plan, self.message = ctx, pub, plan, message
-        self.announces = announce  # visibility, tags and the collection (a release), or not (staging)
+    def __init__(self, pub: HubPublisher, plan: HubPlan, *, message: str,
+                 announce: Announcement | None = None) -> None:
+        self.pub, self.hub_plan, self.message = pub, plan, message
+        self.announcement = announce  # None: nothing to announce (staging)
         self._sent: HubResult | None = None
 
     def plan(self) -> list[DestinationResult]:
@@ -115,17 +133,16 @@ class HubDestination:
             return []
         if phase == "commit":
             self._sent = self.pub.apply(self.hub_plan, message=self.message)
-            return [] if self.announces else self._results()
-        if self._sent is None:
-            raise RuntimeError("announce before commit")
-        d = self.ctx.release.definition
+            return [] if self.announcement is not None else self._results()
+        a = self.announcement
+        if self._sent is None or a is None:
+            raise RuntimeError("announce comes after commit, for a release")
         repos = self.hub_plan.repo_ids()
         for repo in repos:
-            self.pub.set_private(repo, d.release.private)
-        tags = self.pub.tag(repos, d.release.version_tag or self.ctx.release.name, move=self.ctx.options.move_tags)
+            self.pub.set_private(repo, a.private)
+        tags = self.pub.tag(repos, a.tag, move=a.move_tags)
         self._sent.tags = tags
-        self._sent.collection = self.pub.ensure_collection(d.release.title, d.release.owner, repos,
-                                                           d.release.summary, private=d.release.private)
+        self._sent.collection = self.pub.ensure_collection(a.title, a.owner, repos, a.summary, private=a.private)
         results = self._results()
         for result, tag in zip(results, tags, strict=True):
             result.notes += [tag.note] if tag.note else []

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .destinations import DestinationResult, HubDestination, OllamaDestination, hub_publisher
+from .destinations import Announcement, DestinationResult, HubDestination, OllamaDestination, hub_publisher
 from .errors import InputError, WorkError
 from .fsutil import sha256_file
 from .gittag import record_message, tag_pipelines_repo
@@ -151,7 +151,7 @@ def send(ctx: Context, summary: PublishSummary, hub_pub: HubPublisher | None, pl
     Ollama manifests → visibility → tags and collection → the publish record. A repo this run creates is
     created private and made public (unless `[release] private`) only once it holds the release. A dry
     run stops before the first write, with the plan in the summary. The git tag is the caller's."""
-    hub = HubDestination(ctx, hub_pub, plan, message=f"Release {ctx.release.name}") \
+    hub = HubDestination(hub_pub, plan, message=f"Release {ctx.release.name}", announce=Announcement.of(ctx)) \
         if hub_pub is not None and plan is not None else None
     ollama = OllamaDestination(ctx) if tags else None
     if summary.dry_run:

@@ -218,7 +218,7 @@ def _stage(ctx: Context, pub: HubPublisher, job: Job, unit: Unit, key: str, summ
     outputs = [pf for rp in stage.repos for pf in rp.uploads if not pf.last]
     summary.uploaded_files += len(outputs)
     summary.uploaded_bytes += sum(pf.size for pf in outputs)
-    staged = HubDestination(ctx, pub, stage, message=f"Stage {unit.id} of {ctx.release.name}", announce=False)
+    staged = HubDestination(pub, stage, message=f"Stage {unit.id} of {ctx.release.name}")
     summary.commits += sum(len(r.commits) for r in staged.send("commit"))
     summary.units[unit.id] = "staged"
 
