@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .destinations import hub_token, ollama_registry
+from .errors import InputError
 from .pipeline import Context, restore_recorded
+from .quality.facts import withheld
 
 BUILT = ("built", "published")
 
@@ -62,8 +64,7 @@ class StatusReport:
 
 
 def release_status(ctx: Context) -> StatusReport:
-    from .publish.hub import HubPublisher
-    from .quality.facts import withheld
+    from .publish.hub import HubPublisher  # startup: huggingface_hub takes ~0.3 s
 
     restore_recorded(ctx)
     reg = ctx.artifacts
@@ -101,10 +102,9 @@ def release_status(ctx: Context) -> StatusReport:
 
 
 def _ollama_status(ctx: Context, report: StatusReport) -> None:
-    from .errors import InputError
-    from .ollama.build import load_builds
-    from .ollama.publish import plan_ollama
-    from .ollama.registry import RegistryClient
+    from .ollama.build import load_builds  # startup: the Ollama packages load numpy (~0.3 s)
+    from .ollama.publish import plan_ollama  # startup: as above
+    from .ollama.registry import RegistryClient  # startup: as above
 
     o = ctx.release.definition.ollama
     assert o is not None

@@ -29,7 +29,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..access import Targets, check_hub, check_registry, hub_identity
+from ..demo import generate_tiny_gemma4
 from ..errors import WorkError
+from ..fsutil import sha256_bytes, sha256_file
 from ..spec.load import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -58,10 +61,9 @@ class CanaryResult:
 
 def run_canary(*, hub_endpoint: str | None, ollama_registry: str | None, namespace: str | None, dist: Path,
                keep: bool, say: Callable[[str], None]) -> CanaryResult:
-    from huggingface_hub.utils import disable_progress_bars
+    from huggingface_hub.utils import disable_progress_bars  # startup: huggingface_hub takes ~0.3 s
 
-    from ..access import Targets, check_hub, check_registry, hub_identity
-    from ..publish.hub import HubPublisher
+    from ..publish.hub import HubPublisher  # startup: huggingface_hub takes ~0.3 s
 
     disable_progress_bars()  # one line per step in a CI log
     ident = hub_identity(hub_endpoint)
@@ -109,8 +111,6 @@ def run_canary(*, hub_endpoint: str | None, ollama_registry: str | None, namespa
 
 def _upload_base(pub: HubPublisher, repo: str, folder: Path) -> str:
     """The demo's base, generated here, on a private scratch repo; the commit it is pinned at."""
-    from ..demo import generate_tiny_gemma4
-
     generate_tiny_gemma4(folder)
     api = pub._api
     pub._call(f"create {repo}", lambda: api.create_repo(repo, private=True, exist_ok=True))
@@ -197,8 +197,6 @@ class _Runner:
 
 def _verify_hub(pub: HubPublisher, dist: Path) -> int:
     """Every published Hub file of finish's manifest is on main as built; no unit record reached main."""
-    from ..fsutil import sha256_file
-
     manifest = json.loads((dist / "manifest.json").read_text())
     checked = 0
     problems = []
@@ -230,9 +228,8 @@ def _verify_hub(pub: HubPublisher, dist: Path) -> int:
 
 def _verify_ollama(dist: Path, registry: str, model: str) -> dict[str, str]:
     """Every tag (and latest) reads back with the manifest digest finish built."""
-    from ..fsutil import sha256_bytes
-    from ..ollama.build import load_builds
-    from ..ollama.registry import RegistryClient
+    from ..ollama.build import load_builds  # startup: the Ollama packages load numpy (~0.3 s)
+    from ..ollama.registry import RegistryClient  # startup: as above
 
     _, latest, builds = load_builds(dist / "ollama")
     client = RegistryClient(registry, insecure=registry.startswith("http://"))

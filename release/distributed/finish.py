@@ -34,6 +34,7 @@ from ..manifest import Artifact, Destination, FileEntry
 from ..pipeline import Context, ensure
 from ..publish.hubplan import HubPlan, PlannedFile, RepoPlan, same_content
 from ..quality.facts import withheld
+from ..verify import verify_release
 from .jobs import JobPlan, plan_jobs
 from .keys import definition_key, promoted, unit_key
 from .records import (
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
 
 
 def run_finish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
-    from ..verify import verify_release
-
     plan = plan_jobs(ctx)
     finish = plan.job("finish")
     summary = PublishSummary(dry_run=ctx.options.dry_run)

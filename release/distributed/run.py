@@ -30,6 +30,7 @@ from ..fsutil import atomic_write_text, link_or_copy, sha256_file
 from ..manifest import Artifact, Destination, FileEntry
 from ..pipeline import Context, ensure
 from ..steps import BASE
+from ..verify import verify_release
 from .jobs import GB, Job, JobInput, JobPlan, Unit, plan_jobs
 from .keys import definition_key, promoted, unit_key
 from .records import (
@@ -71,7 +72,7 @@ class JobSummary:
 
 def check_resources(ctx: Context, job: Job) -> None:
     """Refuse before anything is written when this machine lacks the job's disk or memory."""
-    from ..gguf.build import mem_available
+    from ..gguf.build import mem_available  # startup: the GGUF builder loads numpy and gguf (~0.35 s)
 
     folder = ctx.dist
     while not folder.exists():
@@ -138,8 +139,6 @@ def fetch_inputs(ctx: Context, inputs: list[JobInput], records: dict[str, UnitRe
 
 
 def run_job(ctx: Context, job_id: str, plan: JobPlan | None = None) -> JobSummary:
-    from ..verify import verify_release
-
     plan = plan or plan_jobs(ctx)
     job = plan.job(job_id)
     if job.stage == "finish":
@@ -247,8 +246,8 @@ def free_base(ctx: Context) -> None:
 def _push_model_blobs(ctx: Context, tag_ids: list[str], summary: JobSummary) -> dict[str, str]:
     """Each Ollama tag's model layer is a GGUF this job made: push it by digest now (no manifest: the
     registry shows nothing new), so finish never moves a weight."""
-    from ..ollama import layers as L
-    from ..ollama.registry import RegistryClient
+    from ..ollama import layers as L  # startup: the Ollama packages load numpy (~0.3 s)
+    from ..ollama.registry import RegistryClient  # startup: as above
 
     o = ctx.release.definition.ollama
     if o is None or not tag_ids:
@@ -274,7 +273,7 @@ def _push_model_blobs(ctx: Context, tag_ids: list[str], summary: JobSummary) -> 
 
 
 def _blobs_present(ctx: Context, rec: UnitRecord) -> bool:
-    from ..ollama.registry import RegistryClient
+    from ..ollama.registry import RegistryClient  # startup: the Ollama packages load numpy (~0.3 s)
 
     o = ctx.release.definition.ollama
     if not rec.ollama_blobs or o is None:
