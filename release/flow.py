@@ -15,20 +15,28 @@ one commit per repo.)
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import InputError, RemoteError, WorkError
+from .destinations import Announcement, DestinationResult, HubDestination, OllamaDestination, hub_publisher
+from .errors import InputError, WorkError
+from .fsutil import sha256_file
 from .gittag import record_message, tag_pipelines_repo
 from .pipeline import Context, ensure, restore_recorded, select
-from .publish.redact import Redactor
-from .quality.facts import withheld
+from .publish.hubplan import HubPlan
+from .quality.facts import withheld, withheld_in_use
+from .verify import verify_release
+
+if TYPE_CHECKING:
+    from .publish.hub import HubPublisher
 
 
 @dataclass
 class RepoSummary:
+    """A Hub repo's line of the summary: a view of its DestinationResult."""
+
     repo: str
     url: str
     sent_files: int = 0
@@ -38,9 +46,16 @@ class RepoSummary:
     planned_bytes: int = 0
     files: list[dict[str, Any]] = field(default_factory=list)  # dry run: {path, size, action} of every file
 
+    @classmethod
+    def of(cls, r: DestinationResult) -> RepoSummary:
+        return cls(repo=r.ref, url=r.url, sent_files=r.sent, sent_bytes=r.sent_bytes, unchanged_files=r.unchanged,
+                   commits=len(r.commits), planned_bytes=r.planned_bytes, files=r.files)
+
 
 @dataclass
 class TagSummary:
+    """An Ollama tag's line of the summary: a view of its DestinationResult."""
+
     ref: str
     digest: str = ""
     sent_blobs: int = 0
@@ -49,6 +64,11 @@ class TagSummary:
     manifest: str = ""  # put | unchanged | planned
     planned_bytes: int = 0  # dry run: what a publish would send
     files: list[dict[str, Any]] = field(default_factory=list)  # dry run: blobs and manifests, {path, size, action}
+
+    @classmethod
+    def of(cls, r: DestinationResult) -> TagSummary:
+        return cls(ref=r.ref, digest=r.digest, sent_blobs=r.sent, sent_bytes=r.sent_bytes, unchanged_blobs=r.unchanged,
+                   manifest=r.manifest, planned_bytes=r.planned_bytes, files=r.files)
 
 
 @dataclass
@@ -73,9 +93,17 @@ class PublishSummary:
         """A dry run's plan: what a publish would send now."""
         return sum(r.planned_bytes for r in self.repos) + sum(t.planned_bytes for t in self.tags)
 
-    def to_json(self) -> dict[str, Any]:
-        from dataclasses import asdict
+    def add(self, results: list[DestinationResult]) -> None:
+        """Destinations' results, as summary lines (and their notes)."""
+        for r in results:
+            if r.kind == "hub":
+                self.repos.append(RepoSummary.of(r))
+            else:
+                self.tags.append(TagSummary.of(r))
+        for r in results:
+            self.notes.extend(r.notes)
 
+    def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "commits": self.commits, "bytes_sent": self.bytes_sent,
                 "bytes_to_send": self.bytes_to_send if self.dry_run else 0}
 
@@ -92,8 +120,6 @@ def publish_selection(ctx: Context) -> list[str]:
 
 
 def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
-    from .verify import verify_release
-
     opts = ctx.options
     summary = PublishSummary(dry_run=opts.dry_run)
     ids = publish_selection(ctx)
@@ -109,7 +135,7 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     hub = [a for a in chosen if a.destination is not None and a.destination.kind == "hub"
            and not withheld(ctx.release, ctx.artifacts, a)]
     tags = any(a.kind == "ollama" for a in chosen)
-    hub_pub = _hub_publisher(ctx) if hub else None
+    hub_pub = hub_publisher(ctx) if hub else None
     plan = hub_pub.plan(hub, ctx.dist, prune_remote=opts.prune_remote) if hub_pub else None
     ctx.write_manifest()  # the remote diff, recorded before anything is written
     send(ctx, summary, hub_pub, plan, tags)
@@ -118,42 +144,31 @@ def run_publish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     return summary
 
 
-def send(ctx: Context, summary: PublishSummary, hub_pub: Any, plan: Any, tags: bool) -> PublishSummary:
+def send(ctx: Context, summary: PublishSummary, hub_pub: HubPublisher | None, plan: HubPlan | None,
+         tags: bool) -> PublishSummary:
     """Publish what `plan` (Hub) and the Ollama build hold, in the order that keeps a release all or
     nothing: hash afresh → Ollama blobs and Hub LFS objects (invisible until referenced) → Hub commits →
     Ollama manifests → visibility → tags and collection → the publish record. A repo this run creates is
     created private and made public (unless `[release] private`) only once it holds the release. A dry
     run stops before the first write, with the plan in the summary. The git tag is the caller's."""
+    hub = HubDestination(hub_pub, plan, message=f"Release {ctx.release.name}", announce=Announcement.of(ctx)) \
+        if hub_pub is not None and plan is not None else None
+    ollama = OllamaDestination(ctx) if tags else None
     if summary.dry_run:
-        summary.repos += [_repo_summary(rp, files=True) for rp in (plan.repos if plan is not None else [])]
-        if tags:
-            _plan_ollama(ctx, summary)
+        summary.add(hub.plan() if hub is not None else [])
+        summary.add(ollama.plan() if ollama is not None else [])
         return summary
     if ctx.options.local_state is not None and plan is not None:
         check_local_room(ctx, plan.bytes_to_send)
     preflight(ctx, plan, tags)
-    ollama = _ollama_push(ctx, "blobs") if tags else None
-    result = None
-    if hub_pub is not None and plan is not None:
-        hub_pub.upload(plan, rehash=False)  # LFS objects of every repo before the first commit
-        result = hub_pub.apply(plan, message=f"Release {ctx.release.name}")
-    if tags:
-        ollama = _ollama_push(ctx, "manifests", ollama)
-    if result is not None:
-        d = ctx.release.definition
-        repos = [r.repo for r in plan.repos]
-        for repo in repos:
-            hub_pub.set_private(repo, d.release.private)
-        result.tags = hub_pub.tag(repos, d.release.version_tag or ctx.release.name, move=ctx.options.move_tags)
-        result.notes.extend(t.note for t in result.tags if t.note)
-        result.collection = hub_pub.ensure_collection(d.release.title, d.release.owner, repos, d.release.summary,
-                                                      private=d.release.private)
-        for rp in plan.repos:
-            rr = next(r for r in result.repos if r.repo == rp.repo)
-            summary.repos.append(_repo_summary(rp, rr))
-        summary.notes.extend(result.notes)
     if ollama is not None:
-        _ollama_summary(ctx, summary, ollama)
+        ollama.send("content")
+    if hub is not None:
+        hub.send("content")
+        hub.send("commit")
+    tag_results = ollama.send("commit") if ollama is not None else []
+    summary.add(hub.send("announce") if hub is not None else [])
+    summary.add(tag_results)
     ctx.write_manifest()
     record_published(ctx, summary)
     return summary
@@ -164,12 +179,11 @@ def release_record(ctx: Context, summary: PublishSummary) -> str:
     return record_message(ctx.release.name, summary, ctx.manifest().to_json())
 
 
-def preflight(ctx: Context, plan: Any, ollama: bool) -> None:
+def preflight(ctx: Context, plan: HubPlan | None, ollama: bool) -> None:
     """Before the first remote write: hash afresh every file that will be sent (the hash cache trusts
     path, size and mtime; bit rot keeps all three) and every Ollama blob against its digest. One
     mismatch stops the release with nothing sent. A file is hashed once however many names it has."""
-    from .fsutil import sha256_file
-    from .ollama.build import load_builds
+    from .ollama.build import load_builds  # lazy: the Ollama packages load numpy (~0.3 s)
 
     files: list[tuple[Path, str | None, str]] = [
         (pf.local, pf.sha256, f"{rp.repo}/{pf.path}") for rp in (plan.repos if plan is not None else [])
@@ -195,8 +209,6 @@ def preflight(ctx: Context, plan: Any, ollama: bool) -> None:
 def refuse_removed_conflicts(ctx: Context) -> None:
     """Nothing may use a tier the thresholds withhold (the quick start, an Ollama tag):
     one error per use, naming the threshold, the tier and what to change."""
-    from .quality.facts import withheld_in_use
-
     conflicts = withheld_in_use(ctx.release, ctx.artifacts)
     if conflicts:
         raise InputError(conflicts)
@@ -204,8 +216,6 @@ def refuse_removed_conflicts(ctx: Context) -> None:
 
 def check_local_room(ctx: Context, nbytes: int) -> None:
     """A rehearsal stores what it sends on this machine's disk: refuse before sending when it cannot."""
-    import shutil
-
     folder = ctx.options.local_state
     assert folder is not None
     folder.mkdir(parents=True, exist_ok=True)
@@ -217,104 +227,8 @@ def check_local_room(ctx: Context, nbytes: int) -> None:
 
 def record_published(ctx: Context, summary: PublishSummary) -> None:
     """What the preview shows as published: the repos and tags this publish reached."""
-    from .cards.preview import record_publish
+    from .cards.preview import record_publish  # lazy: the card renderer loads huggingface_hub (~0.3 s)
 
     record_publish(ctx.release, ctx.artifacts, ctx.dist, hub={r.repo: r.url for r in summary.repos},
                    ollama={t.ref.rpartition(":")[2]: t.digest for t in summary.tags},
                    ollama_registry=ctx.options.ollama_registry or "")
-
-
-def _hub_token(ctx: Context) -> str | None:
-    return ctx.options.hub_token or os.environ.get("HF_TOKEN") or None
-
-
-def _hub_publisher(ctx: Context):  # type: ignore[no-untyped-def]
-    from huggingface_hub.utils import disable_progress_bars
-
-    from .publish.hub import HubPublisher
-
-    disable_progress_bars()  # one progress display: ours
-    # Private until the release is in: a repo made by this run (or a job) is made public by the promotion.
-    return HubPublisher(ctx.options.hub_endpoint, _hub_token(ctx), hash_cache=ctx.hash_cache, progress=ctx.say,
-                        private=True)
-
-
-def _repo_summary(rp: Any, rr: Any = None, *, files: bool = False) -> RepoSummary:
-    rs = RepoSummary(repo=rp.repo, url=rp.url, planned_bytes=rp.bytes_to_send,
-                     unchanged_files=len(rp.of("unchanged")), sent_files=len(rp.uploads) + len(rp.copies),
-                     files=[{"path": f.path, "size": f.size, "action": f.action} for f in rp.files] if files else [])
-    if rr is not None:
-        rs.commits = len(rr.commits)
-        rs.sent_bytes = rr.bytes_sent
-    return rs
-
-
-def _registry(ctx: Context) -> str:
-    o = ctx.release.definition.ollama
-    assert o is not None
-    return ctx.options.ollama_registry or o.registry
-
-
-def _plan_ollama(ctx: Context, summary: PublishSummary) -> None:
-    from .ollama.publish import plan_ollama
-
-    o = ctx.release.definition.ollama
-    assert o is not None
-    for aid, files in plan_ollama(ctx.dist / "ollama", registry=_registry(ctx), insecure=o.insecure).items():
-        if aid in ctx.artifacts:
-            ctx.artifacts[aid].remote = files
-        manifest = next((f.action for f in files if f.path.startswith("manifests/")), "")
-        blobs = [f for f in files if f.path.startswith("blobs/")]
-        summary.tags.append(TagSummary(
-            ref=f"{o.model}:{aid.split(':', 1)[1]}", manifest=f"planned {manifest}",
-            sent_blobs=sum(f.action == "upload" for f in blobs),
-            planned_bytes=sum(f.size for f in blobs if f.action == "upload"),
-            unchanged_blobs=sum(f.action == "unchanged" for f in blobs),
-            files=[{"path": f.path, "size": f.size, "action": f.action} for f in files]))
-
-
-def _ollama_push(ctx: Context, phase: str, result: Any = None) -> Any:
-    from .ollama.publish import publish_ollama
-
-    o = ctx.release.definition.ollama
-    assert o is not None
-    registry = _registry(ctx)
-    redact = Redactor([os.environ.get("OLLAMA_KEY")])
-    try:
-        return publish_ollama(ctx.dist / "ollama", registry=registry, insecure=o.insecure,
-                              via_cli=ctx.options.via_ollama_cli, on_progress=ctx.say,
-                              phase=phase, result=result)  # type: ignore[arg-type]
-    except (RemoteError, InputError):
-        raise
-    except OSError as exc:
-        raise RemoteError(redact(f"registry {registry}: {exc}")) from exc
-
-
-def _ollama_summary(ctx: Context, summary: PublishSummary, result: Any) -> None:
-    from .ollama.build import load_builds
-    from .ollama.cli_path import CliResult
-
-    o = ctx.release.definition.ollama
-    assert o is not None
-    _, _, builds = load_builds(ctx.dist / "ollama")
-    if isinstance(result, CliResult):
-        summary.notes.append(f"pushed with the ollama CLI ({len(result.commands)} commands) and verified by "
-                             "reading the manifests back")
-        summary.tags += [TagSummary(ref=f"{o.model}:{b.tag}", digest=b.manifest_digest, manifest="put")
-                         for b in builds]
-        return
-    # Each blob is counted once, under the first tag (in push order) that references it.
-    counted: set[str] = set()
-    for ref, dig in result.digests.items():
-        build = next((b for b in builds if b.tag == ref), None) if ref != "latest" else None
-        t = TagSummary(ref=f"{o.model}:{ref}", digest=dig,
-                       manifest="put" if ref in result.manifests_put else "unchanged")
-        for blob in build.blobs if build else []:
-            if blob.digest in counted:
-                continue
-            counted.add(blob.digest)
-            how = result.blobs.get(blob.digest)
-            t.sent_blobs += how == "uploaded"
-            t.unchanged_blobs += how in ("exists", "mounted")
-            t.sent_bytes += result.bytes_sent.get(blob.digest, 0)
-        summary.tags.append(t)

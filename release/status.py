@@ -14,8 +14,8 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .destinations import hub_token, ollama_registry
 from .errors import InputError
-from .flow import _hub_token, _registry
 from .pipeline import Context, restore_recorded
 from .quality.facts import withheld
 
@@ -68,9 +68,9 @@ def release_status(ctx: Context) -> StatusReport:
 
     restore_recorded(ctx)
     reg = ctx.artifacts
-    pub = HubPublisher(ctx.options.hub_endpoint, _hub_token(ctx), hash_cache=ctx.hash_cache)
+    pub = HubPublisher(ctx.options.hub_endpoint, hub_token(ctx), hash_cache=ctx.hash_cache)
     o = ctx.release.definition.ollama
-    report = StatusReport(ctx.release.name, pub.endpoint, _registry(ctx) if o is not None else "")
+    report = StatusReport(ctx.release.name, pub.endpoint, ollama_registry(ctx) if o is not None else "")
     report.to_build = [a.id for a in reg if a.status not in BUILT and a.destination is not None]
     # What a publish would send: built, bound for the Hub, not withheld by the quality thresholds.
     built = [a for a in reg if a.status in BUILT and a.destination is not None and a.destination.kind == "hub"

@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("context", {"context", "costs"}),
     ("kinds", {"kinds"}),
     ("engine", {"steps", "plan", "pipeline", "verify", "flow", "distributed", "access", "status", "completion",
+                "engine", "publishing", "destinations",
                 "init", "local", "doctor"}),
     ("cli", {"cli"}),
 ]

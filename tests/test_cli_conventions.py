@@ -130,7 +130,7 @@ def test_resume_command_leaves_out_what_redoes_work() -> None:
 
 def test_a_command_plans_the_release_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`build --only` checked its selectors against one plan and built from another (issue 19.7)."""
-    import release.cli
+    import release.engine
     import release.pipeline
     import release.plan
 
@@ -143,7 +143,28 @@ def test_a_command_plans_the_release_once(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(release.plan, "plan_artifacts", counted)
     monkeypatch.setattr(release.pipeline, "plan_artifacts", counted)
-    monkeypatch.setattr(release.cli, "plan_artifacts", counted)
+    monkeypatch.setattr(release.engine, "plan_artifacts", counted)
     code, stdout, stderr = run("build", "demo", "--only", "cards", "--dist", str(tmp_path))
+    assert code == 0, stdout + stderr
+    assert len(calls) == 1
+
+
+def test_publish_plans_the_release_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`publish` checks access, selectors and the lock against the plan it publishes (issue 21.3)."""
+    import release.engine
+    import release.pipeline
+    import release.plan
+    import release.publishing
+
+    calls = []
+    real = release.plan.plan_artifacts
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    for module in (release.plan, release.pipeline, release.engine, release.publishing):
+        monkeypatch.setattr(module, "plan_artifacts", counted)
+    code, stdout, stderr = run("publish", "demo", "--local", "--dry-run", "--only", "cards", "--dist", str(tmp_path))
     assert code == 0, stdout + stderr
     assert len(calls) == 1

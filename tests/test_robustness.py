@@ -212,7 +212,7 @@ def test_disk_full_is_said_and_never_retried(monkeypatch, tmp_path: Path) -> Non
     def boom(*_a, **_k):
         raise full
 
-    monkeypatch.setattr("release.cli.load_release", boom)
+    monkeypatch.setattr("release.engine.load_release", boom)
     result = CliRunner().invoke(cli, ["check", "demo"])
     assert result.exit_code == 1
     assert "no space left on device writing /x/y.gguf" in result.output
@@ -250,7 +250,7 @@ def test_stand_in_hub_answers_507_when_its_disk_is_full(tmp_path: Path, monkeypa
 # ---- 28: a dry run sends nothing and says so -------------------------------------------------------------
 
 def test_dry_run_summary_says_bytes_to_send(capsys) -> None:
-    from release.cli import _print_summary
+    from release.cli.publish import print_summary as _print_summary
     from release.flow import PublishSummary, RepoSummary
 
     summary = PublishSummary(dry_run=True, repos=[RepoSummary("o/r", "u", sent_files=2, planned_bytes=14_600_000)])

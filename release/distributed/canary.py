@@ -27,13 +27,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..access import Targets, check_hub, check_registry, hub_identity
 from ..demo import generate_tiny_gemma4
 from ..errors import WorkError
 from ..fsutil import sha256_bytes, sha256_file
 from ..spec.load import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from ..publish.hub import HubPublisher
 
 OLLAMA_NAME = "release-canary"
 DEMO = PROJECT_ROOT / "pipelines" / "demo"
@@ -58,7 +61,7 @@ class CanaryResult:
 
 def run_canary(*, hub_endpoint: str | None, ollama_registry: str | None, namespace: str | None, dist: Path,
                keep: bool, say: Callable[[str], None]) -> CanaryResult:
-    from huggingface_hub.utils import disable_progress_bars
+    from huggingface_hub.utils import disable_progress_bars  # lazy: huggingface_hub takes ~0.3 s
 
     from ..publish.hub import HubPublisher  # lazy: huggingface_hub at start-up
 
@@ -106,7 +109,7 @@ def run_canary(*, hub_endpoint: str | None, ollama_registry: str | None, namespa
     return result
 
 
-def _upload_base(pub: Any, repo: str, folder: Path) -> str:
+def _upload_base(pub: HubPublisher, repo: str, folder: Path) -> str:
     """The demo's base, generated here, on a private scratch repo; the commit it is pinned at."""
     generate_tiny_gemma4(folder)
     api = pub._api
@@ -192,7 +195,7 @@ class _Runner:
         return seconds
 
 
-def _verify_hub(pub: Any, dist: Path) -> int:
+def _verify_hub(pub: HubPublisher, dist: Path) -> int:
     """Every published Hub file of finish's manifest is on main as built; no unit record reached main."""
     manifest = json.loads((dist / "manifest.json").read_text())
     checked = 0
@@ -244,7 +247,7 @@ def _verify_ollama(dist: Path, registry: str, model: str) -> dict[str, str]:
     return got
 
 
-def _delete_collection(pub: Any, namespace: str, title: str) -> None:
+def _delete_collection(pub: HubPublisher, namespace: str, title: str) -> None:
     api = pub._api
     for c in pub._call("list collections", lambda: list(api.list_collections(owner=namespace, limit=100))):
         if c.title == title:

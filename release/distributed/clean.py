@@ -8,10 +8,13 @@ tags and the collection are left alone; a second run finds nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..spec.load import Release
 from .records import staging_prefix
+
+if TYPE_CHECKING:
+    from ..publish.hub import HubPublisher
 
 
 def release_repos(release: Release) -> list[str]:
@@ -20,7 +23,7 @@ def release_repos(release: Release) -> list[str]:
     return sorted({s.repo for s in (d.bf16, d.gguf, d.nvfp4) if s is not None})
 
 
-def clean_staging(release: Release, pub: Any, *, dry_run: bool = False) -> list[tuple[str, str]]:
+def clean_staging(release: Release, pub: HubPublisher, *, dry_run: bool = False) -> list[tuple[str, str]]:
     """(repo, branch) of every staging branch removed (or, with `dry_run`, that would be)."""
     prefix = staging_prefix(release.name)
     removed = []

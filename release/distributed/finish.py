@@ -22,17 +22,19 @@ stages to it).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .. import __version__
+from ..destinations import hub_publisher
 from ..errors import RemoteError
 from ..flow import PublishSummary, refuse_removed_conflicts, release_record, send
 from ..fsutil import atomic_write_text
 from ..gittag import tag_pipelines_repo
 from ..manifest import Artifact, Destination, FileEntry
 from ..pipeline import Context, ensure
-from ..publish.hubplan import HubPlan, PlannedFile, RepoPlan
+from ..publish.hubplan import HubPlan, PlannedFile, RepoPlan, same_content
 from ..quality.facts import withheld
+from ..verify import verify_release
 from .jobs import JobPlan, plan_jobs
 from .keys import definition_key, promoted, unit_key
 from .records import (
@@ -46,12 +48,12 @@ from .records import (
     staging_branch,
     unit_repos,
 )
-from .run import hub_publisher
+
+if TYPE_CHECKING:
+    from ..publish.hub import HubPublisher
 
 
 def run_finish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
-    from ..verify import verify_release
-
     plan = plan_jobs(ctx)
     finish = plan.job("finish")
     summary = PublishSummary(dry_run=ctx.options.dry_run)
@@ -90,7 +92,7 @@ def run_finish(ctx: Context, *, git_tag: bool = True) -> PublishSummary:
     return summary
 
 
-def _read_records(ctx: Context, plan: JobPlan, pub: Any) -> dict[str, UnitRecord]:
+def _read_records(ctx: Context, plan: JobPlan, pub: HubPublisher) -> dict[str, UnitRecord]:
     """Every unit's record; refuses (nothing written, nothing deleted) when one is missing or unreadable."""
     records: dict[str, UnitRecord] = {}
     missing: list[str] = []
@@ -111,7 +113,7 @@ def _read_records(ctx: Context, plan: JobPlan, pub: Any) -> dict[str, UnitRecord
     return records
 
 
-def _adopt(ctx: Context, plan: JobPlan, records: dict[str, UnitRecord], pub: Any) -> None:
+def _adopt(ctx: Context, plan: JobPlan, records: dict[str, UnitRecord], pub: HubPublisher) -> None:
     """Put every staged artifact into the registry, after checking that its unit was staged for this
     definition (same key) and that its branch holds exactly what the record says."""
     for unit in plan.units:  # needs first: a unit's key is computed from its upstream records
@@ -130,7 +132,7 @@ def _adopt(ctx: Context, plan: JobPlan, records: dict[str, UnitRecord], pub: Any
             ctx.adopt(a)
 
 
-def _promotion_plan(ctx: Context, pub: Any, records: dict[str, UnitRecord], repos: list[str]) -> HubPlan:
+def _promotion_plan(ctx: Context, pub: HubPublisher, records: dict[str, UnitRecord], repos: list[str]) -> HubPlan:
     """Per repo: finish's own files (cards, side files) planned as usual, plus every staged file that
     main lacks as a server-side copy from its unit's branch."""
     local = [a for a in ctx.artifacts if a.destination is not None and a.destination.kind == "hub"
@@ -152,7 +154,7 @@ def _promotion_plan(ctx: Context, pub: Any, records: dict[str, UnitRecord], repo
             rp = by_repo[repo]
             pf = PlannedFile(path=path, action="copy", size=size, sha256=sha256, artifact=a.id,
                              git_sha1=rec.git_sha1.get(f"{repo}/{path}"), source_revision=rec.branch)
-            if pub._same(pf, trees[repo].get(path)):
+            if same_content(pf, trees[repo].get(path)):
                 pf.action = "unchanged"
             rp.files = [f for f in rp.files if f.path != path] + [pf]
     for rp in plan.repos:
@@ -167,7 +169,7 @@ def _staged(artifact_id: str, records: dict[str, UnitRecord]) -> bool:
     return any(artifact_id in rec.repos for rec in records.values())
 
 
-def _write_promotion(ctx: Context, pub: Any, rec: PromotionRecord) -> None:
+def _write_promotion(ctx: Context, pub: HubPublisher, rec: PromotionRecord) -> None:
     """The promotion record on its branch (made from main): the evidence a rerun needs once the units'
     branches are gone. An identical record makes no commit."""
     repo = promotion_repo(ctx)
@@ -183,7 +185,7 @@ def _write_promotion(ctx: Context, pub: Any, rec: PromotionRecord) -> None:
     pub.apply(plan, message=f"Promotion record of {ctx.release.name}")
 
 
-def _delete_branches(ctx: Context, plan: JobPlan, pub: Any, summary: PublishSummary) -> None:
+def _delete_branches(ctx: Context, plan: JobPlan, pub: HubPublisher, summary: PublishSummary) -> None:
     """The units' staging branches (the promotion record's stays: see the module docstring)."""
     deleted = 0
     for unit in plan.units:

@@ -21,14 +21,16 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..destinations import HubDestination, hub_publisher
 from ..errors import InputError, RemoteError, WorkError
 from ..fsutil import atomic_write_text, link_or_copy, sha256_file
 from ..manifest import Artifact, Destination, FileEntry
 from ..pipeline import Context, ensure
 from ..steps import BASE
+from ..verify import verify_release
 from .jobs import GB, Job, JobInput, JobPlan, Unit, plan_jobs
 from .keys import definition_key, promoted, unit_key
 from .records import (
@@ -41,6 +43,9 @@ from .records import (
     staged_problems,
     staging_branch,
 )
+
+if TYPE_CHECKING:
+    from ..publish.hub import HubPublisher
 
 
 @dataclass
@@ -65,15 +70,9 @@ class JobSummary:
         return asdict(self)
 
 
-def hub_publisher(ctx: Context):  # type: ignore[no-untyped-def]
-    from ..flow import _hub_publisher
-
-    return _hub_publisher(ctx)
-
-
 def check_resources(ctx: Context, job: Job) -> None:
     """Refuse before anything is written when this machine lacks the job's disk or memory."""
-    from ..gguf.build import mem_available
+    from ..gguf.build import mem_available  # lazy: the GGUF builder loads numpy and gguf (~0.35 s)
 
     folder = ctx.dist
     while not folder.exists():
@@ -92,7 +91,7 @@ def check_resources(ctx: Context, job: Job) -> None:
                         f"(runner {job.runner!r}; see `release plan {ctx.release.name} --matrix`)")
 
 
-def adopt_upstream(ctx: Context, plan: JobPlan, job: Job, pub: Any) -> dict[str, UnitRecord]:
+def adopt_upstream(ctx: Context, plan: JobPlan, job: Job, pub: HubPublisher) -> dict[str, UnitRecord]:
     """Read the records of the units `job` takes inputs from and put their artifacts into the registry as
     built (their files stay on the Hub until fetched)."""
     records: dict[str, UnitRecord] = {}
@@ -113,7 +112,7 @@ def adopt_upstream(ctx: Context, plan: JobPlan, job: Job, pub: Any) -> dict[str,
     return records
 
 
-def fetch_inputs(ctx: Context, inputs: list[JobInput], records: dict[str, UnitRecord], pub: Any,
+def fetch_inputs(ctx: Context, inputs: list[JobInput], records: dict[str, UnitRecord], pub: HubPublisher,
                  summary: JobSummary) -> None:
     """Download `inputs` from the staging branches, each file checked against its record."""
     for inp in inputs:
@@ -140,8 +139,6 @@ def fetch_inputs(ctx: Context, inputs: list[JobInput], records: dict[str, UnitRe
 
 
 def run_job(ctx: Context, job_id: str, plan: JobPlan | None = None) -> JobSummary:
-    from ..verify import verify_release
-
     plan = plan or plan_jobs(ctx)
     job = plan.job(job_id)
     if job.stage == "finish":
@@ -192,7 +189,7 @@ def run_job(ctx: Context, job_id: str, plan: JobPlan | None = None) -> JobSummar
     return summary
 
 
-def _stage(ctx: Context, pub: Any, job: Job, unit: Unit, key: str, summary: JobSummary) -> None:
+def _stage(ctx: Context, pub: HubPublisher, job: Job, unit: Unit, key: str, summary: JobSummary) -> None:
     """The unit's model blobs on the registry, then its outputs and its record on its branch in one commit
     per repo: the record exists only once everything it names does."""
     made = [ctx.artifacts[i] for i in unit.artifacts]
@@ -220,8 +217,8 @@ def _stage(ctx: Context, pub: Any, job: Job, unit: Unit, key: str, summary: JobS
     outputs = [pf for rp in stage.repos for pf in rp.uploads if not pf.last]
     summary.uploaded_files += len(outputs)
     summary.uploaded_bytes += sum(pf.size for pf in outputs)
-    result = pub.apply(stage, message=f"Stage {unit.id} of {ctx.release.name}")
-    summary.commits += result.commits
+    staged = HubDestination(pub, stage, message=f"Stage {unit.id} of {ctx.release.name}")
+    summary.commits += sum(len(r.commits) for r in staged.send("commit"))
     summary.units[unit.id] = "staged"
 
 
@@ -249,8 +246,8 @@ def free_base(ctx: Context) -> None:
 def _push_model_blobs(ctx: Context, tag_ids: list[str], summary: JobSummary) -> dict[str, str]:
     """Each Ollama tag's model layer is a GGUF this job made: push it by digest now (no manifest: the
     registry shows nothing new), so finish never moves a weight."""
-    from ..ollama import layers as L
-    from ..ollama.registry import RegistryClient
+    from ..ollama import layers as L  # lazy: the Ollama packages load numpy (~0.3 s)
+    from ..ollama.registry import RegistryClient  # lazy: as above
 
     o = ctx.release.definition.ollama
     if o is None or not tag_ids:
@@ -276,7 +273,7 @@ def _push_model_blobs(ctx: Context, tag_ids: list[str], summary: JobSummary) -> 
 
 
 def _blobs_present(ctx: Context, rec: UnitRecord) -> bool:
-    from ..ollama.registry import RegistryClient
+    from ..ollama.registry import RegistryClient  # lazy: the Ollama packages load numpy (~0.3 s)
 
     o = ctx.release.definition.ollama
     if not rec.ollama_blobs or o is None:

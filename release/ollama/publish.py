@@ -13,7 +13,16 @@ from typing import Literal
 from ..manifest import RemoteFile
 from .build import load_builds
 from .cli_path import CliResult, publish_via_cli
-from .registry import PushResult, RegistryClient, plan_tags, push_blobs, push_tags, put_manifests, remote_tags
+from .registry import (
+    PushResult,
+    RegistryClient,
+    plan_tags,
+    push_blobs,
+    push_tags,
+    put_manifests,
+    remote_tags,
+    verify_tags,
+)
 
 # Unfinished upload sessions (registry upload URLs and offsets; no credentials) for the next run.
 UPLOADS_JSON = ".uploads.json"
@@ -72,5 +81,16 @@ def publish_ollama(out_dir: Path, *, registry: str, insecure: bool = False, key_
         if phase == "manifests":
             return put_manifests(client, model, builds, latest, result=result, on_progress=on_progress)
         return push_tags(client, model, builds, latest, mount_from=mount_from, on_progress=on_progress)
+    finally:
+        client.close()
+
+
+def verify_ollama(out_dir: Path, *, registry: str, insecure: bool = False, key_path: Path | str | None = None,
+                  check_model_digest: bool = True) -> list[str]:
+    """Read every built tag and :latest back from the registry; the differences from the build (empty: none)."""
+    model, latest, builds = load_builds(out_dir)
+    client = RegistryClient(registry, insecure=insecure, key_path=key_path)
+    try:
+        return verify_tags(client, model, builds, latest, check_model_digest=check_model_digest)
     finally:
         client.close()

@@ -50,26 +50,26 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from huggingface_hub import CommitOperationAdd, CommitOperationCopy, CommitOperationDelete, HfApi, constants
+from huggingface_hub import HfApi, constants
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ..errors import InputError, Problem, ReleaseError, RemoteError, WorkError, describe
 from ..fsutil import HashCache, sha256_file
 from ..manifest import Artifact
-from .gitsha import git_blob_sha1_file
 from .hubanswers import MAX_WAIT_ENV, in_progress, max_wait_from_env, refusal, status
+from .hubcommits import commit_batches, commit_operations
 from .hubplan import (
-    CollectionResult,
     HubPlan,
     HubResult,
     PlannedFile,
     RepoPlan,
     RepoResult,
-    TagResult,
     human,
+    same_content,
     short,
 )
+from .hubrefs import ReleaseFamily
 from .redact import Redactor
 from .retry import Backoff, Retries
 
@@ -85,7 +85,7 @@ DEFAULT_BACKOFF = Backoff()
 __all__ = ["HubPlan", "HubPublisher", "HubResult"]
 
 
-class HubPublisher:
+class HubPublisher(ReleaseFamily):
     def __init__(
         self,
         endpoint: str | None = None,
@@ -281,7 +281,7 @@ class HubPublisher:
                           branch_exists=branch_exists)
             remote = self._tree(repo, head) if head is not None else {}
             for path, pf in sorted(files.items()):
-                pf.action = "unchanged" if self._same(pf, remote.get(path)) else "upload"
+                pf.action = "unchanged" if same_content(pf, remote.get(path)) else "upload"
                 rp.files.append(pf)
             for path, rf in sorted(remote.items()):
                 if path in files or (select is not None and not select(path)):
@@ -343,16 +343,6 @@ class HubPublisher:
             raise InputError(problems)
         return by_repo
 
-    def _same(self, pf: PlannedFile, remote: Any) -> bool:
-        if remote is None or int(remote.size or 0) != pf.size:
-            return False
-        if remote.lfs is not None:
-            return remote.lfs.sha256 == pf.sha256
-        if pf.git_sha1 is None:
-            assert pf.local is not None
-            pf.git_sha1 = git_blob_sha1_file(pf.local)
-        return remote.blob_id == pf.git_sha1
-
     # ---- apply ----------------------------------------------------------------------------------
 
     def upload(self, plan: HubPlan, *, rehash: bool = True) -> int:
@@ -378,7 +368,7 @@ class HubPublisher:
             self._ensure_repo(rp)
             revision = rp.revision if rp.branch_exists else "main"
             for i in range(0, len(lfs), self.max_files):
-                ops = self._operations(lfs[i:i + self.max_files])
+                ops = commit_operations(lfs[i:i + self.max_files])
                 self._call(f"upload to {rp.repo}", lambda ops=ops, repo=rp.repo, rev=revision:
                            self._api.preupload_lfs_files(repo, additions=ops, revision=rev))
                 sent += sum(f.size for f in lfs[i:i + self.max_files])
@@ -457,7 +447,8 @@ class HubPublisher:
                                   "re-run plan")
         else:
             head = self._branch(rp, main_head)
-        batches = self._batches(uploads + copies, deletes)
+        batches = commit_batches(uploads + copies, deletes, max_files=self.max_files,
+                                 max_regular_bytes=self.max_regular_bytes)
         for i, batch in enumerate(batches, 1):
             title = message if len(batches) == 1 else f"{message} ({i}/{len(batches)})"
             head = self._commit(rp.repo, batch, head, title, rp.revision)
@@ -498,61 +489,13 @@ class HubPublisher:
             raise WorkError(f"{pf.local} does not hash to what was planned for {repo}/{pf.path} (changed or "
                             "corrupt on disk); nothing was sent — rebuild it")
 
-    def _batches(self, files: list[PlannedFile], deletes: list[PlannedFile]) -> list[list[PlannedFile]]:
-        """The commits of one repo (or branch): as few as the Hub's per-commit limits allow. LFS content
-        was sent before (`upload`), so an LFS file or a server-side copy weighs its pointer only; what
-        counts is files per commit and inline bytes (regular files; a copy of a regular file is re-sent
-        by the client). LFS-stored files first, then regular ones; README.md, deletions and files marked
-        `last` ride in the last commit (a reader never sees a card, or a record, before what it names)."""
-        body = [f for f in files if not f.rides_last]
-        lfs_flags = {f.path: f.likely_lfs() for f in body}
-        body.sort(key=lambda f: (not lfs_flags[f.path], f.path))
-        batches: list[list[PlannedFile]] = []
-        cur: list[PlannedFile] = []
-        inline = 0
-        for f in body:
-            weight = 0 if lfs_flags[f.path] else f.size
-            if cur and (len(cur) >= self.max_files or inline + weight > self.max_regular_bytes):
-                batches.append(cur)
-                cur, inline = [], 0
-            cur.append(f)
-            inline += weight
-        if cur:
-            batches.append(cur)
-        tail = [f for f in files if f.rides_last] + deletes
-        if tail:
-            tail_inline = sum(f.size for f in tail if f.action != "delete" and not f.likely_lfs())
-            if batches and len(batches[-1]) + len(tail) <= self.max_files and \
-                    inline + tail_inline <= self.max_regular_bytes:
-                batches[-1].extend(tail)
-            else:
-                batches.append(tail)
-        return batches
-
-    def _operations(self, batch: list[PlannedFile]) -> list[Any]:
-        ops: list[Any] = []
-        for f in batch:
-            if f.action == "delete":
-                ops.append(CommitOperationDelete(path_in_repo=f.path, is_folder=False))
-                continue
-            if f.action == "copy":
-                ops.append(CommitOperationCopy(src_path_in_repo=f.path, path_in_repo=f.path,
-                                               src_revision=f.source_revision))
-                continue
-            op = CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(f.local))
-            if f.sha256:
-                # Known from the hash cache: spares the client a second full read of multi-GB files.
-                op.upload_info.sha256 = bytes.fromhex(f.sha256)
-            ops.append(op)
-        return ops
-
     def _commit(self, repo: str, batch: list[PlannedFile], parent: str, title: str, revision: str = "main") -> str:
         """One commit on top of `parent`, retried safely; returns the verified new head."""
         what = f"commit to {repo}" + ("" if revision == "main" else f"@{revision}")
         retries = self._retries()
         while True:
             try:
-                info = self._api.create_commit(repo, self._operations(batch), commit_message=title,
+                info = self._api.create_commit(repo, commit_operations(batch), commit_message=title,
                                                parent_commit=parent, revision=revision)
             except Exception as exc:
                 landed = self._landed(repo, parent, batch, revision)
@@ -610,86 +553,18 @@ class HubPublisher:
                     problems.append(f"{f.path} still present")
             elif remote is None:
                 problems.append(f"{f.path} missing")
-            elif not self._same(f, remote):
+            elif not same_content(f, remote):
                 problems.append(f"{f.path} differs (remote size {remote.size})")
         return problems
 
     # ---- tags, collection, card-only push -------------------------------------------------------
 
-    def tag(self, repos: Iterable[str], tag: str, *, move: bool = False, message: str | None = None
-            ) -> list[TagResult]:
-        """Tag each repo's head. An existing tag on another commit is kept (tags are meant to be
-        immutable) and reported, unless `move=True`."""
-        out = []
-        for repo in repos:
-            head = self._head(repo)
-            if head is None:
-                raise RemoteError(f"cannot tag {repo}: repo not found")
-            refs = self._call(f"read refs of {repo}", lambda repo=repo: self._api.list_repo_refs(repo))
-            existing = {t.name: t.target_commit for t in refs.tags}
-            at = existing.get(tag)
-            if at == head:
-                out.append(TagResult(repo, tag, head, "unchanged"))
-                continue
-            if at is not None and not move:
-                note = (f"{repo}: tag {tag} stays on {short(at)} (head is {short(head)}); "
-                        "release tags are not moved unless asked (--move-tags)")
-                self.say(note)
-                out.append(TagResult(repo, tag, at, "kept", note))
-                continue
-            if at is not None:
-                self._call(f"delete tag {tag} of {repo}",
-                           lambda repo=repo: self._api.delete_tag(repo, tag=tag))
-            self._create(f"tag {repo}", lambda repo=repo, head=head: self._api.create_tag(
-                repo, tag=tag, revision=head, tag_message=message))
-            refs = self._call(f"read refs of {repo}", lambda repo=repo: self._api.list_repo_refs(repo))
-            landed = {t.name: t.target_commit for t in refs.tags}.get(tag)
-            if landed != head:
-                raise RemoteError(f"{repo}: tag {tag} is on {short(landed)} after tagging {short(head)}")
-            action = "moved" if at is not None else "created"
-            self.say(f"{repo}: tag {tag} {action} at {short(head)}")
-            out.append(TagResult(repo, tag, head, action))
-        return out
-
-    def ensure_collection(self, title: str, namespace: str, repos: Iterable[str],
-                          description: str | None = None, *, private: bool = False) -> CollectionResult:
-        """A collection holding the release family; items added once. No write if already complete. A new
-        collection is `private` as asked (an existing one keeps its visibility)."""
-        found = self._call("list collections", lambda: [
-            c for c in self._api.list_collections(owner=namespace, limit=100) if c.title == title])
-        made = None
-        if not found:
-            made = self._create("create collection", lambda: self._api.create_collection(
-                title, namespace=namespace, description=description, private=private))
-            if made is None:  # made meanwhile by someone else
-                found = self._call("list collections", lambda: [
-                    c for c in self._api.list_collections(owner=namespace, limit=100) if c.title == title])
-            if made is None and not found:
-                raise RemoteError(f"collection {title!r} of {namespace}: exists, but is not listed")
-        created = made is not None
-        coll = made or self._call("read collection", lambda: self._api.get_collection(found[0].slug))
-        have = {item.item_id for item in coll.items}
-        res = CollectionResult(slug=coll.slug, url=coll.url, created=created)
-        for repo in repos:
-            if repo in have:
-                continue
-            after = self._create(f"add {repo} to collection", lambda repo=repo: self._api.add_collection_item(
-                coll.slug, item_id=repo, item_type="model")) or self._call(
-                "read collection", lambda: self._api.get_collection(coll.slug))
-            if repo not in {item.item_id for item in after.items}:
-                raise RemoteError(f"collection {coll.slug}: {repo} missing after adding it")
-            res.added.append(repo)
-        if created or res.added:
-            self.say(f"collection {coll.slug}: {len(res.added)} added")
-        return res
-
-    def push_readmes(self, artifacts: Iterable[Artifact], release_dir: Path, *,
+    def push_readmes(self, artifacts: Iterable[Artifact], release_dir: Path, *, files: Iterable[str] = ("README.md",),
                      message: str = "Update model card") -> HubResult:
-        """Card-only push: commit just the cards (README.md, and the GGUF repo's quality chart the card
-        embeds) that differ, one commit per repo."""
-        from ..quality.chart import CHART_FILE
-
-        plan = self.plan(artifacts, release_dir, select=lambda p: p.rsplit("/", 1)[-1] in ("README.md", CHART_FILE))
+        """Card-only push: commit just the card files named in `files` (README.md, and what the caller says
+        a card embeds) that differ, one commit per repo."""
+        names = frozenset(files)
+        plan = self.plan(artifacts, release_dir, select=lambda p: p.rsplit("/", 1)[-1] in names)
         return self.apply(plan, message=message)
 
     def publish(self, artifacts: Sequence[Artifact], release_dir: Path, *, release: str,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..manifest import Artifact, RemoteFile
+from .gitsha import git_blob_sha1_file
 
 Action = Literal["upload", "copy", "unchanged", "delete", "keep"]
 
@@ -225,6 +226,19 @@ class HubResult:
                 "tags": [dict(t.__dict__) for t in self.tags],
                 "collection": dict(self.collection.__dict__) if self.collection else None,
                 "notes": list(self.notes)}
+
+
+def same_content(pf: PlannedFile, remote: Any) -> bool:
+    """Whether the remote file (a paths-info or tree entry, None when absent) holds what `pf` plans:
+    LFS files by size and sha256, regular files by git blob id."""
+    if remote is None or int(remote.size or 0) != pf.size:
+        return False
+    if remote.lfs is not None:
+        return remote.lfs.sha256 == pf.sha256
+    if pf.git_sha1 is None:
+        assert pf.local is not None
+        pf.git_sha1 = git_blob_sha1_file(pf.local)
+    return remote.blob_id == pf.git_sha1
 
 
 def _longest_prefix_owner(owners: list[Artifact], path: str) -> Artifact | None:

@@ -40,8 +40,8 @@ from ..fsutil import atomic_write_text
 from ..lock import file_lock
 from ..publish.redact import redact_args
 from .definition import LmEvalRow
-from .load import per_quant_problems
 from .readers import parse_json, read_input_bytes, read_json_object
+from .rules import per_quant_problems
 from .scores import Scores, semantic_problems
 from .validation import pydantic_problems
 
@@ -280,7 +280,6 @@ def import_lm_eval(release: Release, results: Path, *, side: str, quant: str | N
 def _fold(release: Release, rows: list[Imported], data: dict[str, Any], sha256: str, path: Path, shown: str, *,
           side: str, quant: str | None) -> list[str]:
     """Under the lock: read scores.json as it is now, add this run and the rows it completes, write it back."""
-
     scores_file = release.display(release.definition.cards.scores)
     current = read_json_object(path, scores_file)
     benchmarks: list[dict[str, Any]] = current.setdefault("benchmarks", [])
