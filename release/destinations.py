@@ -13,10 +13,13 @@ orders them): "content" sends what stays invisible until referenced (Hub LFS obj
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .errors import InputError, RemoteError
+from .manifest import ArtifactRegistry
 from .pipeline import Context
 from .publish.hubplan import HubPlan, HubResult, RepoPlan, RepoResult, same_content
 from .publish.redact import Redactor
@@ -181,17 +184,24 @@ def ollama_registry(ctx: Context) -> str:
 
 
 class OllamaDestination:
-    """The Ollama tags of the build (dist/NAME/ollama), on the context's registry."""
+    """The Ollama tags of a build folder (dist/NAME/ollama) on a registry."""
 
     kind = "ollama"
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, out_dir: Path, *, model: str, registry: str, insecure: bool = False, via_cli: bool = False,
+                 say: Callable[[str], None] | None = None, artifacts: ArtifactRegistry | None = None) -> None:
+        self.out_dir, self.model, self.registry, self.insecure = out_dir, model, registry, insecure
+        self.via_cli = via_cli  # push with the installed `ollama` binary
+        self.say = say
+        self.artifacts = artifacts  # where plan() records each tag's remote diff (the manifest's `remote`)
+        self._pushed: PushResult | CliResult | None = None
+
+    @classmethod
+    def of(cls, ctx: Context) -> OllamaDestination:
         o = ctx.release.definition.ollama
         assert o is not None
-        self.ctx, self.model, self.insecure = ctx, o.model, o.insecure
-        self.registry = ollama_registry(ctx)
-        self.out_dir = ctx.dist / "ollama"
-        self._pushed: PushResult | CliResult | None = None
+        return cls(ctx.dist / "ollama", model=o.model, registry=ollama_registry(ctx), insecure=o.insecure,
+                   via_cli=ctx.options.via_ollama_cli, say=ctx.say, artifacts=ctx.artifacts)
 
     def plan(self) -> list[DestinationResult]:
         """Per tag: its blobs and manifest, upload or unchanged; the plan is recorded on the artifacts."""
@@ -199,8 +209,8 @@ class OllamaDestination:
 
         results = []
         for aid, files in plan_ollama(self.out_dir, registry=self.registry, insecure=self.insecure).items():
-            if aid in self.ctx.artifacts:
-                self.ctx.artifacts[aid].remote = files
+            if self.artifacts is not None and aid in self.artifacts:
+                self.artifacts[aid].remote = files
             manifest = next((f.action for f in files if f.path.startswith("manifests/")), "")
             blobs = [f for f in files if f.path.startswith("blobs/")]
             results.append(DestinationResult(
@@ -228,7 +238,7 @@ class OllamaDestination:
         redact = Redactor([os.environ.get("OLLAMA_KEY")])
         try:
             return publish_ollama(self.out_dir, registry=self.registry, insecure=self.insecure,
-                                  via_cli=self.ctx.options.via_ollama_cli, on_progress=self.ctx.say,
+                                  via_cli=self.via_cli, on_progress=self.say,
                                   phase=phase, result=result if isinstance(result, PushResult) else None)
         except (RemoteError, InputError):
             raise
@@ -270,5 +280,5 @@ class OllamaDestination:
         from .ollama.publish import verify_ollama  # lazy: as in plan
 
         return verify_ollama(self.out_dir, registry=self.registry, insecure=self.insecure,
-                             check_model_digest=not self.ctx.options.via_ollama_cli)
+                             check_model_digest=not self.via_cli)
 

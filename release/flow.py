@@ -153,7 +153,7 @@ def send(ctx: Context, summary: PublishSummary, hub_pub: HubPublisher | None, pl
     run stops before the first write, with the plan in the summary. The git tag is the caller's."""
     hub = HubDestination(hub_pub, plan, message=f"Release {ctx.release.name}", announce=Announcement.of(ctx)) \
         if hub_pub is not None and plan is not None else None
-    ollama = OllamaDestination(ctx) if tags else None
+    ollama = OllamaDestination.of(ctx) if tags else None
     if summary.dry_run:
         summary.add(hub.plan() if hub is not None else [])
         summary.add(ollama.plan() if ollama is not None else [])

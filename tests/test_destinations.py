@@ -3,13 +3,22 @@ what happened in one typed result per repo; the summaries the CLI prints are vie
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hubfixtures import BF16_REPO, FAST, GGUF_REPO, NAMESPACE, TOKEN, FakeRelease
 from huggingface_hub import CommitOperationAdd, HfApi
+from ollama_helpers import make_release
+from registry_fixture import (
+    Registry,
+    registry_fixture,  # noqa: F401 - registers the `registry` fixture
+)
 
-from release.destinations import Announcement, DestinationResult, HubDestination
+from release.destinations import Announcement, DestinationResult, HubDestination, OllamaDestination
 from release.flow import PublishSummary
 from release.localhub import LocalHub
+from release.ollama.build import build_tags
+from release.ollama.registry import RegistryClient
 from release.publish import HubPublisher
 
 pytest_plugins = ["hubfixtures"]  # local_hub, hub_env, fake_release
@@ -52,6 +61,33 @@ def test_staging_destination_reports_at_commit_and_refuses_to_announce(local_hub
     assert local_hub.tags(GGUF_REPO) == {}
     with pytest.raises(RuntimeError):
         dest.send("announce")
+
+
+def test_ollama_destination_plans_sends_by_phase_and_verifies(registry: Registry, tmp_path: Path) -> None:
+    section, ggufs, pipeline = make_release(tmp_path, model="dest/tags")  # a repository no other test uses
+    builds = build_tags(section, ggufs, tmp_path / "ollama", pipeline_dir=pipeline)
+    model = section.model  # the build's (build.json names where its tags go)
+    dest = OllamaDestination(tmp_path / "ollama", model=model, registry=registry.url)
+    planned = {r.ref: r for r in dest.plan()}
+    assert set(planned) == {f"{model}:{b.tag}" for b in builds} | {f"{model}:latest"}
+    assert all(r.manifest == "planned upload" for r in planned.values())
+    assert sum(r.sent for r in planned.values()) > 0
+
+    assert dest.send("content") == []
+    client = RegistryClient(registry.url)
+    try:
+        # Blobs are in, but no tag is visible before the commit phase.
+        assert all(client.get_manifest(model, b.tag) is None for b in builds)
+        sent = {r.ref: r for r in dest.send("commit")}
+        assert {r.manifest for r in sent.values()} == {"put"}
+        assert [sent[f"{model}:{b.tag}"].digest for b in builds] == [b.manifest_digest for b in builds]
+        assert dest.verify() == []
+        # Another tag's manifest under the first tag: the read-back names it.
+        client.put_manifest(model, builds[0].tag, builds[1].manifest)
+        problems = dest.verify()
+        assert problems and all(p.startswith(f"{model}:{builds[0].tag}:") for p in problems)
+    finally:
+        client.close()
 
 
 def test_summaries_are_views_of_the_results() -> None:

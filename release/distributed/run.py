@@ -196,8 +196,9 @@ def _stage(ctx: Context, pub: HubPublisher, job: Job, unit: Unit, key: str, summ
     branch = staging_branch(ctx.release.name, unit.id)
     if ctx.options.dry_run:
         stage = pub.plan(made, ctx.dist, revision=branch, repo_of=lambda a: stage_repo(ctx, a))
-        summary.uploaded_files += sum(len(rp.uploads) for rp in stage.repos)
-        summary.uploaded_bytes += stage.bytes_to_send
+        planned = HubDestination(pub, stage, message=f"Stage {unit.id} of {ctx.release.name}").plan()
+        summary.uploaded_files += sum(r.sent for r in planned)  # a unit stages uploads (copies are finish's)
+        summary.uploaded_bytes += sum(r.planned_bytes for r in planned)
         summary.notes += [rp.summary() for rp in stage.repos]
         summary.units[unit.id] = "would stage"
         return
