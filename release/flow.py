@@ -1,6 +1,7 @@
 """`release publish NAME` on one machine: the whole flow, from the base model to tagged remotes.
 
-    check → fetch base → prune → build → cards → verify → plan → publish (hub, ollama) → tag
+    check → fetch base → [dropmap] → prune (bf16) → build (gguf | nvfp4) → quality → ollama → cards
+          → verify → plan → publish (hub, ollama) → tag
 
 Every stage is idempotent: built artifacts whose inputs are unchanged are restored from state.json,
 the Hub publisher sends only files whose remote copy differs, the registry client only blobs the

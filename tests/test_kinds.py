@@ -158,6 +158,10 @@ def test_listed(checksum: ChecksumKind, demo: Path, tmp_path: Path) -> None:
     assert [c.value for c in complete_only(ctx, command.params[0], "chec")] == ["checksum"]
     assert "checksum" in kinds.only_help() and "checksum: SHA256SUMS of the BF16 checkpoint" in kinds.kind_lines()
     assert "checksum" in kinds.from_choices()
+    for command in ("build", "publish"):  # --only's help and --from's choices, as the command line shows them
+        shown = CliRunner().invoke(cli, [command, "--help"], terminal_width=200).output
+        only = next(line for line in shown.splitlines() if "--only" in line)
+        assert "checksum" in only and "|checksum]" in shown, shown
 
 
 def test_verify_reuses_the_base_the_build_fetched(demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,8 +25,6 @@ from .measured import measured_on, per_quant_kind
 from .stored import stored_table
 from .urls import HUB, OLLAMA, hub_resolve_url, hub_tree_url, hub_url
 
-CARD_KINDS = ("bf16", "gguf", "nvfp4", "ollama")
-
 # NVFP4A16: 4-bit values plus one FP8 scale per 16 weights (docs/nvfp4.md); embeddings stay BF16.
 NVFP4_BPW = 4.5
 
@@ -190,7 +188,7 @@ def release_summary(release: Release, artifacts: ArtifactRegistry | None = None)
     rows = [Row(b.name, b.n, b.metric, float(b.reference), float(b.variant),
                 _delta(float(b.reference), float(b.variant)), b.higher_is_better)
             for b in release.scores.benchmarks]
-    repos = {k: getattr(d, k).repo for k in ("bf16", "gguf", "nvfp4") if getattr(d, k)}
+    repos = {k: s.repo for k, s in d.hub_sections().items()}
     home = repos.get("bf16") or repos.get("gguf") or repos.get("nvfp4")
     return {
         "name": release.name,

@@ -66,10 +66,8 @@ class LinkIndex:
                 tags = self.ollama.setdefault(dest.name, set())
                 tags.add(dest.tag)
                 tags.update(a.recipe.get("aliases", []))
-        for kind in ("bf16", "gguf", "nvfp4"):
-            section = getattr(d, kind)
-            if section:
-                self.hub.setdefault(section.repo, HubRepo()).files.add("README.md")
+        for section in d.hub_sections().values():
+            self.hub.setdefault(section.repo, HubRepo()).files.add("README.md")
         if d.gguf:
             self.gguf_tiers.setdefault(d.gguf.repo, set()).update(
                 [*d.gguf.tiers, *([d.gguf.baseline] if d.gguf.publish_baseline else [])])

@@ -48,7 +48,7 @@ class UrlMap:
 
     def __init__(self, release: Release, files: dict[str, list[dict[str, Any]]]) -> None:
         d = release.definition
-        self.repos = {getattr(d, k).repo for k in ("bf16", "gguf", "nvfp4") if getattr(d, k)}
+        self.repos = {s.repo for s in d.hub_sections().values()}
         self.files = {repo: {f["path"] for f in rows} | {f["folder"] for f in rows if f["folder"]}
                       for repo, rows in files.items()}
         self.ollama = d.ollama.model if d.ollama else None
@@ -220,10 +220,7 @@ def publish_state(release: Release, artifacts: ArtifactRegistry, record: dict[st
     "changed" (published, but the local files differ now) or "unpublished"; plus counts for the banner."""
     d = release.definition
     repos: dict[str, dict[str, str]] = {}
-    for kind in ("bf16", "gguf", "nvfp4"):
-        section = getattr(d, kind)
-        if section is None:
-            continue
+    for section in d.hub_sections().values():
         rec = record["hub"].get(section.repo)
         if rec is None:
             repos[section.repo] = {"state": "unpublished", "url": ""}
@@ -285,10 +282,7 @@ def build_preview(release: Release, artifacts: ArtifactRegistry, cards_dir: Path
 
     pages: dict[str, str] = {}
     repos = []
-    for kind in ("bf16", "gguf", "nvfp4"):
-        section = getattr(d, kind)
-        if section is None:
-            continue
+    for kind, section in d.hub_sections().items():
         repo = section.repo
         rows = files.get(repo, [])
         repos.append({"kind": kind, "repo": repo, "page": hub_page(repo), "files": len(rows),

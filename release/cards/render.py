@@ -22,7 +22,7 @@ from ..gguf.metadata import converted_from
 from ..manifest import Artifact, ArtifactRegistry, Destination, FileEntry
 from ..quality.chart import CHART_FILE
 from ..spec.load import PROJECT_ROOT, Release
-from .context import CARD_KINDS, Size, build_context, quality_chart, quality_points, slug
+from .context import Size, build_context, quality_chart, quality_points, slug
 from .links import check_links
 from .measured import measured_on
 
@@ -207,8 +207,7 @@ def check_metadata(card_name: str, text: str, expected: ModelCardData) -> list[P
 # ---- rendering -------------------------------------------------------------------------------------
 
 def card_kinds(release: Release) -> list[str]:
-    d = release.definition
-    return [k for k in CARD_KINDS if getattr(d, k) is not None]
+    return list(release.definition.sections())
 
 
 def render_card_texts(release: Release, artifacts: ArtifactRegistry, *, provenance: dict[str, Any],

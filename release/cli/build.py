@@ -7,19 +7,18 @@ from pathlib import Path
 
 import click
 
-from ..completion import complete_only, complete_release
+from ..completion import complete_release
 from ..engine import build_release
 from ..outcome import ReleaseCommand
 from ..pipeline import Options
-from .common import JOBS, MEMORY_GB, ONLY_BUILD_HELP, dist_option, err, from_option, handle_errors
+from .common import JOBS, MEMORY_GB, dist_option, err, from_option, handle_errors, only_option
 from .plan import print_plan
 
 
 @click.command(cls=ReleaseCommand)
 @click.argument("name", shell_complete=complete_release)
 @dist_option
-@click.option("--only", "only", multiple=True, metavar="KIND[:ID]", shell_complete=complete_only,
-              help=ONLY_BUILD_HELP)
+@only_option("Build")
 @click.option("--jobs", type=JOBS, default=2, show_default=True, help="Parallel build jobs.")
 @click.option("--max-memory", type=MEMORY_GB, default=None, help="Memory budget for parallel jobs, in GB.")
 @click.option("--force", is_flag=True,

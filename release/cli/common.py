@@ -14,20 +14,53 @@ from typing import Any
 import click
 from rich.markup import escape
 
+from .. import kinds
+from ..completion import complete_only
 from ..console import VERBOSITY, ReleaseConsole
 from ..errors import InputError, Problem, ReleaseError, Terminated, describe, disk_full, network_failure
 from ..outcome import error_object, resume_command
-from ..pipeline import KINDS
 
 err = ReleaseConsole(stderr=True, highlight=False)  # what the run says (silent with -q)
 out = ReleaseConsole(highlight=False)  # the result
 errors = ReleaseConsole(stderr=True, highlight=False)  # errors: even with -q
 
-# The kinds a command line may name, read from the pipeline in this one place: every artifact kind, and
-# `hub` (every Hub repo) for --only.
-BUILT_KINDS = tuple(k for k in KINDS if k != "hub")
-ONLY_BUILD_HELP = f"Build only these ({', '.join(BUILT_KINDS)}; e.g. gguf:Q4_K_M). Repeatable."
-ONLY_PUBLISH_HELP = f"Publish only these ({', '.join(BUILT_KINDS)}; hub = every Hub repo). Repeatable."
+
+
+class KindsHelpOption(click.Option):
+    """An option whose help lists the kinds as `FLOW` holds them when the help is shown, so a kind added to
+    the flow is offered with no edit here."""
+
+    def __init__(self, *args: Any, help_of: Callable[[], str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help_of = help_of
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        self.help = self.help_of()
+        return super().get_help_record(ctx)
+
+
+class KindChoice(click.Choice):
+    """`--from`'s choices, read from `FLOW` when a value is checked or help is shown."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property  # type: ignore[override]
+    def choices(self) -> list[str]:
+        return kinds.from_choices()
+
+    @choices.setter
+    def choices(self, _value: object) -> None:
+        pass
+
+
+def only_option(verb: str, extra: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--only KIND[:ID]`, repeatable; its help lists the kinds of the flow."""
+    def help_of() -> str:
+        return kinds.only_help(verb).replace("; e.g.", f"{extra}; e.g.") if extra else kinds.only_help(verb)
+
+    return click.option("--only", "only", multiple=True, metavar="KIND[:ID]", shell_complete=complete_only,
+                        cls=KindsHelpOption, help_of=help_of)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -105,7 +138,7 @@ def dist_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def from_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    return click.option("--from", "from_kind", type=click.Choice(BUILT_KINDS), default=None, help=help_text)
+    return click.option("--from", "from_kind", type=KindChoice(), default=None, help=help_text)
 
 
 def fmt_size(size: int | None, estimated: bool) -> str:

@@ -11,7 +11,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from ..completion import complete_only, complete_release
+from ..completion import complete_release
 from ..distributed.canary import run_canary
 from ..distributed.run import JobSummary
 from ..errors import InputError
@@ -23,13 +23,13 @@ from ..tables import print_files, print_status
 from .common import (
     JOBS,
     MEMORY_GB,
-    ONLY_PUBLISH_HELP,
     FiniteFloat,
     dist_option,
     err,
     from_option,
     handle_errors,
     human,
+    only_option,
     out,
 )
 
@@ -39,8 +39,7 @@ from .common import (
 @dist_option
 @click.option("--dry-run", is_flag=True,
               help="Build and verify, plan against the remotes, show the diff; change nothing.")
-@click.option("--only", "only", multiple=True, metavar="KIND[:ID]", shell_complete=complete_only,
-              help=ONLY_PUBLISH_HELP)
+@only_option("Publish", "; hub = every Hub repo")
 @click.option("--job", "job_id", default=None, metavar="ID",
               help="Run one job of `release plan NAME --matrix` (for a machine of its own): fetch its inputs from "
                    "the staging branches, build, stage its outputs on its own branch. Main is not touched.")

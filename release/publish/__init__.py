@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from .hubplan import HubPlan, HubResult, PlannedFile, RepoPlan, RepoResult
+
 __all__ = ["HubPlan", "HubPublisher", "HubResult", "PlannedFile", "RepoPlan", "RepoResult"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "HubPublisher":
-        from .hub import HubPublisher
+        from .hub import HubPublisher  # lazy: huggingface_hub at start-up
 
         return HubPublisher
-    if name in __all__:
-        from . import hubplan
-
-        return getattr(hubplan, name)
     raise AttributeError(name)

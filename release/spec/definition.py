@@ -8,7 +8,7 @@ so a typo (`imatrix_chunks = 10**30`, `split_size_gb = inf`) is an error at `che
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -27,6 +27,17 @@ VramGB = Annotated[float, Field(gt=0, le=4096, allow_inf_nan=False)]
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DestinationSection(Section):
+    """A section that publishes somewhere and gets a card of its own (a Hub repo or Ollama tags): the cards,
+    the links and the preview iterate the definition's destinations, so they list no kinds themselves."""
+
+
+class HubRepoSection(DestinationSection):
+    """A destination that is a Hub repo."""
+
+    repo: NonEmpty
 
 
 class ReleaseSection(Section):
@@ -77,8 +88,8 @@ class DropmapSection(Section):
     derive: bool = False
 
 
-class Bf16Section(Section):
-    repo: NonEmpty
+class Bf16Section(HubRepoSection):
+    pass
 
 
 class GgufRecipe(Section):
@@ -91,8 +102,7 @@ class GgufRecipe(Section):
     note: str = ""
 
 
-class GgufSection(Section):
-    repo: NonEmpty
+class GgufSection(HubRepoSection):
     prefix: NonEmpty  # file names are <prefix>-<TIER>.gguf
     model_name: str = ""  # general.name; default: the release title
     baseline: Literal["F16", "BF16"] = "F16"
@@ -107,8 +117,7 @@ class GgufSection(Section):
     removed: list[NonEmpty] = []  # tiers built earlier and deliberately not shipped (cards explain)
 
 
-class Nvfp4Section(Section):
-    repo: NonEmpty
+class Nvfp4Section(HubRepoSection):
     format: Literal["compressed-tensors", "modelopt"] = "compressed-tensors"
     ignore: list[NonEmpty] = []  # extra regexes of modules kept BF16 (router, embeddings … always are)
     quantize_attention: bool = True
@@ -120,7 +129,7 @@ class OllamaMessage(Section):
     content: str
 
 
-class OllamaSection(Section):
+class OllamaSection(DestinationSection):
     model: NonEmpty  # namespace/model
     registry: NonEmpty = "https://registry.ollama.ai"
     insecure: bool = False  # allow plain http to a non-loopback registry
@@ -197,5 +206,10 @@ class ReleaseDefinition(Section):
     quality: QualitySection | None = None  # absent: measured with the defaults when heldout.txt exists
     lm_eval: list[LmEvalRow] = []  # `release scores import`: task metrics → rows (besides the defaults)
 
-    def sections(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("bf16", "gguf", "nvfp4", "ollama") if getattr(self, k)}
+    def sections(self) -> dict[str, DestinationSection]:
+        """The destinations this definition sets, by kind, in the definition's order: each gets a card."""
+        return {name: s for name in type(self).model_fields if isinstance(s := getattr(self, name), DestinationSection)}
+
+    def hub_sections(self) -> dict[str, HubRepoSection]:
+        """The destinations that are Hub repos, by kind."""
+        return {name: s for name, s in self.sections().items() if isinstance(s, HubRepoSection)}

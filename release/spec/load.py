@@ -17,11 +17,15 @@ from pydantic import ValidationError
 
 from ..errors import InputError, Problem
 from ..families import Family, for_config
+from ..gguf.checks import imatrix_is_calibration, recipe_problems, recipe_warnings
 from ..nvfp4.census import unsupported as nvfp4_unsupported
 from .bounds import config_problems
+from .calibration import calibration_findings
 from .definition import QualitySection, ReleaseDefinition
 from .dropmap import DropMap, check_against_config, parse_drop_map
 from .dropmap_scores import derived_map_problems
+from .expert_scores import scores_path_for
+from .heldout import heldout_findings
 from .paths import PathRefused, resolve_inside
 from .placeholders import placeholder_warnings
 from .readers import read_input_bytes, read_json_object, read_toml
@@ -140,8 +144,6 @@ class Release:
         }
         if d.dropmap is not None:
             if not d.dropmap.derive:  # the scores a given map was derived from, when they are beside it
-                from .expert_scores import scores_path_for
-
                 rel = str(Path(d.prune.drop_map).with_name(scores_path_for(Path(d.prune.drop_map).name)))
                 files[rel] = self.path(rel)
             calibration = self.path(d.dropmap.calibration)
@@ -289,14 +291,10 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
     if drop_map is not None and scores is not None and config is not None and family is not None:
         release = Release(pipeline_dir, definition, drop_map, scores, config, family, warnings)
         if definition.gguf is not None and not problems:
-            from ..gguf.checks import imatrix_is_calibration, recipe_problems, recipe_warnings
-
             problems += recipe_problems(release)
             warnings += recipe_warnings(release)
             calibration = files.get("gguf.imatrix")
             if calibration is not None and not problems and imatrix_is_calibration(definition.gguf.imatrix):
-                from .calibration import calibration_findings
-
                 try:
                     found, said = calibration_findings(release, calibration)
                 except InputError as exc:
@@ -304,8 +302,6 @@ def load_release(name: str, *, tool_checks: bool = True) -> Release:
                 problems += found
                 warnings += said
         if not problems and release.quality is not None:
-            from .heldout import heldout_findings
-
             found, said = heldout_findings(release)
             problems += found
             warnings += said
@@ -393,7 +389,7 @@ def _tool_warnings(release: Release) -> list[str]:
     """Warnings from the builders' own checks (what users trip on)."""
     out: list[str] = []
     try:
-        from ..ollama.checks import check_warnings  # type: ignore[import-not-found]
+        from ..ollama.checks import check_warnings  # lazy: ollama/ loads numpy at start-up
     except ImportError:
         return out
     if release.definition.ollama is not None:
