@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from .distributed.jobs import plan_jobs
 from .errors import InputError, ReleaseError, RemoteError, WorkError, describe, network_failure
+from .ollama.registry import RegistryClient
 from .publish.redact import Redactor
 from .steps import BASE, closure
 
@@ -239,7 +240,6 @@ def _write_hint(ident: HubIdentity, namespace: str, permission: str = "repo.writ
 def check_registry(url: str, model: str, insecure: bool) -> None:
     """The registry half of check_remote: reachable, and it lets this key (or anyone, for a registry without
     auth) push `model`."""
-    from .ollama.registry import RegistryClient  # lazy: numpy (ollama/) only when a registry is checked
 
     resolve_host(url, "the Ollama registry (--ollama-registry or [ollama] registry)")
     client = RegistryClient(url, insecure=insecure, retries=2, backoff=0.25, timeout=30)

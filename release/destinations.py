@@ -20,6 +20,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .errors import InputError, RemoteError
 from .manifest import ArtifactRegistry
+from .ollama.build import load_builds
+from .ollama.cli_path import CliResult
+from .ollama.publish import plan_ollama, publish_ollama, verify_ollama
+from .ollama.registry import PushResult
 from .pipeline import Context
 from .publish.hubplan import HubPlan, HubResult, RepoPlan, RepoResult, same_content
 from .publish.redact import Redactor
@@ -205,7 +209,6 @@ class OllamaDestination:
 
     def plan(self) -> list[DestinationResult]:
         """Per tag: its blobs and manifest, upload or unchanged; the plan is recorded on the artifacts."""
-        from .ollama.publish import plan_ollama  # lazy: the Ollama packages load numpy (~0.3 s)
 
         results = []
         for aid, files in plan_ollama(self.out_dir, registry=self.registry, insecure=self.insecure).items():
@@ -232,8 +235,6 @@ class OllamaDestination:
 
     def _push(self, phase: Literal["blobs", "manifests"],
               result: PushResult | CliResult | None = None) -> PushResult | CliResult:
-        from .ollama.publish import publish_ollama  # lazy: as in plan
-        from .ollama.registry import PushResult  # lazy: as in plan
 
         redact = Redactor([os.environ.get("OLLAMA_KEY")])
         try:
@@ -246,8 +247,6 @@ class OllamaDestination:
             raise RemoteError(redact(f"registry {self.registry}: {exc}")) from exc
 
     def _results(self, pushed: PushResult | CliResult) -> list[DestinationResult]:
-        from .ollama.build import load_builds  # lazy: as in plan
-        from .ollama.cli_path import CliResult  # lazy: as in plan
 
         _, _, builds = load_builds(self.out_dir)
         if isinstance(pushed, CliResult):
@@ -277,7 +276,6 @@ class OllamaDestination:
         return results
 
     def verify(self) -> list[str]:
-        from .ollama.publish import verify_ollama  # lazy: as in plan
 
         return verify_ollama(self.out_dir, registry=self.registry, insecure=self.insecure,
                              check_model_digest=not self.via_cli)

@@ -25,6 +25,7 @@ from .destinations import Announcement, DestinationResult, HubDestination, Ollam
 from .errors import InputError, WorkError
 from .fsutil import sha256_file
 from .gittag import record_message, tag_pipelines_repo
+from .ollama.build import load_builds
 from .pipeline import Context, ensure, restore_recorded, select
 from .publish.hubplan import HubPlan
 from .quality.facts import withheld, withheld_in_use
@@ -184,7 +185,6 @@ def preflight(ctx: Context, plan: HubPlan | None, ollama: bool) -> None:
     """Before the first remote write: hash afresh every file that will be sent (the hash cache trusts
     path, size and mtime; bit rot keeps all three) and every Ollama blob against its digest. One
     mismatch stops the release with nothing sent. A file is hashed once however many names it has."""
-    from .ollama.build import load_builds  # lazy: the Ollama packages load numpy (~0.3 s)
 
     files: list[tuple[Path, str | None, str]] = [
         (pf.local, pf.sha256, f"{rp.repo}/{pf.path}") for rp in (plan.repos if plan is not None else [])

@@ -16,6 +16,9 @@ from typing import Any
 
 from .destinations import hub_token, ollama_registry
 from .errors import InputError
+from .ollama.build import load_builds
+from .ollama.publish import plan_ollama
+from .ollama.registry import RegistryClient
 from .pipeline import Context, restore_recorded
 from .quality.facts import withheld
 
@@ -102,9 +105,6 @@ def release_status(ctx: Context) -> StatusReport:
 
 
 def _ollama_status(ctx: Context, report: StatusReport) -> None:
-    from .ollama.build import load_builds  # lazy: numpy at start-up
-    from .ollama.publish import plan_ollama  # lazy: numpy at start-up
-    from .ollama.registry import RegistryClient  # lazy: numpy at start-up
 
     o = ctx.release.definition.ollama
     assert o is not None

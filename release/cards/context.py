@@ -16,6 +16,7 @@ from ..dropmap import summary
 from ..estimate import census
 from ..gguf.tiers import gguf_filename, large_variant_base
 from ..manifest import Artifact, ArtifactRegistry
+from ..ollama.layers import param_text
 from ..quality.chart import CHART_FILE, Point, svg_chart
 from ..quality.facts import quality_removed
 from ..spec.load import Release
@@ -442,7 +443,6 @@ def build_context(release: Release, artifacts: ArtifactRegistry, provenance: dic
     parameters = []
     num_ctx = None
     if o:
-        from ..ollama.layers import param_text  # lazy: numpy at start-up
 
         for key, value in o.parameters.items():
             for text in param_text(value):

@@ -33,6 +33,8 @@ from ..access import Targets, check_hub, check_registry, hub_identity
 from ..demo import generate_tiny_gemma4
 from ..errors import WorkError
 from ..fsutil import sha256_bytes, sha256_file
+from ..ollama.build import load_builds
+from ..ollama.registry import RegistryClient
 from ..spec.load import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -228,8 +230,6 @@ def _verify_hub(pub: HubPublisher, dist: Path) -> int:
 
 def _verify_ollama(dist: Path, registry: str, model: str) -> dict[str, str]:
     """Every tag (and latest) reads back with the manifest digest finish built."""
-    from ..ollama.build import load_builds  # lazy: numpy at start-up
-    from ..ollama.registry import RegistryClient  # lazy: numpy at start-up
 
     _, latest, builds = load_builds(dist / "ollama")
     client = RegistryClient(registry, insecure=registry.startswith("http://"))

@@ -28,6 +28,8 @@ from ..destinations import HubDestination, hub_publisher
 from ..errors import InputError, RemoteError, WorkError
 from ..fsutil import atomic_write_text, link_or_copy, sha256_file
 from ..manifest import Artifact, Destination, FileEntry
+from ..ollama import layers as L
+from ..ollama.registry import RegistryClient
 from ..pipeline import Context, ensure
 from ..steps import BASE
 from ..verify import verify_release
@@ -247,8 +249,6 @@ def free_base(ctx: Context) -> None:
 def _push_model_blobs(ctx: Context, tag_ids: list[str], summary: JobSummary) -> dict[str, str]:
     """Each Ollama tag's model layer is a GGUF this job made: push it by digest now (no manifest: the
     registry shows nothing new), so finish never moves a weight."""
-    from ..ollama import layers as L  # lazy: the Ollama packages load numpy (~0.3 s)
-    from ..ollama.registry import RegistryClient  # lazy: as above
 
     o = ctx.release.definition.ollama
     if o is None or not tag_ids:
@@ -274,7 +274,6 @@ def _push_model_blobs(ctx: Context, tag_ids: list[str], summary: JobSummary) -> 
 
 
 def _blobs_present(ctx: Context, rec: UnitRecord) -> bool:
-    from ..ollama.registry import RegistryClient  # lazy: the Ollama packages load numpy (~0.3 s)
 
     o = ctx.release.definition.ollama
     if not rec.ollama_blobs or o is None:

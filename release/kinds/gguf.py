@@ -27,6 +27,7 @@ from ..gguf import GGUF_WORK
 from ..gguf.checks import imatrix_is_calibration
 from ..gguf.tiers import gguf_filename, standard_recipe
 from ..manifest import Artifact, ArtifactRegistry, Destination, FileEntry
+from ..ollama.layers import facts_to_json, read_gguf_facts
 from ..spec.load import Release
 from ..toolchain import LLAMA_CPP_PYTHON
 from .base import KindBase
@@ -161,7 +162,6 @@ class GgufKind(KindBase):
             tier = a.id.split(":", 1)[1]
             if o is not None and tier in o.tags.values():
                 # What an Ollama tag on this file needs, for a machine that does not have the file.
-                from ..ollama.layers import facts_to_json, read_gguf_facts  # lazy: numpy at start-up
 
                 a.facts["ollama_model"] = facts_to_json(read_gguf_facts(ctx.dist / a.root / a.files[0].path))
             planned = ctx.artifacts[a.id]

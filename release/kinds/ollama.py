@@ -8,8 +8,12 @@ from typing import TYPE_CHECKING
 
 from ..context import Context, digest
 from ..manifest import Artifact, ArtifactRegistry, Destination
+from ..ollama.build import ModelSource, build_tags
+from ..ollama.build import artifacts as tag_artifacts
+from ..ollama.layers import facts_from_json
 from ..spec.load import Release
 from .base import KindBase
+from .ollama_verify import verify_store_tag
 
 if TYPE_CHECKING:
     from ..ollama.build import ModelSource
@@ -18,8 +22,6 @@ if TYPE_CHECKING:
 def model_source(ctx: Context, gguf: Artifact) -> ModelSource:
     """The tag's model layer: the GGUF file when it is here, else its recorded facts (made and pushed
     to the registry on another machine)."""
-    from ..ollama.build import ModelSource  # lazy: numpy at start-up
-    from ..ollama.layers import facts_from_json  # lazy: numpy at start-up
 
     f = gguf.files[0]
     path = ctx.artifact_dir(gguf) / f.path
@@ -62,8 +64,6 @@ class OllamaKind(KindBase):
         return digest("ollama", o.model_dump(), files, ctx.need_files(artifact))
 
     def build(self, ctx: Context, artifacts: list[Artifact]) -> list[Artifact]:
-        from ..ollama.build import artifacts as tag_artifacts  # lazy: numpy at start-up
-        from ..ollama.build import build_tags  # lazy: numpy at start-up
 
         o = ctx.release.definition.ollama
         assert o is not None
@@ -86,7 +86,6 @@ class OllamaKind(KindBase):
         return built
 
     def verify(self, ctx: Context, a: Artifact) -> list[str]:
-        from .ollama_verify import verify_store_tag  # lazy: numpy at start-up
 
         return verify_store_tag(ctx, a)
 

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class Float32:
@@ -57,6 +55,8 @@ def _string(s: str) -> str:
 
 def _shortest_digits(value: float, bits: int) -> tuple[str, int]:
     """(digits, exponent) with value == 0.digits × 10**exponent, shortest that round-trips at `bits`."""
+    import numpy as np  # lazy: numpy (≈0.1 s) only when a float32 is written, not at start-up
+
     # numpy's float32 formatting is the shortest round-trip (like Go's); repr is that for float64.
     text = np.format_float_scientific(np.float32(value), unique=True, trim="-") if bits == 32 else repr(value)
     _sign, digits, exp = Decimal(text).as_tuple()
@@ -74,6 +74,8 @@ def _float(value: float, bits: int) -> str:
     neg = value < 0
     digits, point = _shortest_digits(abs(value), bits)
     if bits == 32:
+        import numpy as np  # lazy: as in _shortest_digits
+
         # Go compares in float32 against float32(1e-6): 1e-6 itself stays positional.
         mag32 = np.float32(abs(value))
         scientific = bool(mag32 < np.float32(1e-6) or mag32 >= np.float32(1e21))

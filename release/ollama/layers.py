@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import InputError
 from .gojson import OMIT, Float32, Struct, encode, marshal
 
@@ -122,6 +120,8 @@ def type_param(name: str, texts: Sequence[str]) -> Any:
             f = float(text)
         except ValueError:
             raise ValueError(f"invalid float value {text!r}") from None
+        import numpy as np  # lazy: numpy (≈0.1 s) only when a float32 parameter is read, not at start-up
+
         f32 = float(np.float32(f))
         if math.isinf(f32) and not math.isinf(f):
             raise ValueError(f"float value {text!r} out of range")

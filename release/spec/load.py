@@ -19,6 +19,7 @@ from ..errors import InputError, Problem
 from ..families import Family, for_config
 from ..gguf.checks import imatrix_is_calibration, recipe_problems, recipe_warnings
 from ..nvfp4.census import unsupported as nvfp4_unsupported
+from ..ollama.checks import check_warnings
 from .bounds import config_problems
 from .calibration import calibration_findings
 from .definition import QualitySection, ReleaseDefinition
@@ -388,10 +389,6 @@ def definition_paths(d: ReleaseDefinition, pipeline_dir: Path, file: str,
 def _tool_warnings(release: Release) -> list[str]:
     """Warnings from the builders' own checks (what users trip on)."""
     out: list[str] = []
-    try:
-        from ..ollama.checks import check_warnings  # lazy: ollama/ loads numpy at start-up
-    except ImportError:
-        return out
     if release.definition.ollama is not None:
         out += check_warnings(release.definition.ollama, family=release.family.family)
     return out
