@@ -29,8 +29,6 @@ from .publish.hubplan import HubPlan, HubResult, RepoPlan, RepoResult, same_cont
 from .publish.redact import Redactor
 
 if TYPE_CHECKING:
-    from .ollama.cli_path import CliResult
-    from .ollama.registry import PushResult
     from .publish.hub import HubPublisher
 
 Phase = Literal["content", "commit", "announce"]

@@ -4,8 +4,6 @@ blob is pushed by the job that made the tier, the rest is made by finish."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..context import Context, digest
 from ..manifest import Artifact, ArtifactRegistry, Destination
 from ..ollama.build import ModelSource, build_tags
@@ -14,9 +12,6 @@ from ..ollama.layers import facts_from_json
 from ..spec.load import Release
 from .base import KindBase
 from .ollama_verify import verify_store_tag
-
-if TYPE_CHECKING:
-    from ..ollama.build import ModelSource
 
 
 def model_source(ctx: Context, gguf: Artifact) -> ModelSource:
