@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import shutil
 import subprocess
 import sys
@@ -31,28 +30,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from release.peak import peak_rss, reset_peak_rss, rss  # noqa: E402  (after the path)
+
 FULL_LAYERS, FULL_VOCAB, REAL_LAYERS = 2, 16384, 30
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * resource.getpagesize()
-
-
-def _peak_rss() -> int:
-    """VmHWM: this process's own high-water mark. (ru_maxrss is not used: Linux carries the parent's peak
-    across fork + exec into it.)"""
-    with open("/proc/self/status") as fh:
-        line = next(s for s in fh if s.startswith("VmHWM:"))
-    return int(line.split()[1]) * 1024
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # Linux ≥ 4.0: VmHWM := current RSS
-        return True
-    except OSError:
-        return False
 
 
 def write_full_width(out: Path) -> Path:
@@ -147,10 +127,10 @@ def child(checkpoint: Path, warmup: Path, tokens: int, dtype_name: str, seq: int
     info = inspect_checkpoint(checkpoint)
     classes = classes_for(info, tokens)
     LayerStream(info, device=torch.device("cpu"), dtype=dtype).close()
-    reset = _reset_peak_rss()
-    baseline = _rss() if reset else _peak_rss()
+    reset = reset_peak_rss()
+    baseline = rss() if reset else peak_rss()
     got = collect(info, info.family, classes, device=torch.device("cpu"), dtype=dtype, batch_tokens=batch_tokens)
-    peak = _peak_rss()
+    peak = peak_rss()
     embed = sum(e.numel for s in info.shards for e in s.entries if e.name.endswith("embed_tokens.weight"))
     return {"tokens": got.tokens, "seconds": got.seconds, "layers": len(info.moe_layers),
             "layer_bytes": got.layer_bytes, "activation_bytes": got.activation_bytes,

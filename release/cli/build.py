@@ -11,7 +11,7 @@ from ..completion import complete_release
 from ..engine import build_release
 from ..outcome import ReleaseCommand
 from ..pipeline import Options
-from .common import JOBS, MEMORY_GB, dist_option, err, from_option, handle_errors, only_option
+from .common import JOBS, MEMORY_GB, dist_option, err, from_option, handle_errors, hub_endpoint_option, only_option
 from .plan import print_plan
 
 
@@ -25,7 +25,7 @@ from .plan import print_plan
               help="Make again what --only selects (all without it) and what is made from it, even when its inputs "
                    "are unchanged; what it needs is kept.")
 @from_option("Make this kind and everything made from it again (an upstream step).")
-@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL for downloading the base.")
+@hub_endpoint_option("Hub URL for downloading the base.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was built and every artifact's status as JSON.")
 @handle_errors
 def build(name: str, dist: Path, only: tuple[str, ...], jobs: int, max_memory: float | None, force: bool,

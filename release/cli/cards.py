@@ -11,7 +11,7 @@ from ..completion import complete_release
 from ..engine import render_cards, write_preview
 from ..outcome import ReleaseCommand
 from ..pipeline import Options
-from .common import dist_option, err, handle_errors, out
+from .common import dist_option, err, handle_errors, hub_endpoint_option, out
 
 
 @click.command(cls=ReleaseCommand)
@@ -19,7 +19,7 @@ from .common import dist_option, err, handle_errors, out
 @dist_option
 @click.option("--push", is_flag=True,
               help="Commit only the cards (READMEs, the GGUF quality chart) to the Hub repos (one commit per repo).")
-@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
+@hub_endpoint_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the rendered cards (and push result) as JSON.")
 @handle_errors
 def cards(name: str, dist: Path, push: bool, hub_endpoint: str | None, as_json: bool) -> None:

@@ -11,7 +11,7 @@ from rich.markup import escape
 from ..completion import complete_release
 from ..engine import check_release, say_warnings
 from ..outcome import ReleaseCommand
-from .common import dist_option, err, handle_errors, out
+from .common import dist_option, err, handle_errors, hub_endpoint_option, out
 
 
 @click.command(cls=ReleaseCommand)
@@ -19,7 +19,7 @@ from .common import dist_option, err, handle_errors, out
 @dist_option
 @click.option("--remote", is_flag=True,
               help="Also check that the Hub token and the Ollama key may do what the release does (writes nothing).")
-@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
+@hub_endpoint_option()
 @click.option("--ollama-registry", default=None, help="Ollama registry URL (default: the definition's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context

@@ -137,6 +137,11 @@ def dist_option(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="Output root; a release's outputs live in DIST/<name>/.")(fn)
 
 
+def hub_endpoint_option(help_text: str = "Hub URL (default: HF_ENDPOINT or the Hub).") -> Callable[
+        [Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help=help_text)
+
+
 def from_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option("--from", "from_kind", type=KindChoice(), default=None, help=help_text)
 

@@ -28,6 +28,7 @@ from .common import (
     err,
     from_option,
     handle_errors,
+    hub_endpoint_option,
     human,
     only_option,
     out,
@@ -47,7 +48,7 @@ from .common import (
               help="Promote what the jobs staged: one commit per repo on main, tags, collection, Ollama manifests.")
 @click.option("--local", is_flag=True,
               help="Rehearse against a local Hub and registry on 127.0.0.1 (no account, no network).")
-@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
+@hub_endpoint_option()
 @click.option("--ollama-registry", default=None, help="Ollama registry URL (default: the definition's).")
 @click.option("--prune-remote", is_flag=True, help="Delete remote files that are not part of the release.")
 @from_option("Rebuild this kind and everything made from it, even if inputs are unchanged.")
@@ -130,7 +131,7 @@ def print_summary(ctx: Context, summary: PublishSummary, as_json: bool, local_hu
 @click.command(cls=ReleaseCommand)
 @click.argument("name", shell_complete=complete_release)
 @click.option("--staging", is_flag=True, help="Delete every staging branch (release-NAME-*) of every destination repo.")
-@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
+@hub_endpoint_option()
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was deleted as JSON.")
 @handle_errors
@@ -151,7 +152,7 @@ def clean(name: str, staging: bool, hub_endpoint: str | None, dry_run: bool, as_
 
 
 @click.command(cls=ReleaseCommand)
-@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
+@hub_endpoint_option()
 @click.option("--ollama-registry", default=None, help="Ollama registry URL (default: ollama.com's).")
 @click.option("--namespace", default=None, help="Where the scratch repos and model go (default: the token's user).")
 @dist_option
@@ -180,7 +181,7 @@ def canary(hub_endpoint: str | None, ollama_registry: str | None, namespace: str
 @click.command(cls=ReleaseCommand)
 @click.argument("name", shell_complete=complete_release)
 @dist_option
-@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
+@hub_endpoint_option()
 @click.option("--ollama-registry", default=None, help="Ollama registry URL (default: the definition's).")
 @click.option("--local", is_flag=True, help="The rehearsal Hub and registry of `publish --local` (dist/NAME/local/).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

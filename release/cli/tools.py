@@ -22,7 +22,7 @@ from ..init_base import read_base, token_owner
 from ..outcome import ReleaseCommand
 from ..prune import prune_checkpoint
 from ..spec.dropmap import load_drop_map
-from .common import err, handle_errors, out
+from .common import err, handle_errors, hub_endpoint_option, out
 
 
 @click.command(cls=ReleaseCommand)
@@ -66,7 +66,7 @@ def prune(base: Path, drop_map: Path, out_dir: Path, base_repo: str, base_revisi
 @click.option("--max-tokens", type=click.IntRange(1), default=None, help="Tokens per sample (default 512).")
 @click.option("--batch-tokens", type=click.IntRange(1), default=4096, show_default=True,
               help="Padded tokens per batch.")
-@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL for downloading the base.")
+@hub_endpoint_option("Hub URL for downloading the base.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @handle_errors
 def dropmap(name: str, calibration: Path | None, out_file: Path, recipe: str | None, keep_top_per_class: int | None,
@@ -108,7 +108,7 @@ def dropmap(name: str, calibration: Path | None, out_file: Path, recipe: str | N
 @click.option("--experts-kept", type=click.IntRange(1), default=None, help="Experts each MoE layer keeps.")
 @click.option("--derive", is_flag=True, help="Derive the drop map in the release ([dropmap] derive) from calibration "
                                              "texts, instead of a drop-map placeholder.")
-@click.option("--hub-endpoint", envvar="HF_ENDPOINT", default=None, help="Hub URL (default: HF_ENDPOINT or the Hub).")
+@hub_endpoint_option()
 @click.option("--json", "as_json", is_flag=True, help="Print what was made as JSON.")
 @handle_errors
 def init(folder: Path, base_ref: str, revision: str | None, name: str | None, owner: str | None,
